@@ -1,0 +1,1 @@
+"""agentcast consumers role."""

@@ -1,0 +1,1 @@
+"""agentcast gateway role."""

@@ -1,0 +1,1 @@
+"""agentcast producer role."""
