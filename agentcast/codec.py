@@ -1,0 +1,29 @@
+"""The one place msgspec encoders and decoders are built; reuse them everywhere."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+import msgspec
+
+from agentcast.events import AnyEvent, Event
+
+encoder: Final = msgspec.json.Encoder()
+event_decoder: Final = msgspec.json.Decoder(Event)
+loose_event_decoder: Final = msgspec.json.Decoder(AnyEvent)
+json_decoder: Final = msgspec.json.Decoder()
+
+
+def encode(obj: Any) -> bytes:
+    """JSON bytes of any msgspec-encodable value."""
+    return encoder.encode(obj)
+
+
+def decode_event(raw: bytes) -> Event:
+    """Decode an envelope of a known type; raises msgspec.ValidationError otherwise."""
+    return event_decoder.decode(raw)
+
+
+def decode_loose(raw: bytes) -> AnyEvent:
+    """Decode any envelope, known type or not, with `data` as plain JSON."""
+    return loose_event_decoder.decode(raw)

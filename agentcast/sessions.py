@@ -1,0 +1,33 @@
+"""Session ids: validation and generation (SPEC "Sessions, runs, ids")."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from typing import Final
+
+from agentcast.errors import InvalidSessionId
+
+SESSION_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_ALPHABET: Final = "0123456789abcdefghijkmnpqrstuvwxyz"
+
+
+def is_valid_session_id(value: object) -> bool:
+    return isinstance(value, str) and SESSION_ID_PATTERN.fullmatch(value) is not None
+
+
+def validate_session_id(value: object) -> str:
+    """Return `value` if it is a valid session id, else raise InvalidSessionId.
+
+    This is the gate in front of every subject built from a session id: NATS
+    tokens must never carry `.`, `*`, `>` or whitespace from a client.
+    """
+    if not is_valid_session_id(value):
+        raise InvalidSessionId(value)
+    assert isinstance(value, str)
+    return value
+
+
+def new_session_id() -> str:
+    """A fresh server-generated session id, e.g. `s_7k2m9qx4ab`."""
+    return "s_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))

@@ -1,0 +1,127 @@
+"""Settings: built once at the edge (CLI or test) from flags and AGENTCAST_* variables.
+
+Every field can be set by the environment variable `AGENTCAST_<FIELD>` (upper
+case; lists are comma-separated) and overridden by a command-line flag.
+Nothing else in agentcast reads the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+ENV_PREFIX = "AGENTCAST_"
+DEFAULT_TOOLS = (
+    "Read",
+    "Write",
+    "Edit",
+    "Glob",
+    "Grep",
+    "Bash",
+    "TodoWrite",
+    "TaskCreate",
+    "TaskUpdate",
+    "TaskGet",
+    "TaskList",
+    "Task",
+    "Agent",
+)
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    # -- NATS ------------------------------------------------------------------
+    nats_url: str | None = None
+    """Server to use; None means an embedded nats-server in `data_dir`."""
+    nats_port: int = 0
+    """Port of the embedded server; 0 picks a free one."""
+    data_dir: str = ".agentcast"
+    events_max_age_s: float = 7 * 24 * 3600.0
+    max_msg_size: int = 1024 * 1024
+    duplicate_window_s: float = 120.0
+    runs_max_age_s: float = 24 * 3600.0
+
+    # -- producer / worker -----------------------------------------------------
+    concurrency: int = 4
+    workspace_root: str = ""
+    """Parent of the per-session workspaces; empty means `<data_dir>/workspaces`."""
+    default_model: str = "claude-sonnet-4-5"
+    allowed_models: list[str] = []
+    """Models a request may pick; empty allows only `default_model`."""
+    max_turns: int = 30
+    """Upper bound on a request's max_turns (also the default)."""
+    allowed_tools: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_TOOLS))
+    """Tools the worker lets the agent use; a request may only narrow this list."""
+    permission_mode: str = "acceptEdits"
+    max_prompt_bytes: int = 64 * 1024
+    publish_buffer: int = 10_000
+    """Events a session may hold while JetStream is unreachable."""
+    delivery_timeout_s: float = 60.0
+    """How long events may wait for JetStream before the run fails loudly."""
+    cancel_grace_s: float = 5.0
+
+    # -- gateway -----------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    jwt_secret: str = ""
+    """Empty means: read or create `<data_dir>/jwt_secret`."""
+    cors_origins: list[str] = []
+    heartbeat_s: float = 15.0
+    client_buffer_bytes: int = 1024 * 1024
+    ws_max_frame_bytes: int = 256 * 1024
+    replay_batch: int = 256
+
+    # -- consumers ---------------------------------------------------------------
+    archive_dir: str = ""
+    """Empty means `<data_dir>/archive`."""
+    seal_idle_s: float = 300.0
+    compress_sealed: bool = False
+    metrics_port: int = 0
+    progress_interval_s: float = 0.25
+
+    def resolved_data_dir(self) -> Path:
+        return Path(self.data_dir).expanduser().resolve()
+
+    def resolved_workspace_root(self) -> Path:
+        return Path(self.workspace_root) if self.workspace_root else self.resolved_data_dir() / "workspaces"
+
+    def resolved_archive_dir(self) -> Path:
+        return Path(self.archive_dir) if self.archive_dir else self.resolved_data_dir() / "archive"
+
+    @classmethod
+    def load(
+        cls,
+        overrides: Mapping[str, Any] | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> Settings:
+        """Defaults < `AGENTCAST_*` variables < `overrides` (flags; None means unset)."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for name in cls.__struct_fields__:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None:
+                values[name] = _from_env_string(cls, name, raw)
+        for name, value in (overrides or {}).items():
+            if value is not None:
+                if name not in cls.__struct_fields__:
+                    raise TypeError(f"unknown setting {name!r}")
+                values[name] = value
+        try:
+            return msgspec.convert(values, cls, strict=False)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"invalid setting: {exc}") from exc
+
+    def replace(self, **changes: Any) -> Settings:
+        return msgspec.structs.replace(self, **changes)
+
+
+def _from_env_string(cls: type[Settings], name: str, raw: str) -> Any:
+    default = getattr(cls(), name)
+    if isinstance(default, list):
+        return [item.strip() for item in raw.split(",") if item.strip()]
+    if isinstance(default, bool):
+        return raw.strip().lower() in {"1", "true", "yes", "on"}
+    return raw

@@ -1,0 +1,63 @@
+"""Shared fixtures: one real nats-server per test session, on a free port."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+
+from agentcast.bus import connect, ensure_streams
+from agentcast.embedded import EmbeddedNats
+from agentcast.settings import Settings
+
+
+@pytest.fixture(scope="session")
+def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNats]:
+    server = EmbeddedNats(tmp_path_factory.mktemp("nats"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    data = tmp_path_factory.mktemp("data")
+    return Settings.load(
+        {"nats_url": nats_server.url, "data_dir": str(data), "jwt_secret": "test-secret"},
+        environ={},
+    )
+
+
+@pytest.fixture
+async def nc(settings: Settings) -> AsyncIterator[Client]:
+    assert settings.nats_url
+    client = await connect(settings.nats_url, "test")
+    await ensure_streams(client.jetstream(), settings)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+@pytest.fixture
+def js(nc: Client) -> JetStreamContext:
+    return nc.jetstream()
+
+
+@pytest.fixture
+def session_id() -> str:
+    """A session id no other test uses: isolation by naming."""
+    return "t_" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    path = tmp_path / "workspace"
+    path.mkdir()
+    return path

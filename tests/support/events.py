@@ -1,0 +1,76 @@
+"""Publish well-formed synthetic events straight to JetStream, for tests of readers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+
+from nats.js import JetStreamContext
+
+from agentcast.codec import encode
+from agentcast.events import (
+    Event,
+    EventData,
+    MessageCompletedData,
+    RunCompletedData,
+    RunQueuedData,
+    RunStartedData,
+    TextDeltaData,
+    ToolCalledData,
+    ToolResultData,
+    ToolStartedData,
+    make_event,
+    type_of,
+)
+from agentcast.subjects import event_subject
+
+
+def build_events(
+    session: str, datas: Iterable[EventData], *, run: int = 1, first_seq: int = 1
+) -> list[Event]:
+    return [
+        make_event(
+            data,
+            id=f"{session}-{first_seq + i}",
+            session=session,
+            run=run,
+            seq=first_seq + i,
+            ts=time.time_ns(),
+        )
+        for i, data in enumerate(datas)
+    ]
+
+
+def simple_run(n_text: int = 5, prompt: str = "hello") -> list[EventData]:
+    """A plausible small run: queued, started, text deltas, one tool, completed."""
+    datas: list[EventData] = [
+        RunQueuedData(prompt=prompt),
+        RunStartedData(model="scripted", tools=["Bash"], cwd="/tmp"),
+    ]
+    datas += [TextDeltaData(index=0, text=f"word{i} ") for i in range(n_text)]
+    datas += [
+        ToolStartedData(tool_use_id="toolu_1", name="Bash", index=1),
+        ToolCalledData(tool_use_id="toolu_1", name="Bash", input={"command": "echo hi"}),
+        ToolResultData(tool_use_id="toolu_1", content="hi"),
+        MessageCompletedData(message_id="msg_1", stop_reason="end_turn", usage={"output_tokens": 9}),
+        RunCompletedData(result="done", num_turns=1, total_cost_usd=0.001),
+    ]
+    return datas
+
+
+async def publish_events(js: JetStreamContext, events: Iterable[Event]) -> list[int]:
+    """Publish in order with dedupe ids; returns the stream sequences (cursors)."""
+    seqs = []
+    for event in events:
+        ack = await js.publish(
+            event_subject(event.session, type_of(event)),
+            encode(event),
+            headers={"Nats-Msg-Id": event.id},
+        )
+        seqs.append(ack.seq)
+    return seqs
+
+
+def unique_session(prefix: str = "t") -> str:
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
