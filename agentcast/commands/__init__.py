@@ -1,0 +1,1 @@
+"""Subcommands of the `agentcast` CLI, one module each (see agentcast/cli.py)."""

@@ -1,0 +1,86 @@
+"""What every subcommand shares: settings flags, logging, and finding NATS."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+from urllib.parse import urlparse
+
+from agentcast.embedded import EmbeddedNats
+from agentcast.settings import Settings
+
+
+_NATS_URL_FILE = "nats.url"
+
+
+def add_common_args(parser: argparse.ArgumentParser) -> None:
+    """Flags every role takes; each maps onto a Settings field."""
+    parser.add_argument("--nats", dest="nats_url", help="NATS URL (default: the embedded server)")
+    parser.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    """Settings from AGENTCAST_* overridden by every flag named like a Settings field."""
+    overrides = {k: v for k, v in vars(args).items() if k in Settings.__struct_fields__}
+    overrides.update(extra)
+    try:
+        return Settings.load(overrides)
+    except ValueError as exc:
+        fail(str(exc))
+
+
+def setup_logging(args: argparse.Namespace) -> None:
+    level = getattr(args, "log_level", "INFO")
+    logging.basicConfig(
+        level=level.upper() if isinstance(level, str) else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print a CLI error and exit non-zero."""
+    print(f"agentcast: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def _reachable(url: str, timeout: float = 0.5) -> bool:
+    parsed = urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout):
+            return True
+    except OSError:
+        return False
+
+
+def resolve_nats(settings: Settings, *, start: bool = True) -> tuple[str, EmbeddedNats | None]:
+    """The NATS URL to use, starting an embedded server when none is given.
+
+    With no `--nats`, a role joins the embedded server that `agentcast up`
+    (or an earlier role) started in the data directory; if none is running,
+    it starts one there itself (and owns it: the caller must stop it).
+    """
+    if settings.nats_url:
+        return settings.nats_url, None
+    data = settings.resolved_data_dir()
+    url_file = data / _NATS_URL_FILE
+    if url_file.exists():
+        url = url_file.read_text().strip()
+        if url and _reachable(url):
+            return url, None
+    if not start:
+        fail(f"no NATS server: pass --nats URL or start `agentcast up --data {data}`")
+    server = EmbeddedNats(data / "nats", port=settings.nats_port)
+    server.start()
+    _write_url(url_file, server.url)
+    return server.url, server
+
+
+def _write_url(path: Path, url: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(url + "\n")
