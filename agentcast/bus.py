@@ -15,6 +15,7 @@ from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
     KeyValueConfig,
+    RePublish,
     RetentionPolicy,
     StorageType,
     StreamConfig,
@@ -25,6 +26,7 @@ from nats.js.kv import KeyValue
 from agentcast.settings import Settings
 from agentcast.subjects import (
     EVENTS_ALL,
+    LIVE_ALL,
     EVENTS_STREAM,
     RUNS_STREAM,
     RUNS_SUBMIT,
@@ -81,6 +83,10 @@ def events_stream_config(settings: Settings) -> StreamConfig:
         max_msg_size=settings.max_msg_size,
         duplicate_window=settings.duplicate_window_s,
         allow_direct=True,
+        # Every stored event is re-published on agentcast.live.<session>.<type>
+        # with its stream sequence in the Nats-Sequence header: live readers
+        # get cursors from a plain core subscription, no consumer per session.
+        republish=RePublish(src=EVENTS_ALL, dest=LIVE_ALL),
     )
 
 
