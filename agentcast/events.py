@@ -32,6 +32,7 @@ class _Data(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
 class RunQueuedData(_Data, kw_only=True):
     prompt: str
     options: Json = {}
+    truncated: bool = False
 
 
 class RunStartedData(_Data, kw_only=True):
@@ -89,6 +90,7 @@ class TextDeltaData(_Data, kw_only=True):
 class TextCompletedData(_Data, kw_only=True):
     message_id: str | None = None
     text: str
+    truncated: bool = False
 
 
 class ThinkingDeltaData(_Data, kw_only=True):
@@ -99,6 +101,7 @@ class ThinkingDeltaData(_Data, kw_only=True):
 class ThinkingCompletedData(_Data, kw_only=True):
     index: int | None = None
     text: str
+    truncated: bool = False
 
 
 class ToolStartedData(_Data, kw_only=True):
@@ -118,6 +121,7 @@ class ToolCalledData(_Data, kw_only=True):
     name: str
     input: Json = {}
     server: bool = False
+    truncated: bool = False
 
 
 class ToolResultData(_Data, kw_only=True):
@@ -135,6 +139,7 @@ class MessageCompletedData(_Data, kw_only=True):
 
 class UserMessageData(_Data, kw_only=True):
     text: str
+    truncated: bool = False
 
 
 class RateLimitData(_Data, kw_only=True):
@@ -172,6 +177,7 @@ class TaskCompletedData(_TaskData, kw_only=True):
 class SdkOtherData(_Data, kw_only=True, rename={"class_": "class"}):
     class_: str
     raw: Any = None
+    truncated: bool = False
 
 
 # -- the envelope ---------------------------------------------------------------
