@@ -137,3 +137,18 @@ async def sessions_bucket(js: JetStreamContext) -> KeyValue:
                 storage=StorageType.FILE,
             )
         )
+
+
+async def disconnect(nc: Client, *, drain: bool = False) -> None:
+    """Close (or drain, then close) a connection, even when the server is gone.
+
+    nats-py raises ConnectionResetError from close() if the socket already
+    died; at shutdown that is not an error worth surfacing.
+    """
+    try:
+        if drain and nc.is_connected:
+            await nc.drain()
+        else:
+            await nc.close()
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        logger.debug("NATS close: %r", exc)

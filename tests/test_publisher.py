@@ -1,0 +1,148 @@
+"""Publisher: seq without gaps, pipelined acks, dedupe, truncation, outages."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import msgspec
+from claude_agent_sdk import ToolResultBlock
+from nats.js import JetStreamContext
+from nats.js.api import ConsumerConfig, DeliverPolicy
+
+from agentcast.bus import connect, disconnect, ensure_streams
+from agentcast.codec import decode_event
+from agentcast.embedded import EmbeddedNats
+from agentcast.events import Event, TextDeltaData, ToolResult, ToolResultData
+from agentcast.settings import Settings
+from agentcast.subjects import EVENTS_STREAM, session_events
+from producer.normalize import Normalizer
+from producer.publisher import SessionPublisher
+
+
+async def read_session(js: JetStreamContext, session: str, expect: int) -> list[Event]:
+    """Every stored event of a session, in stream order."""
+    sub = await js.subscribe(
+        session_events(session),
+        ordered_consumer=True,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+    )
+    events = []
+    try:
+        async with asyncio.timeout(20):
+            while len(events) < expect:
+                msg = await sub.next_msg(timeout=10)
+                events.append(decode_event(msg.data))
+        try:
+            extra = await sub.next_msg(timeout=0.3)
+            events.append(decode_event(extra.data))
+        except TimeoutError:
+            pass
+    finally:
+        await sub.unsubscribe()
+    return events
+
+
+async def test_seq_runs_from_one_without_gaps(js: JetStreamContext, settings: Settings, session_id: str) -> None:
+    pub = SessionPublisher(js, session_id, next_seq=1, max_msg_size=settings.max_msg_size, window=64)
+    for i in range(1000):
+        await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
+    await pub.close(timeout_s=30)
+    events = await read_session(js, session_id, 1000)
+    assert [e.seq for e in events] == list(range(1, 1001))
+    assert "".join(e.data.text for e in events) == "".join(f"t{i} " for i in range(1000))
+    assert len({e.id for e in events}) == 1000
+
+
+async def test_five_megabyte_tool_result_is_truncated_under_the_limit(
+    js: JetStreamContext, settings: Settings, session_id: str
+) -> None:
+    big = "line of build output\n" * (5 * 1024 * 1024 // 21)
+    block = ToolResultBlock(tool_use_id="toolu_big", content=big, is_error=False)
+    from claude_agent_sdk import UserMessage
+
+    (draft,) = Normalizer().feed(UserMessage(content=[block]))
+    pub = SessionPublisher(js, session_id, next_seq=1, max_msg_size=settings.max_msg_size)
+    sent = await pub.emit(draft.data, run=1)
+    await pub.close(timeout_s=30)
+    (stored,) = await read_session(js, session_id, 1)
+    assert isinstance(stored, ToolResult)
+    assert stored.data.truncated is True and sent.data.truncated is True
+    assert stored.data.tool_use_id == "toolu_big"
+    assert big.startswith(stored.data.content.split("\n[... truncated")[0])
+    info = await js.stream_info(EVENTS_STREAM)
+    assert info.config.max_msg_size is not None
+    assert len(msgspec.json.encode(stored)) < info.config.max_msg_size
+
+
+async def test_list_content_tool_result_is_truncated_too(settings: Settings) -> None:
+    from producer.truncate import fit_event
+    from agentcast.events import make_event
+
+    content = [{"type": "text", "text": "x" * (3 * 1024 * 1024)}, {"type": "text", "text": "tail"}]
+    event = make_event(ToolResultData(tool_use_id="t", content=content), id="s.1", session="s", run=1, seq=1, ts=1)
+    fitted, raw = fit_event(event, settings.max_msg_size)
+    assert len(raw) < settings.max_msg_size and fitted.data.truncated
+    assert fitted.data.content[1] == {"type": "text", "text": "tail"}
+
+
+async def test_nats_killed_mid_run_loses_and_repeats_nothing(tmp_path: Path, session_id: str) -> None:
+    server = EmbeddedNats(tmp_path / "store")
+    await server.start_async()
+    settings = Settings.load({"nats_url": server.url}, environ={})
+    nc = await connect(server.url, "publisher-test")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        pub = SessionPublisher(
+            js, session_id, next_seq=1, max_msg_size=settings.max_msg_size, ack_timeout_s=1.0
+        )
+        for i in range(300):
+            await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+        server.kill()
+        for i in range(300, 600):
+            await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+        await asyncio.sleep(1.0)
+        await server.start_async()
+        for i in range(600, 900):
+            await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+        await pub.close(timeout_s=60)
+        events = await read_session(js, session_id, 900)
+        assert [e.seq for e in events] == list(range(1, 901))
+    finally:
+        await disconnect(nc)
+        server.stop()
+
+
+async def test_events_that_cannot_be_delivered_fail_the_run_loudly(tmp_path: Path, session_id: str) -> None:
+    import pytest
+
+    from agentcast.errors import DeliveryTimeout
+
+    server = EmbeddedNats(tmp_path / "store")
+    await server.start_async()
+    settings = Settings.load({"nats_url": server.url}, environ={})
+    nc = await connect(server.url, "publisher-test")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        pub = SessionPublisher(
+            js,
+            session_id,
+            next_seq=1,
+            max_msg_size=settings.max_msg_size,
+            buffer=20,
+            ack_timeout_s=0.5,
+            delivery_timeout_s=2.0,
+        )
+        server.kill()
+        with pytest.raises(DeliveryTimeout) as caught:
+            for i in range(100):
+                await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+        assert caught.value.session == session_id
+        assert pub.pending <= 20
+        with pytest.raises(DeliveryTimeout):
+            await pub.close(timeout_s=0.5)
+    finally:
+        await disconnect(nc)
+        server.stop()
