@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import random
@@ -20,7 +21,7 @@ from starlette.routing import Route
 from .conversation import Conversation, read_conversation
 from .pacing import Pacing
 from .scenario import ApiError, Scenario, Turn
-from .select import fill_placeholders, plan_turn, select_scenario
+from .select import fill_placeholders, plan_turn, prompt_speed, select_scenario
 from .sidecalls import is_side_call, side_turn
 from .stream import Usage, encode_sse, estimate_tokens, message_body, turn_events
 
@@ -61,14 +62,13 @@ def _usage(conv: Conversation) -> Usage:
 
 
 async def _paced(
-    turn: Turn, conv: Conversation, tokens_per_second: float, state: _State
+    turn: Turn, conv: Conversation, tokens_per_second: float, pacing: Pacing, rng: random.Random
 ) -> AsyncIterator[bytes]:
-    rng = state.rng
     events = turn_events(turn, model=conv.model, usage=_usage(conv), rng=rng)
-    if wait := state.pacing.first_token(rng):
+    if wait := pacing.first_token(rng):
         await asyncio.sleep(wait)
     for event in events:
-        if wait := state.pacing.before(event, tokens_per_second, rng):
+        if wait := pacing.before(event, tokens_per_second, rng):
             await asyncio.sleep(wait)
         yield encode_sse(event)
 
@@ -91,25 +91,27 @@ async def _messages(request: Request) -> Response:
     state.requests.append(body)
     conv = read_conversation(body)
     if is_side_call(body, conv):
-        name, turn, tokens_per_second = "(side call)", side_turn(conv), _SIDE_CALL_TPS
+        name, turn, tokens_per_second = "(side call)", side_turn(body, conv), _SIDE_CALL_TPS
     else:
         scenario = select_scenario(state.scenarios, conv.prompt)
         turn = fill_placeholders(plan_turn(scenario, conv), conv)
         name, tokens_per_second = scenario.name, turn.tokens_per_second or scenario.tokens_per_second
     logger.info("%s: turn %d of %s, stream=%s", conv.model, conv.turn, name, conv.stream)
+    speed = prompt_speed(conv.prompt)
+    pacing = state.pacing if speed is None else dataclasses.replace(state.pacing, speed=speed)
     if turn.error is not None:
-        return await _api_error(turn.error, state)
+        return await _api_error(turn.error, pacing, state.rng)
     if conv.stream:
-        stream = _paced(turn, conv, tokens_per_second, state)
+        stream = _paced(turn, conv, tokens_per_second, pacing, state.rng)
         headers = {"cache-control": "no-cache", "x-accel-buffering": "no"}
         return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
     return JSONResponse(message_body(turn, model=conv.model, usage=_usage(conv), rng=state.rng))
 
 
-async def _api_error(error: ApiError, state: _State) -> Response:
-    if wait := state.pacing.first_token(state.rng):
+async def _api_error(error: ApiError, pacing: Pacing, rng: random.Random) -> Response:
+    if wait := pacing.first_token(rng):
         await asyncio.sleep(wait)
-    return _error(error.status, error.type, error.message, state.rng)
+    return _error(error.status, error.type, error.message, rng)
 
 
 async def _count_tokens(request: Request) -> Response:

@@ -12,12 +12,14 @@ import msgspec
 from .conversation import Conversation
 from .scenario import Block, Scenario, TextBlock, ThinkingBlock, ToolUseBlock, Turn
 
-__all__ = ["DEFAULT_SCENARIO", "fill_placeholders", "plan_turn", "select_scenario"]
+__all__ = ["DEFAULT_SCENARIO", "fill_placeholders", "plan_turn", "prompt_speed", "select_scenario"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_SCENARIO = "coding"
 _MARKER_RE = re.compile(r"\[scenario:([A-Za-z0-9_-]+)\]")
+_SPEED_RE = re.compile(r"\[speed:([0-9]*\.?[0-9]+)\]")
+_MAX_SPEED = 100.0
 _WORD_RE = re.compile(r"[a-z0-9_-]+")
 _PLACEHOLDER_RE = re.compile(
     r"\{(cwd|prompt|first_prompt|last_tool_result|last_result:[A-Za-z0-9_-]+|task:\d+)\}"
@@ -44,6 +46,15 @@ def select_scenario(scenarios: Mapping[str, Scenario], prompt: str) -> Scenario:
     if DEFAULT_SCENARIO in scenarios:
         return scenarios[DEFAULT_SCENARIO]
     return scenarios[min(scenarios)]
+
+
+def prompt_speed(prompt: str) -> float | None:
+    """`[speed:X]` in the prompt overrides the server's speed for the requests answering it.
+
+    So one server can serve fast tests and a slow progress test side by side.
+    """
+    match = _SPEED_RE.search(prompt)
+    return min(float(match.group(1)), _MAX_SPEED) if match else None
 
 
 def _tool_search_turn(names: list[str]) -> Turn:

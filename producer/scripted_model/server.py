@@ -26,4 +26,12 @@ def serve(host: str, port: int, scenarios_dir: str | None, speed: float) -> None
     app = build_app(scenarios, speed=speed)
     # The CLI opens many short requests; per-request access lines add nothing
     # to our own one-line-per-turn log.
-    uvicorn.run(app, host=host, port=port, access_log=False, log_level="info")
+    # An open stream must not hold shutdown hostage: give it two seconds.
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        access_log=False,
+        log_level="info",
+        timeout_graceful_shutdown=2,
+    )
