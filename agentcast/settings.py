@@ -62,6 +62,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     delivery_timeout_s: float = 60.0
     """How long events may wait for JetStream before the run fails loudly."""
     cancel_grace_s: float = 5.0
+    session_hold_s: float = 30.0
+    """How long a worker keeps answering a session's control subject after a run."""
+    shutdown_grace_s: float = 20.0
+    """On SIGTERM, how long in-flight runs may finish before they are cancelled."""
+    anthropic_base_url: str = ""
+    """Messages API the agents use (e.g. the scripted model); empty means Anthropic's."""
+    claude_config_dir: str = ""
+    """CLAUDE_CONFIG_DIR for the agents' CLI; empty keeps the CLI's default (~/.claude)."""
 
     # -- gateway -----------------------------------------------------------------
     host: str = "127.0.0.1"
