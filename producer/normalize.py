@@ -103,6 +103,9 @@ class Normalizer:
 
     def __init__(self) -> None:
         self._streams: dict[str | None, _StreamState] = {}
+        # The CLI may report a task's end twice (task_updated, task_notification):
+        # the first is task.completed, a later one only task.progress.
+        self._finished_tasks: set[str] = set()
 
     def feed(self, message: object) -> list[Draft]:
         match message:
@@ -113,9 +116,9 @@ class Normalizer:
             case UserMessage():
                 return self._user(message)
             case TaskStartedMessage() | TaskProgressMessage() | TaskNotificationMessage():
-                return [Draft(_task(message))]
+                return [Draft(self._once_completed(_task(message)))]
             case TaskUpdatedMessage():
-                return [Draft(_task_updated(message))]
+                return [Draft(self._once_completed(_task_updated(message)))]
             case SystemMessage(subtype="init", data=data):
                 return [Draft(_run_started(data))]
             case SystemMessage(subtype="status", data=data):
@@ -135,6 +138,13 @@ class Normalizer:
                 ]
             case _:
                 return [Draft(sdk_other(message), getattr(message, "parent_tool_use_id", None))]
+
+    def _once_completed(self, data: EventData) -> EventData:
+        if isinstance(data, TaskCompletedData):
+            if data.task_id in self._finished_tasks:
+                return TaskProgressData(**msgspec.structs.asdict(data))
+            self._finished_tasks.add(data.task_id)
+        return data
 
     # -- streaming -----------------------------------------------------------------
 
