@@ -1,0 +1,124 @@
+"""Synthetic producer: replays recorded agent traces for many sessions at a chosen rate.
+
+A trace is a Claude Code CLI transcript (raw stream-json lines, as recorded
+from real runs against the scripted model). Each replayed event goes the
+production path: SDK parser -> Normalizer -> envelope -> SessionPublisher ->
+JetStream. No CLI runs, so thousands of sessions fit in one process.
+
+Pacing is one ticker for all sessions: every tick, each session emits the
+events that are due at `rate` events/s; `rate=0` publishes as fast as acks
+allow, which measures the publisher's ceiling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+from claude_agent_sdk._internal.message_parser import parse_message
+from nats.js import JetStreamContext
+
+from agentcast.events import EventData, RunQueuedData
+from producer.normalize import Draft, Normalizer
+from producer.publisher import SessionPublisher
+
+_TICK_S = 0.01
+_UNPACED_BURST = 64
+
+
+def trace_files() -> list[Path]:
+    """The transcripts shipped with agentcast (producer/traces/*.jsonl)."""
+    root = resources.files("producer") / "traces"
+    return sorted(Path(str(p)) for p in root.iterdir() if p.name.endswith(".jsonl"))
+
+
+def load_trace(path: Path) -> list[Draft]:
+    """A transcript as the drafts the normalizer makes of it, opened by run.queued."""
+    normalizer = Normalizer()
+    drafts = [Draft(RunQueuedData(prompt=f"replay of {path.stem}"))]
+    for line in path.read_text().splitlines():
+        message = parse_message(json.loads(line))
+        if message is not None:
+            drafts.extend(normalizer.feed(message))
+    return drafts
+
+
+@dataclass
+class ProduceReport:
+    sessions: int
+    events: int
+    seconds: float
+    events_per_s: float
+    runs: int
+
+
+class _Replay:
+    """One synthetic session: loops over its trace, one run per pass."""
+
+    def __init__(self, publisher: SessionPublisher, trace: list[Draft]) -> None:
+        self.publisher = publisher
+        self.trace = trace
+        self.position = 0
+        self.run = 1
+        self.emitted = 0
+
+    async def emit(self, count: int) -> None:
+        for _ in range(count):
+            draft = self.trace[self.position]
+            data: EventData = draft.data
+            await self.publisher.emit(data, run=self.run, parent_tool_use_id=draft.parent_tool_use_id)
+            self.emitted += 1
+            self.position += 1
+            if self.position == len(self.trace):
+                self.position = 0
+                self.run += 1
+
+
+async def produce(
+    js: JetStreamContext,
+    *,
+    sessions: int,
+    rate: float,
+    seconds: float,
+    max_msg_size: int,
+    traces: list[list[Draft]],
+    prefix: str = "",
+    progress: Callable[[int, float], None] | None = None,
+) -> ProduceReport:
+    """Publish for `seconds`, then wait for every ack; bounded in time and count."""
+    prefix = prefix or f"syn_{uuid.uuid4().hex[:6]}"
+    replays = [
+        _Replay(
+            SessionPublisher(js, f"{prefix}_{i}", next_seq=1, max_msg_size=max_msg_size),
+            traces[i % len(traces)],
+        )
+        for i in range(sessions)
+    ]
+    started = time.perf_counter()
+    next_report = started + 1.0
+    while (now := time.perf_counter()) - started < seconds:
+        elapsed = now - started
+        for replay in replays:
+            due = int(rate * elapsed) - replay.emitted if rate > 0 else _UNPACED_BURST
+            if due > 0:
+                await replay.emit(due)
+        if progress is not None and now >= next_report:
+            progress(sum(r.emitted for r in replays), elapsed)
+            next_report += 1.0
+        await asyncio.sleep(_TICK_S if rate > 0 else 0)
+    await asyncio.gather(*(r.publisher.close(timeout_s=60) for r in replays))
+    total = time.perf_counter() - started
+    events = sum(r.emitted for r in replays)
+    return ProduceReport(
+        sessions=sessions,
+        events=events,
+        seconds=total,
+        events_per_s=events / total,
+        runs=sum(r.run - (r.position == 0) for r in replays),
+    )
