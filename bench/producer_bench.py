@@ -1,0 +1,90 @@
+"""Producer benchmarks: normalize+encode cost per event, and publish rate per process.
+
+    python bench/producer_bench.py [--runs 3] [--seconds 5]
+
+Everything is local: an embedded nats-server in a temp dir on a free port.
+Prints one JSON object with the medians; bench/README.md records the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from claude_agent_sdk._internal.message_parser import parse_message
+
+from agentcast.bus import connect, disconnect, ensure_streams
+from agentcast.embedded import EmbeddedNats
+from agentcast.settings import Settings
+from producer.normalize import Normalizer
+from producer.publisher import stamp
+from producer.synthetic import load_trace, produce, trace_files
+
+
+def normalize_encode_us(repeat: int) -> float:
+    """CPU µs per event for Normalizer.feed + envelope + JSON encode + size check."""
+    messages = []
+    for path in trace_files():
+        for line in path.read_text().splitlines():
+            message = parse_message(json.loads(line))
+            if message is not None:
+                messages.append(message)
+    events = 0
+    started = time.process_time()
+    for _ in range(repeat):
+        normalizer = Normalizer()
+        seq = 0
+        for message in messages:
+            for draft in normalizer.feed(message):
+                seq += 1
+                stamp(draft.data, session="bench", seq=seq, run=1, max_msg_size=1 << 20)
+        events += seq
+    return (time.process_time() - started) / events * 1e6
+
+
+async def publish_rate(sessions: int, rate: float, seconds: float) -> dict[str, float]:
+    with tempfile.TemporaryDirectory() as tmp:
+        server = EmbeddedNats(Path(tmp) / "nats")
+        server.start()
+        try:
+            settings = Settings.load({"nats_url": server.url}, environ={})
+            nc = await connect(server.url, "bench")
+            js = nc.jetstream()
+            await ensure_streams(js, settings)
+            traces = [load_trace(p) for p in trace_files()]
+            cpu = time.process_time()
+            report = await produce(
+                js, sessions=sessions, rate=rate, seconds=seconds, max_msg_size=settings.max_msg_size, traces=traces
+            )
+            cpu = time.process_time() - cpu
+            await disconnect(nc)
+            return {"events_per_s": report.events_per_s, "events": report.events, "cpu_us_per_event": cpu / report.events * 1e6}
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=5.0)
+    args = parser.parse_args()
+    encode_us = [normalize_encode_us(repeat=20) for _ in range(args.runs)]
+    unpaced = [asyncio.run(publish_rate(100, 0, args.seconds)) for _ in range(args.runs)]
+    paced = [asyncio.run(publish_rate(1000, 20, args.seconds)) for _ in range(args.runs)]
+    print(json.dumps({
+        "normalize_encode_us_per_event": round(statistics.median(encode_us), 2),
+        "max_publish_events_per_s_100_sessions": round(statistics.median(r["events_per_s"] for r in unpaced)),
+        "max_publish_cpu_us_per_event": round(statistics.median(r["cpu_us_per_event"] for r in unpaced), 2),
+        "paced_1000_sessions_x_20_per_s": round(statistics.median(r["events_per_s"] for r in paced)),
+        "paced_cpu_us_per_event": round(statistics.median(r["cpu_us_per_event"] for r in paced), 2),
+        "runs": args.runs,
+    }, indent=2))
+
+
+if __name__ == "__main__":
+    main()
