@@ -8,6 +8,7 @@ find them in place (an existing stream's config is updated to the settings).
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 
 import nats
 from nats.aio.client import Client
@@ -39,12 +40,20 @@ logger = logging.getLogger(__name__)
 _RUNS_MAX_MSG_SIZE = 1024 * 1024
 
 
-async def connect(url: str, name: str, *, connect_timeout: float = 5.0) -> Client:
+async def connect(
+    url: str,
+    name: str,
+    *,
+    connect_timeout: float = 5.0,
+    on_reconnect: Callable[[], Awaitable[None]] | None = None,
+    on_error: Callable[[Exception], Awaitable[None]] | None = None,
+) -> Client:
     """Connect to NATS, reconnecting forever with a short wait.
 
     Outages are expected (restarts, deploys): the roles ride them out. The
     first connection must succeed within `connect_timeout`, so a wrong URL is
-    reported at once rather than retried silently.
+    reported at once rather than retried silently. `on_reconnect` and
+    `on_error` let a role react, e.g. refill what core subscriptions missed.
     """
 
     async def _on_disconnect() -> None:
@@ -52,9 +61,13 @@ async def connect(url: str, name: str, *, connect_timeout: float = 5.0) -> Clien
 
     async def _on_reconnect() -> None:
         logger.info("NATS reconnected (%s)", name)
+        if on_reconnect is not None:
+            await on_reconnect()
 
     async def _on_error(exc: Exception) -> None:
         logger.debug("NATS error (%s): %r", name, exc)
+        if on_error is not None:
+            await on_error(exc)
 
     return await nats.connect(
         servers=[url],

@@ -1,0 +1,130 @@
+"""Control and query routes: start runs, cancel, follow up, read progress snapshots."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Final
+
+import msgspec
+from fastapi import APIRouter, Query, Request
+from nats.js.errors import KeyNotFoundError
+from pydantic import BaseModel, Field
+from starlette.responses import JSONResponse, Response
+
+from agentcast.codec import json_decoder
+from agentcast.sessions import new_session_id
+from gateway.auth import ReadClaims, RunClaims, checked_session
+from gateway.errors import ApiError
+from gateway.runs import check_prompt, control, submit_run
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+router = APIRouter(tags=["control"])
+
+STATES: Final = frozenset({"queued", "running", "idle", "completed", "failed", "cancelled"})
+_MAX_LIST: Final = 1000
+_BODY_SLACK: Final = 64 * 1024
+
+
+class RunBody(BaseModel):
+    prompt: Any = Field(description="the prompt; non-empty, at most max_prompt_bytes")
+    session: Any = Field(None, description="a session id; the server makes one when absent")
+    options: Any = Field(None, description="model, max_turns, allowed_tools (bounded by policy)")
+
+
+class MessageBody(BaseModel):
+    text: Any = Field(description="the follow-up message")
+
+
+def _gateway(request: Request) -> Gateway:
+    gw: Gateway = request.app.state.gateway
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > gw.settings.max_prompt_bytes + _BODY_SLACK:
+        raise ApiError(413, "too_large", f"request body over {gw.settings.max_prompt_bytes + _BODY_SLACK} bytes")
+    return gw
+
+
+@router.post("/v1/runs", status_code=202, summary="Queue a run (scope: run)")
+async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONResponse:
+    gw = _gateway(request)
+    check_prompt(body.prompt, gw.settings)
+    if body.session is not None and not isinstance(body.session, str):
+        raise ApiError(400, "invalid_session", "session must be a string")
+    session = checked_session(gw.auth, claims, "run", body.session or new_session_id())
+    run = await submit_run(gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session, options=body.options)
+    base = str(request.base_url).rstrip("/")
+    ws_base = "ws" + base[len("http") :] if base.startswith("http") else base
+    payload = {
+        "session": session,
+        "run": run,
+        "events_url": f"{base}/v1/sessions/{session}/events",
+        "ws_url": f"{ws_base}/v1/ws",
+    }
+    return JSONResponse(payload, status_code=202)
+
+
+@router.post("/v1/sessions/{session}/cancel", summary="Cancel the session's run (scope: run)")
+async def cancel(request: Request, session: str, claims: RunClaims) -> dict[str, Any]:
+    gw = _gateway(request)
+    checked_session(gw.auth, claims, "run", session)
+    reply = await control(gw.nc, session, "cancel")
+    return {"session": session, "ok": reply.ok, "run": reply.run}
+
+
+@router.post("/v1/sessions/{session}/messages", summary="Send a follow-up message (scope: run)")
+async def message(request: Request, session: str, body: MessageBody, claims: RunClaims) -> dict[str, Any]:
+    gw = _gateway(request)
+    checked_session(gw.auth, claims, "run", session)
+    text = check_prompt(body.text, gw.settings, field="text")
+    reply = await control(gw.nc, session, "message", text)
+    return {"session": session, "ok": reply.ok, "run": reply.run}
+
+
+@router.get("/v1/sessions", summary="Progress snapshots of sessions (scope: read)")
+async def list_sessions(
+    request: Request,
+    claims: ReadClaims,
+    state: Annotated[str | None, Query(description="only sessions in this state")] = None,
+    limit: Annotated[int, Query(ge=1, le=_MAX_LIST)] = 100,
+) -> Response:
+    gw = _gateway(request)
+    if state is not None and state not in STATES:
+        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(sorted(STATES))}")
+    snapshots = []
+    # One pass over the latest value of every key (an ordered consumer, deletes skipped).
+    watcher = await gw.kv.watchall(ignore_deletes=True)
+    try:
+        async for entry in watcher:
+            if entry is None:
+                break
+            if not claims.allows_session(entry.key) or entry.value is None:
+                continue
+            snapshot = _decode(entry.value)
+            if snapshot is not None and (state is None or snapshot.get("state") == state):
+                snapshots.append(snapshot)
+    finally:
+        await watcher.stop()
+    snapshots.sort(key=lambda s: s.get("updated_at") or 0, reverse=True)
+    return JSONResponse({"sessions": snapshots[:limit]})
+
+
+@router.get("/v1/sessions/{session}", summary="Progress snapshot of one session (scope: read)")
+async def get_session(request: Request, session: str, claims: ReadClaims) -> Response:
+    gw = _gateway(request)
+    checked_session(gw.auth, claims, "read", session)
+    try:
+        entry = await gw.kv.get(session)
+    except KeyNotFoundError:
+        entry = None
+    snapshot = _decode(entry.value) if entry is not None and entry.value else None
+    if snapshot is None:
+        raise ApiError(404, "not_found", f"no session {session!r}")
+    return JSONResponse(snapshot)
+
+
+def _decode(raw: bytes) -> dict[str, Any] | None:
+    try:
+        value = json_decoder.decode(raw)
+    except msgspec.DecodeError:
+        return None
+    return value if isinstance(value, dict) else None

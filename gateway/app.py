@@ -1,0 +1,145 @@
+"""The gateway ASGI app: factory, lifespan (NATS connection, readers, hub) and operations routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from starlette.responses import JSONResponse, Response
+
+from agentcast.bus import connect, ensure_streams
+from agentcast.settings import Settings
+from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
+from agentcast.tokens import load_secret
+from gateway import api, errors, sse, ws
+from gateway.auth import Authenticator
+from gateway.hub import Hub
+from gateway.replay import DirectReader
+from gateway.sink import RAW_SEND
+from gateway.telemetry import Stats, registry, render
+
+logger = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+
+
+class Gateway:
+    """What the lifespan owns, reachable from routes as `request.app.state.gateway`."""
+
+    def __init__(self, settings: Settings, nc: Client, hub: Hub, reader: DirectReader, kv: KeyValue, auth: Authenticator, stats: Stats) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.hub = hub
+        self.reader = reader
+        self.kv = kv
+        self.auth = auth
+        self.stats = stats
+        self.registry = registry(stats, lambda: len(hub.topics), hub.subscriptions)
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """The gateway app; NATS is connected by its lifespan, from `settings.nats_url`."""
+    if not settings.nats_url:
+        raise ValueError("the gateway needs settings.nats_url")
+    secret = load_secret(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        stats = Stats()
+        hooks: dict[str, Hub] = {}
+
+        async def on_reconnect() -> None:
+            if "hub" in hooks:
+                await hooks["hub"].on_reconnect()
+
+        async def on_error(exc: Exception) -> None:
+            if "hub" in hooks:
+                await hooks["hub"].on_error(exc)
+
+        assert settings.nats_url
+        nc = await connect(settings.nats_url, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error)
+        kv = await ensure_streams(nc.jetstream(), settings)
+        reader = DirectReader(nc, EVENTS_STREAM)
+        await reader.start()
+        hub = Hub(nc, reader, stats, replay_batch=settings.replay_batch, heartbeat_s=settings.heartbeat_s)
+        hooks["hub"] = hub
+        app.state.gateway = Gateway(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+        heartbeats = asyncio.create_task(hub.heartbeats())
+        logger.info("Gateway ready on NATS %s", settings.nats_url)
+        try:
+            yield
+        finally:
+            heartbeats.cancel()
+            await hub.close()
+            await reader.stop()
+            await nc.drain()
+            logger.info("Gateway stopped")
+
+    app = _GatewayApp(
+        title="agentcast gateway",
+        version="1",
+        description="Claude agent events over SSE and WebSocket, with exact resume.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
+            expose_headers=["Content-Type"],
+        )
+    app.include_router(sse.router)
+    app.include_router(api.router)
+    app.add_api_websocket_route("/v1/ws", ws.endpoint)
+
+    @app.get("/healthz", tags=["operations"])
+    async def healthz() -> dict[str, bool]:
+        return {"ok": True}
+
+    @app.get("/readyz", tags=["operations"])
+    async def readyz() -> Response:
+        gw: Gateway = app.state.gateway
+        problem = None
+        if not gw.nc.is_connected:
+            problem = "NATS is not connected"
+        else:
+            try:
+                for stream in (EVENTS_STREAM, RUNS_STREAM):
+                    await gw.js.stream_info(stream)
+            except Exception as exc:
+                problem = f"stream missing or JetStream unavailable: {exc!r}"
+        if problem:
+            return errors.json_error(503, "not_ready", problem)
+        return JSONResponse({"ready": True})
+
+    @app.get("/metrics", tags=["operations"])
+    async def metrics() -> Response:
+        gw: Gateway = app.state.gateway
+        return Response(render(gw.registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app
+
+
+class _GatewayApp(FastAPI):
+    """FastAPI that keeps the server's own `send` in the scope.
+
+    Streaming responses write event bytes straight to the connection's
+    transport (see gateway/sink.py) and find it through that `send`, which
+    Starlette's middleware would otherwise hide behind wrappers.
+    """
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)

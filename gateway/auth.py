@@ -1,0 +1,79 @@
+"""Bearer-token checks over agentcast/tokens.py, for HTTP dependencies and WebSocket ops.
+
+401: no token, or one that is malformed, badly signed or expired.
+403: a valid token without the scope, or for a session outside its glob.
+EventSource and WebSocket clients may pass the token as `?token=`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from agentcast.sessions import validate_session_id
+from agentcast.tokens import Claims, Scope, TokenError, verify_token
+from gateway.errors import ApiError
+from gateway.telemetry import Stats
+
+
+class Authenticator:
+    def __init__(self, secret: str, stats: Stats) -> None:
+        self._secret = secret
+        self._stats = stats
+
+    def claims(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Claims:
+        """The verified claims of the request's token; raises a 401 ApiError."""
+        token = token_of(headers, query)
+        if not token:
+            self._stats.auth_failures += 1
+            raise ApiError(401, "unauthorized", "missing bearer token (Authorization header or ?token=)")
+        try:
+            return verify_token(self._secret, token)
+        except TokenError as exc:
+            self._stats.auth_failures += 1
+            raise ApiError(401, "unauthorized", str(exc)) from exc
+
+    def authorize(self, claims: Claims, scope: Scope, session: str | None = None) -> None:
+        """Raise a 403 ApiError unless `claims` grant `scope` (on `session`, if given)."""
+        if not claims.has_scope(scope):
+            self._stats.auth_failures += 1
+            raise ApiError(403, "forbidden", f"token lacks scope {scope!r}")
+        if session is not None and not claims.allows_session(session):
+            self._stats.auth_failures += 1
+            raise ApiError(403, "forbidden", f"token does not cover session {session!r}")
+
+
+def token_of(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return query.get("token") or None
+
+
+def checked_session(auth: Authenticator, claims: Claims, scope: Scope, session: str) -> str:
+    """A session id that is valid (400 otherwise) and that `claims` may use (403 otherwise)."""
+    try:
+        validate_session_id(session)
+    except ValueError as exc:
+        raise ApiError(400, "invalid_session", str(exc)) from exc
+    auth.authorize(claims, scope, session)
+    return session
+
+
+def require(scope: Scope) -> Callable[[Request], Awaitable[Claims]]:
+    """A FastAPI dependency: the request's claims, which must grant `scope`."""
+
+    async def _dependency(request: Request) -> Claims:
+        auth: Authenticator = request.app.state.gateway.auth
+        claims = auth.claims(request.headers, request.query_params)
+        auth.authorize(claims, scope)
+        return claims
+
+    return _dependency
+
+
+ReadClaims = Annotated[Claims, Depends(require("read"))]
+RunClaims = Annotated[Claims, Depends(require("run"))]

@@ -1,0 +1,214 @@
+"""The per-process fan-out hub: one upstream NATS subscription per topic, shared by its clients.
+
+A topic is a session (`agentcast.live.<session>.>`) or the firehose
+(`agentcast.live.>`); it is subscribed when its first client arrives and
+unsubscribed when the last leaves. JetStream republishes every stored event
+there with its stream sequence, so a live message is framed without decoding
+its JSON, and the same Frame (the same bytes) goes to every client.
+
+Core NATS may drop messages during a reconnect or when this process is a slow
+consumer. A topic notices a gap from the per-subject `Nats-Last-Sequence`
+header (or is told by the hub after a reconnect or a slow-consumer error) and
+refills it from JetStream before dispatching anything newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription as NatsSubscription
+from nats.errors import SlowConsumerError
+
+from agentcast.subjects import EVENTS_ALL, LIVE_ALL, LIVE_PREFIX, session_events
+from gateway.feed import Subscription
+from gateway.frames import HEARTBEAT, Frame, chunk
+from gateway.replay import DirectReader, frame_of
+from gateway.sink import Sink
+from gateway.telemetry import Stats
+
+logger = logging.getLogger(__name__)
+
+_LIVE_PREFIX_LEN: Final = len(LIVE_PREFIX) + 1
+_SEEN_MAX: Final = 100_000
+_PENDING_MSGS: Final = 65_536
+_PENDING_BYTES: Final = 64 * 1024 * 1024
+FIREHOSE: Final = "*"
+
+
+class Topic:
+    def __init__(self, hub: Hub, key: str) -> None:
+        self.hub = hub
+        self.key = key
+        self.live_subject = LIVE_ALL if key == FIREHOSE else f"{LIVE_PREFIX}.{key}.>"
+        self.replay_subject = EVENTS_ALL if key == FIREHOSE else session_events(key)
+        self.subs: set[Subscription] = set()
+        self._snapshot: tuple[Subscription, ...] = ()
+        self.last_seq = 0
+        self._seen: dict[str, int] = {}
+        self._lock = asyncio.Lock()
+        self._nats: NatsSubscription | None = None
+        self.ready = asyncio.get_running_loop().create_future()
+        self.closed = False
+
+    async def open(self) -> None:
+        try:
+            self._nats = await self.hub.nc.subscribe(
+                self.live_subject,
+                cb=self._on_msg,
+                pending_msgs_limit=_PENDING_MSGS,
+                pending_bytes_limit=_PENDING_BYTES,
+            )
+        except BaseException as exc:
+            self.ready.set_exception(exc)
+            raise
+        self.ready.set_result(None)
+
+    async def close(self) -> None:
+        if self._nats is not None:
+            try:
+                await self._nats.unsubscribe()
+            except Exception as exc:  # connection already closed at shutdown
+                logger.debug("unsubscribe %s: %r", self.live_subject, exc)
+
+    def add(self, sub: Subscription) -> None:
+        sub.topic = self
+        self.subs.add(sub)
+        self._snapshot = tuple(self.subs)
+
+    def remove(self, sub: Subscription) -> None:
+        self.subs.discard(sub)
+        self._snapshot = tuple(self.subs)
+        if not self.subs:
+            self.hub.release(self)
+
+    def owns(self, sub: object) -> bool:
+        return self._nats is not None and self._nats is sub
+
+    async def _on_msg(self, msg: Msg) -> None:
+        headers = msg.headers or {}
+        seq = int(headers["Nats-Sequence"])
+        self.hub.stats.events_in += 1
+        async with self._lock:
+            if seq <= self.last_seq:
+                return
+            subject = headers["Nats-Subject"]
+            known = self._seen.get(subject)
+            if known is not None and int(headers.get("Nats-Last-Sequence", 0)) > known:
+                await self._refill(seq)
+            session, _, event_type = msg.subject[_LIVE_PREFIX_LEN:].partition(".")
+            self._dispatch(Frame(seq, session, event_type, msg.data), subject)
+
+    def _dispatch(self, frame: Frame, subject: str) -> None:
+        self.last_seq = frame.seq
+        if len(self._seen) >= _SEEN_MAX:
+            self._seen.clear()
+        self._seen[subject] = frame.seq
+        for sub in self._snapshot:
+            sub.on_live(frame)
+
+    async def resync(self) -> None:
+        """Dispatch whatever JetStream holds past `last_seq` (after a reconnect or a drop)."""
+        async with self._lock:
+            await self._refill(None)
+
+    async def _refill(self, upto: int | None) -> None:
+        if self.last_seq == 0:
+            return  # nothing dispatched yet: clients replay on their own
+        self.hub.stats.gap_refills += 1
+        reader, batch = self.hub.reader, self.hub.replay_batch
+        while True:
+            found = await reader.batch(self.last_seq + 1, self.replay_subject, batch, 1 << 20)
+            for msg in found.msgs:
+                frame = frame_of(msg)
+                if upto is not None and frame.seq >= upto:
+                    return
+                self._dispatch(frame, (msg.headers or {})["Nats-Subject"])
+            if found.pending == 0 or not found.msgs:
+                return
+
+
+class Hub:
+    """Topics by key, the set of open sinks, heartbeats and shutdown."""
+
+    def __init__(self, nc: Client, reader: DirectReader, stats: Stats, *, replay_batch: int, heartbeat_s: float) -> None:
+        self.nc = nc
+        self.reader = reader
+        self.stats = stats
+        self.replay_batch = replay_batch
+        self.heartbeat_s = heartbeat_s
+        self.topics: dict[str, Topic] = {}
+        self.sinks: set[Sink] = set()
+        self.closing = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def attach(self, key: str, sub: Subscription) -> None:
+        """Add `sub` to its topic, subscribing upstream if it is the first."""
+        topic = self.topics.get(key)
+        if topic is None:
+            topic = Topic(self, key)
+            self.topics[key] = topic
+            topic.add(sub)
+            await topic.open()
+        else:
+            topic.add(sub)
+            await topic.ready
+        if sub.detached:  # the sink finished while we waited
+            topic.remove(sub)
+
+    def release(self, topic: Topic) -> None:
+        if topic.closed or topic.subs:
+            return
+        topic.closed = True
+        if self.topics.get(topic.key) is topic:
+            del self.topics[topic.key]
+        self.spawn(topic.close())
+
+    def subscriptions(self) -> int:
+        return sum(len(t.subs) for t in self.topics.values())
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def on_reconnect(self) -> None:
+        for topic in list(self.topics.values()):
+            self.spawn(topic.resync())
+
+    async def on_error(self, exc: Exception) -> None:
+        if isinstance(exc, SlowConsumerError):
+            for topic in list(self.topics.values()):
+                if topic.owns(exc.sub):
+                    logger.warning("slow consumer on %s: refilling from JetStream", topic.live_subject)
+                    self.spawn(topic.resync())
+
+    async def heartbeats(self) -> None:
+        """Write a comment to every SSE client each `heartbeat_s` (proxies, dead peers)."""
+        beat = chunk(HEARTBEAT)
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            for sink in list(self.sinks):
+                if sink.kind == "sse" and sink.reason is None:
+                    if sink.buffered() > sink.limit:
+                        sink.finish("lagged")
+                    else:
+                        sink.write(beat)
+
+    def shutdown(self) -> None:
+        """Finish every stream: SSE clients get a retry hint, WebSockets close 1012."""
+        self.closing = True
+        for sink in list(self.sinks):
+            sink.finish("shutdown")
+
+    async def close(self) -> None:
+        self.shutdown()
+        for task in list(self._tasks):
+            task.cancel()
+        for topic in list(self.topics.values()):
+            await topic.close()
+        self.topics.clear()

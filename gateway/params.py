@@ -1,0 +1,111 @@
+"""Stream parameters, pure: `from`, `types`, `sessions` parsed and checked.
+
+Used by both transports (SSE query strings and WebSocket subscribe frames), so
+the same input is accepted or rejected the same way on both.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable
+from typing import Final
+
+from agentcast.cursor import parse_cursor
+from agentcast.events import EVENT_TYPES
+from agentcast.sessions import is_valid_session_id
+from agentcast.subjects import EVENTS_ALL, session_events, session_type_filter
+from gateway.errors import ApiError
+
+START: Final = 0
+"""`from=start`: replay after stream sequence 0, i.e. from the first event."""
+NOW: Final = -1
+"""`from=now`: live events only."""
+
+_TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
+_GLOB: Final = re.compile(r"[A-Za-z0-9_\-*?\[\]!]{1,128}")
+_GLOB_META: Final = frozenset("*?[]!")
+_MAX_TYPES: Final = 64
+
+
+class TypeFilter:
+    """`types=text.delta,tool.*`: exact types, and prefixes matched at any depth."""
+
+    __slots__ = ("patterns", "exact", "prefixes")
+
+    def __init__(self, patterns: Iterable[str]) -> None:
+        self.patterns = tuple(dict.fromkeys(patterns))
+        self.exact = frozenset(p for p in self.patterns if not p.endswith(".*"))
+        self.prefixes = tuple(p[:-1] for p in self.patterns if p.endswith(".*"))
+
+    def __call__(self, event_type: str) -> bool:
+        return event_type in self.exact or event_type.startswith(self.prefixes)
+
+
+def parse_from(value: str | None, last_event_id: str | None = None) -> int:
+    """START, NOW, or the stream sequence of a cursor; `Last-Event-ID` wins over `from`."""
+    if last_event_id:
+        return parse_cursor(last_event_id.strip())
+    if value is None or value == "start":
+        return START
+    if value == "now":
+        return NOW
+    return parse_cursor(value)
+
+
+def parse_types(values: Iterable[str] | None) -> TypeFilter | None:
+    """A TypeFilter, or None for every type; unknown types are a 400."""
+    if values is None:
+        return None
+    patterns = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    if not patterns:
+        return None
+    if len(patterns) > _MAX_TYPES:
+        raise ApiError(400, "invalid_types", f"at most {_MAX_TYPES} type patterns")
+    for pattern in patterns:
+        if not _TYPE_PATTERN.fullmatch(pattern):
+            raise ApiError(400, "invalid_types", f"invalid type pattern {pattern[:80]!r}")
+        if pattern.endswith(".*"):
+            known = any(t.startswith(pattern[:-1]) for t in EVENT_TYPES)
+        else:
+            known = pattern in EVENT_TYPES
+        if not known:
+            raise ApiError(400, "invalid_types", f"unknown event type {pattern!r}")
+    return TypeFilter(patterns)
+
+
+def parse_glob(value: str | None, default: str) -> str:
+    """A session glob (fnmatch syntax over session ids)."""
+    glob = default if value is None or value == "" else value
+    if not _GLOB.fullmatch(glob):
+        raise ApiError(400, "invalid_sessions", f"invalid sessions glob {glob[:80]!r}")
+    return glob
+
+
+def is_literal(glob: str) -> bool:
+    return not _GLOB_META.intersection(glob)
+
+
+def glob_covers(outer: str, inner: str) -> bool:
+    """True when every session `inner` can match also matches `outer` (conservatively)."""
+    if outer == "*" or outer == inner:
+        return True
+    if is_literal(inner):
+        return fnmatch.fnmatchcase(inner, outer)
+    if outer.endswith("*") and inner.endswith("*") and is_literal(outer[:-1]) and is_literal(inner[:-1]):
+        return inner[:-1].startswith(outer[:-1])
+    return False
+
+
+def replay_filter(session: str | None, types: TypeFilter | None) -> str:
+    """The JetStream subject filter for replay: one session or all, one type pushed down."""
+    if types is not None and len(types.patterns) == 1:
+        return session_type_filter(session or "*", types.patterns[0])
+    if session is None:
+        return EVENTS_ALL
+    return session_events(session)
+
+
+def glob_session(glob: str) -> str | None:
+    """The one session a literal glob names (so replay can filter on it), else None."""
+    return glob if is_literal(glob) and is_valid_session_id(glob) else None

@@ -1,0 +1,148 @@
+"""JetStream reads for replay, in bounded batches: batched direct gets over one inbox.
+
+A replay asks for "the next `batch` messages matching a subject filter from
+sequence N, at most `max_bytes`" (JetStream direct get with `next_by_subj`
+and `batch`, nats-server >= 2.11). The answer carries how many matching
+messages are left, so a reader knows exactly when it has reached the end of
+the stream. No consumer is created per client: a reconnect storm costs the
+server reads, not consumer state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any, Final
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+
+from agentcast.codec import encode
+from agentcast.cursor import format_cursor
+from agentcast.errors import AgentcastError, InvalidCursor
+from agentcast.subjects import EVENT_PREFIX, EVENTS_STREAM
+from gateway.errors import ApiError
+from gateway.frames import Frame
+
+logger = logging.getLogger(__name__)
+
+_EVT_PREFIX_LEN: Final = len(EVENT_PREFIX) + 1
+
+
+class ReplayError(AgentcastError):
+    code = "replay_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    msgs: list[Msg]
+    pending: int
+    """Matching messages left after the last one in `msgs`."""
+
+
+class DirectReader:
+    """Direct gets on one stream, multiplexed over one wildcard inbox subscription."""
+
+    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, *, timeout: float = 5.0) -> None:
+        self._nc = nc
+        self._stream = stream
+        self._api = f"$JS.API.DIRECT.GET.{stream}"
+        self._timeout = timeout
+        self._prefix = nc.new_inbox()
+        self._ids = itertools.count()
+        self._waiting: dict[str, asyncio.Queue[Msg]] = {}
+        self._sub: Subscription | None = None
+
+    async def start(self) -> None:
+        self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._on_msg)
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            await self._sub.unsubscribe()
+            self._sub = None
+
+    async def _on_msg(self, msg: Msg) -> None:
+        queue = self._waiting.get(msg.subject)
+        if queue is not None:
+            queue.put_nowait(msg)
+
+    async def _request(self, body: dict[str, Any], *, batched: bool) -> Batch:
+        if self._sub is None:
+            raise RuntimeError("DirectReader.start() was not awaited")
+        inbox = f"{self._prefix}.{next(self._ids)}"
+        queue: asyncio.Queue[Msg] = asyncio.Queue()
+        self._waiting[inbox] = queue
+        msgs: list[Msg] = []
+        try:
+            await self._nc.publish(self._api, encode(body), reply=inbox)
+            while True:
+                try:
+                    msg = await asyncio.wait_for(queue.get(), self._timeout)
+                except TimeoutError as exc:
+                    raise ReplayError(f"no answer from JetStream to {body}") from exc
+                headers = msg.headers or {}
+                status = headers.get("Status")
+                if status == "404":
+                    return Batch(msgs, 0)
+                if status == "204":  # end of batch
+                    return Batch(msgs, int(headers.get("Nats-Num-Pending", 0)))
+                if status is not None:
+                    raise ReplayError(f"JetStream direct get failed: {status} {headers}")
+                msgs.append(msg)
+                if not batched:
+                    return Batch(msgs, int(headers.get("Nats-Num-Pending", 0)))
+        finally:
+            del self._waiting[inbox]
+
+    async def batch(self, start_seq: int, subject: str, max_msgs: int, max_bytes: int) -> Batch:
+        """Up to `max_msgs` messages on `subject` from `start_seq` on, in sequence order."""
+        body = {"seq": start_seq, "next_by_subj": subject, "batch": max_msgs, "max_bytes": max_bytes}
+        return await self._request(body, batched=True)
+
+    async def get(self, seq: int) -> Msg | None:
+        """The message stored at `seq`, or None if it is gone."""
+        found = await self._request({"seq": seq}, batched=False)
+        return found.msgs[0] if found.msgs else None
+
+    async def last(self, subject: str) -> Msg | None:
+        """The last message on a literal subject, or None."""
+        found = await self._request({"last_by_subj": subject}, batched=False)
+        return found.msgs[0] if found.msgs else None
+
+    async def check_resume(self, after: int, subject: str) -> None:
+        """Raise unless replay after stream sequence `after` can be exact.
+
+        The event at `after` must still be stored: if retention (or a purge)
+        removed it, later events of the session may be gone too, and the
+        client gets `cursor_expired` naming the earliest available cursor.
+        A cursor beyond the end of the stream was never issued: 400.
+        """
+        if await self.get(after) is not None:
+            return
+        info = await self._nc.jetstream().stream_info(self._stream)
+        if after > info.state.last_seq:
+            raise InvalidCursor(format_cursor(after))
+        first = await self.batch(1, subject, 1, 1 << 20)
+        earliest = stored_seq(first.msgs[0]) if first.msgs else None
+        shown = format_cursor(earliest) if earliest is not None else None
+        raise ApiError(
+            410,
+            "cursor_expired",
+            f"cursor {format_cursor(after)} is older than the retained events; "
+            f"the earliest available cursor is {shown}",
+            earliest=shown,
+        )
+
+
+def stored_seq(msg: Msg) -> int:
+    return int((msg.headers or {})["Nats-Sequence"])
+
+
+def frame_of(msg: Msg) -> Frame:
+    """The Frame of a message read from the events stream (no JSON decode)."""
+    headers = msg.headers or {}
+    session, _, event_type = headers["Nats-Subject"][_EVT_PREFIX_LEN:].partition(".")
+    return Frame(int(headers["Nats-Sequence"]), session, event_type, msg.data)

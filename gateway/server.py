@@ -1,0 +1,116 @@
+"""Serving the gateway: uvicorn with a streaming-aware shutdown, and N worker processes.
+
+Shutdown (SIGTERM or Ctrl+C): the hub first finishes every stream, so SSE
+clients get a jittered `retry:` and an ended response and WebSockets close
+with 1012; then uvicorn stops accepting, waits for connections (at most
+SHUTDOWN_BOUND_S) and runs the lifespan's exit, which drains NATS.
+
+`--workers N` binds one listening socket and starts N processes on it, each
+with its own NATS connection and hub: NATS does the cross-process fan-out.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import socket
+import sys
+from types import FrameType
+from typing import Final
+
+import uvicorn
+from fastapi import FastAPI
+
+from agentcast.settings import Settings
+from gateway.app import create_app
+from gateway.ws import HARD_CAP_FACTOR
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_BOUND_S: Final = 8
+_SUPERVISOR_GRACE_S: Final = SHUTDOWN_BOUND_S + 7
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn.Server that ends the never-ending streams before waiting for connections."""
+
+    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
+        super().__init__(config)
+        self._app = app
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        gateway = getattr(self._app.state, "gateway", None)
+        if gateway is not None:
+            logger.info("Telling %d streaming clients to reconnect", len(gateway.hub.sinks))
+            gateway.hub.shutdown()
+        await super().shutdown(sockets)
+
+
+def config_for(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        http="httptools",
+        ws="websockets-sansio",
+        ws_max_size=settings.ws_max_frame_bytes * HARD_CAP_FACTOR,
+        ws_per_message_deflate=False,
+        lifespan="on",
+        timeout_graceful_shutdown=SHUTDOWN_BOUND_S,
+        access_log=False,
+        log_config=None,
+        log_level=log_level.lower(),
+        proxy_headers=False,
+    )
+
+
+def serve(settings: Settings, sock: socket.socket | None = None, *, log_level: str = "info") -> None:
+    """Run one gateway process until it is told to stop."""
+    app = create_app(settings)
+    server = GatewayServer(config_for(app, settings, log_level=log_level), app)
+    server.run(sockets=[sock] if sock is not None else None)
+
+
+def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s",
+        stream=sys.stderr,
+    )
+    serve(settings, sock, log_level=log_level)
+
+
+def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int:
+    """Serve with `workers` processes; returns an exit status."""
+    if workers <= 1:
+        serve(settings, log_level=log_level)
+        return 0
+    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.set_inheritable(True)
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_worker, args=(settings, sock, log_level), name=f"gateway-{i}") for i in range(workers)]
+    for proc in procs:
+        proc.start()
+    logger.info("Started %d gateway workers on %s:%d", workers, settings.host, settings.port)
+
+    def _forward(sig: int, frame: FrameType | None) -> None:
+        for proc in procs:
+            if proc.is_alive() and proc.pid is not None:
+                proc.terminate()
+
+    previous = {s: signal.signal(s, _forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for proc in procs:
+            proc.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for proc in procs:
+            proc.join(_SUPERVISOR_GRACE_S)
+            if proc.is_alive():
+                proc.kill()
+        sock.close()
+    return max((p.exitcode or 0 for p in procs), default=0)

@@ -1,0 +1,79 @@
+"""Prometheus metrics: plain integer counters on the hot path, read at scrape time.
+
+Incrementing a prometheus_client Counter takes a lock; the fan-out loop
+instead bumps ints on one `Stats` object, and a custom collector turns them
+into metric families when /metrics is scraped. Each worker process exposes its
+own numbers (`--workers N`: scrape each, or sum over the `pid` label).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+TRANSPORTS = ("sse", "ws")
+
+
+class Stats:
+    """The gateway's counters and gauges, by transport where it matters."""
+
+    def __init__(self) -> None:
+        self.connections = {t: 0 for t in TRANSPORTS}
+        self.connections_total = {t: 0 for t in TRANSPORTS}
+        self.events_out = {t: 0 for t in TRANSPORTS}
+        self.bytes_out = {t: 0 for t in TRANSPORTS}
+        self.lagged = {t: 0 for t in TRANSPORTS}
+        self.auth_failures = 0
+        self.replayed_events = 0
+        self.gap_refills = 0
+        self.events_in = 0
+
+
+class _Collector(Collector):
+    def __init__(self, stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int]) -> None:
+        self._stats = stats
+        self._topics = topics
+        self._subscriptions = subscriptions
+
+    def collect(self) -> Iterator[Metric]:
+        s = self._stats
+        pid = str(os.getpid())
+        yield _by_transport(GaugeMetricFamily, "agentcast_gateway_connections", "Open streaming connections", s.connections, pid)
+        yield _by_transport(CounterMetricFamily, "agentcast_gateway_connections", "Streaming connections accepted", s.connections_total, pid)
+        yield _by_transport(CounterMetricFamily, "agentcast_gateway_events_out", "Event frames written to clients", s.events_out, pid)
+        yield _by_transport(CounterMetricFamily, "agentcast_gateway_bytes_out", "Bytes of event frames written to clients", s.bytes_out, pid)
+        yield _by_transport(CounterMetricFamily, "agentcast_gateway_lagged_disconnects", "Clients disconnected for falling behind", s.lagged, pid)
+        yield _single(CounterMetricFamily, "agentcast_gateway_auth_failures", "Requests refused for a missing, invalid or insufficient token", s.auth_failures, pid)
+        yield _single(CounterMetricFamily, "agentcast_gateway_replayed_events", "Events read from JetStream for replay", s.replayed_events, pid)
+        yield _single(CounterMetricFamily, "agentcast_gateway_gap_refills", "Live gaps refilled from JetStream", s.gap_refills, pid)
+        yield _single(CounterMetricFamily, "agentcast_gateway_events_in", "Live events received from NATS", s.events_in, pid)
+        yield _single(GaugeMetricFamily, "agentcast_gateway_upstream_subscriptions", "NATS subscriptions shared by clients", self._topics(), pid)
+        yield _single(GaugeMetricFamily, "agentcast_gateway_subscriptions", "Client subscriptions (session or firehose)", self._subscriptions(), pid)
+
+
+def _by_transport(family: type, name: str, doc: str, values: dict[str, int], pid: str) -> Metric:
+    metric: Metric = family(name, doc, labels=["transport", "pid"])
+    for transport, value in values.items():
+        metric.add_metric([transport, pid], value)  # type: ignore[attr-defined]
+    return metric
+
+
+def _single(family: type, name: str, doc: str, value: int, pid: str) -> Metric:
+    metric: Metric = family(name, doc, labels=["pid"])
+    metric.add_metric([pid], value)  # type: ignore[attr-defined]
+    return metric
+
+
+def registry(stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int]) -> CollectorRegistry:
+    """A registry of the gateway's own metrics (no process-global state)."""
+    reg = CollectorRegistry(auto_describe=True)
+    reg.register(_Collector(stats, topics, subscriptions))
+    return reg
+
+
+def render(reg: CollectorRegistry) -> bytes:
+    return generate_latest(reg)

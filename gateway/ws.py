@@ -1,0 +1,232 @@
+"""WebSocket `/v1/ws`: many sessions per socket, run/cancel/message, ping; errors as frames.
+
+A malformed, unknown or oversized frame (over `ws_max_frame_bytes`) gets an
+`error` frame and the socket stays open. Frames beyond the server's hard cap
+(4x that setting, uvicorn's `ws_max_size`) are refused by the WebSocket layer
+itself, which closes with 1009 (message too big) before the app sees them.
+Event frames are written pre-framed to the transport like SSE (gateway/sink.py);
+a lagged socket gets `{"op":"error","code":"lagged","cursors":{session: cursor}}`
+and close code 1013 (try again later); a gateway shutdown closes with 1012.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING, Any, Final
+
+import msgspec
+from starlette.responses import Response
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from agentcast.codec import json_decoder
+from agentcast.errors import AgentcastError
+from agentcast.sessions import new_session_id
+from agentcast.tokens import Claims, Scope
+from gateway.auth import checked_session
+from gateway.errors import ApiError, from_agentcast_error
+from gateway.feed import Subscription
+from gateway.frames import error_body, ws_reply
+from gateway.params import NOW, parse_from, parse_types, replay_filter
+from gateway.runs import check_prompt, control, submit_run
+from gateway.sink import Sink, transport_of
+
+if TYPE_CHECKING:
+    from gateway.app import Gateway
+
+logger = logging.getLogger(__name__)
+
+CLOSE_GRACE_S: Final = 5.0
+HARD_CAP_FACTOR: Final = 4
+_CLOSE_LAGGED: Final = 1013
+_CLOSE_RESTART: Final = 1012
+
+
+async def endpoint(websocket: WebSocket) -> None:
+    gw: Gateway = websocket.app.state.gateway
+    try:
+        claims = gw.auth.claims(websocket.headers, websocket.query_params)
+    except ApiError as exc:
+        await _deny(websocket, exc)
+        return
+    if gw.hub.closing:
+        await websocket.close(_CLOSE_RESTART)
+        return
+    await websocket.accept()
+    sink = Sink(transport_of(websocket.scope), "ws", gw.settings.client_buffer_bytes, gw.stats)
+    gw.stats.connections["ws"] += 1
+    gw.stats.connections_total["ws"] += 1
+    gw.hub.sinks.add(sink)
+    conn = _Connection(gw, claims, sink, websocket)
+    try:
+        await conn.serve()
+    finally:
+        gw.hub.sinks.discard(sink)
+        gw.stats.connections["ws"] -= 1
+        conn.stop()
+    await conn.close()
+
+
+async def _deny(websocket: WebSocket, exc: ApiError) -> None:
+    if "websocket.http.response" in websocket.scope.get("extensions", {}):
+        body = error_body(exc.code, exc.message)
+        await websocket.send_denial_response(Response(body, exc.status, media_type="application/json"))
+    else:
+        await websocket.close(1008, exc.message[:120])
+
+
+class _Connection:
+    def __init__(self, gw: Gateway, claims: Claims, sink: Sink, websocket: WebSocket) -> None:
+        self.gw = gw
+        self.claims = claims
+        self.sink = sink
+        self.websocket = websocket
+        self.subs: dict[str, Subscription] = {}
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.max_frame = gw.settings.ws_max_frame_bytes
+
+    async def serve(self) -> None:
+        reader = asyncio.create_task(self._read())
+        done = asyncio.create_task(self.sink.done.wait())
+        try:
+            await asyncio.wait([reader, done], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (reader, done):
+                task.cancel()
+            await asyncio.gather(reader, done, return_exceptions=True)
+
+    async def _read(self) -> None:
+        while True:
+            message = await self.websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                self.sink.finish("disconnected")
+                return
+            raw = message.get("text")
+            data = raw.encode() if raw is not None else message.get("bytes") or b""
+            await self._handle(data)
+
+    def reply(self, op: str, **fields: Any) -> None:
+        self.sink.write(ws_reply(op, **fields))
+
+    async def _handle(self, data: bytes) -> None:
+        ref = None
+        try:
+            if len(data) > self.max_frame:
+                raise ApiError(413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}")
+            try:
+                frame = json_decoder.decode(data)
+            except msgspec.DecodeError as exc:
+                raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
+            if not isinstance(frame, dict):
+                raise ApiError(400, "bad_frame", "a frame must be a JSON object with an `op`")
+            ref = frame.get("id") if isinstance(frame.get("id"), str | int) else None
+            await self._dispatch(frame, ref)
+        except AgentcastError as exc:
+            err = from_agentcast_error(exc)
+            self.reply("error", code=err.code, message=err.message, id=ref, **err.extra)
+        except Exception:
+            logger.exception("WebSocket frame failed")
+            self.reply("error", code="internal", message="the gateway could not handle this frame", id=ref)
+
+    async def _dispatch(self, frame: dict[str, Any], ref: object) -> None:
+        gw = self.gw
+        match frame.get("op"):
+            case "ping":
+                self.reply("pong", id=ref)
+            case "subscribe":
+                await self._subscribe(self._session(frame, "read"), frame, ref)
+            case "unsubscribe":
+                self._unsubscribe(self._session(frame, "read"), ref)
+            case "run":
+                check_prompt(frame.get("prompt"), gw.settings)
+                given = frame.get("session")
+                session = self._session(frame, "run") if given is not None else new_session_id()
+                checked_session(gw.auth, self.claims, "run", session)
+                run = await submit_run(gw.js, gw.reader, gw.settings, prompt=frame.get("prompt"), session=session, options=frame.get("options"))
+                self.reply("ack", **{"for": "run"}, session=session, run=run, id=ref)
+            case "cancel":
+                session = self._session(frame, "run")
+                reply = await control(gw.nc, session, "cancel")
+                self.reply("ack", **{"for": "cancel"}, session=session, run=reply.run, id=ref)
+            case "message":
+                session = self._session(frame, "run")
+                text = check_prompt(frame.get("text"), gw.settings, field="text")
+                reply = await control(gw.nc, session, "message", text)
+                self.reply("ack", **{"for": "message"}, session=session, run=reply.run, id=ref)
+            case None:
+                raise ApiError(400, "bad_frame", "missing `op`")
+            case op:
+                raise ApiError(400, "unknown_op", f"unknown op {str(op)[:40]!r}")
+
+    def _session(self, frame: dict[str, Any], scope: Scope) -> str:
+        session = frame.get("session")
+        if not isinstance(session, str):
+            raise ApiError(400, "invalid_session", "`session` must be a session id string")
+        return checked_session(self.gw.auth, self.claims, scope, session)
+
+    async def _subscribe(self, session: str, frame: dict[str, Any], ref: object) -> None:
+        if session in self.subs:
+            raise ApiError(409, "already_subscribed", f"already subscribed to {session!r}")
+        start = frame.get("from", "start")
+        if isinstance(start, int) and not isinstance(start, bool):
+            start = str(start)
+        if not isinstance(start, str):
+            raise ApiError(400, "invalid_cursor", "`from` must be start, now or a cursor")
+        types = frame.get("types")
+        if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+            raise ApiError(400, "invalid_types", "`types` must be a list of type patterns")
+        after = parse_from(start)
+        type_filter = parse_types(types)
+        subject = replay_filter(session, type_filter)
+        if after > 0:
+            await self.gw.reader.check_resume(after, subject)
+        sub = Subscription(session, self.sink, subject, after=after, types=type_filter, sessions=None)
+        self.reply("subscribed", session=session, id=ref)
+        self.subs[session] = sub
+        self.sink.subs.append(sub)
+        await self.gw.hub.attach(session, sub)
+        if after != NOW:
+            self.tasks[session] = asyncio.create_task(self._catch_up(sub))
+
+    async def _catch_up(self, sub: Subscription) -> None:
+        try:
+            await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
+        except Exception as exc:
+            logger.warning("replay failed for %s: %r", sub.name, exc)
+            self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
+            self._drop(sub.name)
+
+    def _unsubscribe(self, session: str, ref: object) -> None:
+        if session not in self.subs:
+            raise ApiError(404, "not_subscribed", f"not subscribed to {session!r}")
+        self._drop(session)
+        self.reply("ack", **{"for": "unsubscribe"}, session=session, id=ref)
+
+    def _drop(self, session: str) -> None:
+        sub = self.subs.pop(session, None)
+        task = self.tasks.pop(session, None)
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+        if sub is not None:
+            sub.detach()
+            self.sink.subs.remove(sub)
+
+    def stop(self) -> None:
+        self.sink.finish("disconnected")
+        for task in self.tasks.values():
+            task.cancel()
+
+    async def close(self) -> None:
+        """Say why the socket ends (lagged: the cursors), then close with the matching code."""
+        reason = self.sink.reason
+        if reason == "disconnected":
+            return
+        code = _CLOSE_RESTART
+        if reason == "lagged":
+            self.reply("error", code="lagged", message="client fell behind; resubscribe from these cursors", cursors=self.sink.cursors())
+            code = _CLOSE_LAGGED
+        try:
+            await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE_S)
+        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            self.sink.transport.abort()
+            await asyncio.sleep(0)
