@@ -89,6 +89,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     compress_sealed: bool = False
     metrics_port: int = 0
     progress_interval_s: float = 0.25
+    consumer_batch: int = 4096
+    """Events asked for per JetStream pull request (archiver and metrics)."""
+    consumer_ack_wait_s: float = 30.0
+    consumer_max_ack_pending: int = 200_000
+    """Bounds what a consumer holds unacknowledged (in flight, in a batch, held back)."""
+    gap_timeout_s: float = 60.0
+    """How long events after a missing seq wait for it before the gap is recorded."""
+    archive_flush_s: float = 0.05
+    """Longest an archived event waits for its fsync (and so for its ack)."""
+    archive_flush_events: int = 8192
+    archive_partitions: int = 1
+    archive_partition: int = 0
+    archive_lease_ttl_s: float = 10.0
+    archive_open_files: int = 256
+    idle_after_s: float = 60.0
+    """A running session with no event for this long shows state `idle`."""
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()

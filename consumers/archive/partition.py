@@ -1,0 +1,111 @@
+"""Sharing the archive between processes: sessions partitioned by NATS subject mapping.
+
+With `archive_partitions = 1` the archiver reads AGENTCAST_EVENTS itself.
+With N > 1, a mirror stream `AGENTCAST_ARCHIVE_P<N>` copies the events under
+a subject that carries the session's partition, computed by the server:
+
+    agentcast.evt.<session>.<type...>  ->  agentcast.archive.<p>.<session>.<type...>
+    p = {{partition(N,1)}} = fnv32a(<session>) mod N
+
+A mirror keeps the origin's stream sequences, so cursors stay valid. Archiver
+i of N reads only `agentcast.archive.<i>.>` with its own durable consumer,
+which it owns through a lease: every session belongs to exactly one
+partition, so no two processes ever write the same chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Final
+
+from nats.js import JetStreamContext
+from nats.js.api import (
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+    SubjectTransform,
+)
+from nats.js.errors import BadRequestError, NotFoundError
+
+from agentcast.settings import Settings
+from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM
+
+logger = logging.getLogger(__name__)
+
+ARCHIVE_PREFIX: Final = "agentcast.archive"
+_FNV_OFFSET: Final = 2166136261
+_FNV_PRIME: Final = 16777619
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one archiver process reads: stream, durable consumer, filter, session token."""
+
+    stream: str
+    durable: str
+    filter_subject: str
+    session_token: int
+    """Index of the session in the subject's dot-separated tokens."""
+    lease: str
+
+
+def mirror_name(partitions: int) -> str:
+    return f"AGENTCAST_ARCHIVE_P{partitions}"
+
+
+def source_for(partition: int, partitions: int) -> Source:
+    if partitions < 1 or not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} of {partitions}: need 0 <= partition < partitions")
+    if partitions == 1:
+        return Source(EVENTS_STREAM, "agentcast-archiver", EVENTS_ALL, 2, "archiver-0of1")
+    name = f"{partition}of{partitions}"
+    return Source(
+        mirror_name(partitions),
+        f"agentcast-archiver-{name}",
+        f"{ARCHIVE_PREFIX}.{partition}.>",
+        3,
+        f"archiver-{name}",
+    )
+
+
+def mirror_config(settings: Settings, partitions: int) -> StreamConfig:
+    dest = f"{ARCHIVE_PREFIX}.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}.>"
+    return StreamConfig(
+        name=mirror_name(partitions),
+        description=f"agentcast events by archive partition (of {partitions})",
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.events_max_age_s,
+        mirror=StreamSource(
+            name=EVENTS_STREAM,
+            subject_transforms=[SubjectTransform(src="agentcast.evt.*.>", dest=dest)],
+        ),
+    )
+
+
+async def ensure_source(js: JetStreamContext, settings: Settings) -> Source:
+    """The source of this process's partition, creating the mirror if needed."""
+    source = source_for(settings.archive_partition, settings.archive_partitions)
+    if settings.archive_partitions > 1:
+        config = mirror_config(settings, settings.archive_partitions)
+        try:
+            await js.stream_info(source.stream)
+        except NotFoundError:
+            try:
+                await js.add_stream(config)
+                logger.info("Created mirror %s", source.stream)
+            except BadRequestError:
+                pass  # another archiver created it meanwhile
+    return source
+
+
+def partition_of(session: str, partitions: int) -> int:
+    """The partition the server's `{{partition(N,1)}}` gives a session (FNV-1a 32, mod N)."""
+    h = _FNV_OFFSET
+    for byte in session.encode():
+        h = ((h ^ byte) * _FNV_PRIME) & 0xFFFFFFFF
+    return h % partitions

@@ -1,0 +1,30 @@
+"""Reading a session back from the archive, as envelopes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgspec
+
+from agentcast.events import AnyEvent
+from consumers.archive import chain
+from consumers.archive.files import find_session, read_bytes
+
+_event_decoder = msgspec.json.Decoder(AnyEvent)
+
+
+def session_path(root: Path, session: str) -> Path | None:
+    """A session's file: `root` itself when it is one, else found under the archive `root`."""
+    if root.is_file():
+        return root
+    return find_session(root, session) if root.is_dir() else None
+
+
+def read_events(path: Path) -> Iterator[AnyEvent]:
+    """The events of one session file in chain order (seal and gap lines skipped)."""
+    for line in read_bytes(path).splitlines():
+        canonical, _ = chain.split(line)
+        if canonical.startswith((b'{"seal":', b'{"gap":')):
+            continue
+        yield _event_decoder.decode(canonical)
