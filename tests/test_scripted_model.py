@@ -41,8 +41,13 @@ from producer.scripted_model.scenario import (
     Variant,
 )
 from producer.scripted_model.scenario import ToolUseBlock as ScriptedToolUse
-from producer.scripted_model.select import fill_placeholders, plan_turn, select_scenario
-from producer.scripted_model.stream import encode_sse, message_body, turn_events, Usage
+from producer.scripted_model.select import (
+    fill_placeholders,
+    plan_turn,
+    prompt_speed,
+    select_scenario,
+)
+from producer.scripted_model.stream import Usage, encode_sse, message_body, turn_events
 
 FILE_TOOLS = ["Bash", "Read", "Write", "Edit"]
 TASK_TOOLS = ["TaskCreate", "TaskUpdate", "TaskList", "TaskGet", "TodoWrite"]
@@ -59,7 +64,7 @@ TURN = Turn(
 # --- Claude Code shaped request bodies (as captured from the 2.1.x CLI) -----------------
 
 
-def _env_turn(cwd: str, deferred: list[str] = []) -> dict[str, Any]:
+def _env_turn(cwd: str, deferred: tuple[str, ...] = ()) -> dict[str, Any]:
     text = (
         "# Environment\nYou have been invoked in the following environment: \n"
         f" - Primary working directory: {cwd}\n - Is a git repository: false\n"
@@ -242,6 +247,7 @@ def test_an_extra_directory_adds_and_overrides_scenarios(tmp_path: Path) -> None
         '{"name": "x", "turns": [{"blocks": []}]}',
         '{"name": "x", "turns": [{"error": {"status": 200, "message": "m"}}]}',
         '{"name": "x", "turns": [{"blocks": [{"type": "video", "url": "u"}]}]}',
+        '{"name": "x", "keywords": ["Shell"], "turns": [{"error": {"message": "m"}}]}',
         "not json",
     ],
 )
@@ -258,6 +264,12 @@ def test_selection_prefers_the_marker_then_keywords_then_the_default() -> None:
     assert select_scenario(scenarios, "run a shell command").name == "bash"
     assert select_scenario(scenarios, "what is the weather like").name == "coding"
     assert select_scenario(scenarios, "[scenario:nope] echo in the shell").name == "bash"
+
+
+def test_a_speed_marker_in_the_prompt_overrides_the_server_speed() -> None:
+    assert prompt_speed("[scenario:slow][speed:0.25] go") == 0.25
+    assert prompt_speed("[speed:2] go") == 2.0
+    assert prompt_speed("no marker") is None
 
 
 def test_the_request_tells_prompt_turn_cwd_and_tools() -> None:
@@ -319,7 +331,7 @@ def test_coding_plans_with_whichever_task_tool_is_offered(
 
 def test_deferred_task_tools_are_loaded_with_tool_search_first() -> None:
     coding = load_scenarios()["coding"]
-    start = [_prompt("fix it"), _env_turn("/w", deferred=["TaskCreate", "TaskUpdate", "WebFetch"])]
+    start = [_prompt("fix it"), _env_turn("/w", deferred=("TaskCreate", "TaskUpdate", "WebFetch"))]
     first = _plan(coding, start, ["Bash", "ToolSearch"])
     assert _tool_names(first) == ["ToolSearch"]
     search = first.blocks[0]
@@ -393,10 +405,12 @@ async def model() -> AsyncIterator[ScriptedModel]:
 
 async def test_streams_sse_that_an_sse_client_parses(model: ScriptedModel) -> None:
     body = _body([_prompt("[scenario:quick] hi")], ["Bash"])
-    async with httpx.AsyncClient(base_url=model.url, timeout=10) as client:
-        async with aconnect_sse(client, "POST", "/v1/messages", json=body) as source:
-            assert source.response.headers["content-type"].startswith("text/event-stream")
-            events = [(e.event, e.json()) async for e in source.aiter_sse()]
+    async with (
+        httpx.AsyncClient(base_url=model.url, timeout=10) as client,
+        aconnect_sse(client, "POST", "/v1/messages", json=body) as source,
+    ):
+        assert source.response.headers["content-type"].startswith("text/event-stream")
+        events = [(e.event, e.json()) async for e in source.aiter_sse()]
     assert events[0][0] == "message_start" and events[-1][0] == "message_stop"
     assert events[0][1]["message"]["model"] == "claude-test-1"
     text = "".join(d["delta"]["text"] for name, d in events if name == "content_block_delta")
@@ -544,7 +558,9 @@ async def test_api_error_ends_the_run_with_an_error_result_quickly(
     messages: list[Message] = []
     # The SDK yields the error result, then raises for the CLI's non-zero exit.
     with pytest.raises(ResultError) as failure:
-        async for message in query(prompt="[scenario:api_error] go", options=_options(model, tmp_path, [])):
+        async for message in query(
+            prompt="[scenario:api_error] go", options=_options(model, tmp_path, [])
+        ):
             messages.append(message)
     assert failure.value.terminal_reason == "api_error"
     result = messages[-1]

@@ -9,7 +9,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,7 +29,6 @@ __all__ = ["build_app"]
 
 logger = logging.getLogger(__name__)
 
-_HISTORY = 500
 # Small models answer side calls (titles, summaries) fast.
 _SIDE_CALL_TPS = 200.0
 
@@ -40,7 +39,7 @@ class _State:
     pacing: Pacing
     rng: random.Random
     # The last request bodies, oldest dropped first: tests inspect them.
-    requests: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
+    requests: deque[dict[str, Any]]
 
 
 def _error(status: int, kind: str, message: str, rng: random.Random) -> JSONResponse:
@@ -52,10 +51,10 @@ def _error(status: int, kind: str, message: str, rng: random.Random) -> JSONResp
 def _usage(conv: Conversation) -> Usage:
     # Claude Code marks its system prompt and tools for caching: the first
     # request of a conversation writes that cache, later ones read it.
-    prefix = estimate_tokens("x" * conv.prefix_chars)
+    prefix = estimate_tokens(conv.prefix_chars)
     fresh = conv.turn == 0 and conv.prompt == conv.first_prompt
     return Usage(
-        input_tokens=estimate_tokens("x" * conv.suffix_chars),
+        input_tokens=estimate_tokens(conv.suffix_chars),
         cache_creation_input_tokens=prefix if fresh else 0,
         cache_read_input_tokens=0 if fresh else prefix,
     )
@@ -91,11 +90,12 @@ async def _messages(request: Request) -> Response:
     state.requests.append(body)
     conv = read_conversation(body)
     if is_side_call(body, conv):
-        name, turn, tokens_per_second = "(side call)", side_turn(body, conv), _SIDE_CALL_TPS
+        name, turn = "(side call)", side_turn(body, conv)
+        tokens_per_second = _SIDE_CALL_TPS
     else:
         scenario = select_scenario(state.scenarios, conv.prompt)
-        turn = fill_placeholders(plan_turn(scenario, conv), conv)
-        name, tokens_per_second = scenario.name, turn.tokens_per_second or scenario.tokens_per_second
+        name, turn = scenario.name, fill_placeholders(plan_turn(scenario, conv), conv)
+        tokens_per_second = turn.tokens_per_second or scenario.tokens_per_second
     logger.info("%s: turn %d of %s, stream=%s", conv.model, conv.turn, name, conv.stream)
     speed = prompt_speed(conv.prompt)
     pacing = state.pacing if speed is None else dataclasses.replace(state.pacing, speed=speed)
@@ -120,15 +120,22 @@ async def _count_tokens(request: Request) -> Response:
     if isinstance(body, JSONResponse):
         return body
     conv = read_conversation(body)
-    return JSONResponse({"input_tokens": estimate_tokens("x" * (conv.prefix_chars + conv.suffix_chars))})
+    return JSONResponse({"input_tokens": estimate_tokens(conv.prefix_chars + conv.suffix_chars)})
 
 
 async def _models(request: Request) -> Response:
     model_id = request.path_params.get("model_id", "claude-scripted")
-    model = {"type": "model", "id": model_id, "display_name": model_id, "created_at": "2025-01-01T00:00:00Z"}
+    model = {
+        "type": "model",
+        "id": model_id,
+        "display_name": model_id,
+        "created_at": "2025-01-01T00:00:00Z",
+    }
     if "model_id" in request.path_params:
         return JSONResponse(model)
-    return JSONResponse({"data": [model], "has_more": False, "first_id": model_id, "last_id": model_id})
+    return JSONResponse(
+        {"data": [model], "has_more": False, "first_id": model_id, "last_id": model_id}
+    )
 
 
 async def _hello(request: Request) -> Response:
@@ -152,15 +159,28 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     state: _State = request.app.state.scripted
     status = exc.status_code if isinstance(exc, HTTPException) else 404
     kind = "not_found_error" if status == 404 else "invalid_request_error"
-    return _error(status, kind, f"{request.method} {request.url.path} is not served here", state.rng)
+    return _error(
+        status, kind, f"{request.method} {request.url.path} is not served here", state.rng
+    )
 
 
 def build_app(
-    scenarios: Mapping[str, Scenario], speed: float = 1.0, *, seed: int | None = None
+    scenarios: Mapping[str, Scenario],
+    speed: float = 1.0,
+    *,
+    seed: int | None = None,
+    history: int = 500,
 ) -> Starlette:
-    """A Messages API app playing `scenarios`; `speed` scales every delay (0: none)."""
+    """A Messages API app playing `scenarios`.
+
+    `speed` multiplies every delay (0: none, 1.0: realistic, 2.0: twice as
+    slow); `seed` makes ids and jitter reproducible; `history` bounds how many
+    request bodies `GET /_scripted/requests` keeps (the oldest are dropped).
+    """
     if not scenarios:
         raise ValueError("at least one scenario is needed")
+    if history < 0:
+        raise ValueError("history must be >= 0")
     routes = [
         Route("/v1/messages", _messages, methods=["POST"]),
         Route("/v1/messages/count_tokens", _count_tokens, methods=["POST"]),
@@ -171,5 +191,6 @@ def build_app(
         Route("/_scripted/health", _health, methods=["GET"]),
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
-    app.state.scripted = _State(dict(scenarios), Pacing(speed=speed), random.Random(seed))
+    state = _State(dict(scenarios), Pacing(speed=speed), random.Random(seed), deque(maxlen=history))
+    app.state.scripted = state
     return app

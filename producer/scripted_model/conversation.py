@@ -17,7 +17,9 @@ __all__ = ["Conversation", "read_conversation"]
 # " - Primary working directory: /tmp/ws" (older versions: "Working directory: /tmp/ws").
 _CWD_RE = re.compile(r"(?:Primary working directory|Working directory):\s*(\S[^\n]*)")
 # Tools hidden behind ToolSearch are listed by name, one a line, after this header.
-_DEFERRED_RE = re.compile(r"deferred tools are now available via ToolSearch[^\n]*:\n((?:[\w-]+\n?)+)")
+_DEFERRED_RE = re.compile(
+    r"deferred tools are now available via ToolSearch[^\n]*:\n((?:[\w-]+\n?)+)"
+)
 _REMINDER_PREFIX = "<system-reminder>"
 # TaskCreate answers "Task #3 created successfully: ..."; TaskUpdate takes that id.
 _TASK_ID_RE = re.compile(r"Task #(\S+?) created")
@@ -72,7 +74,8 @@ def _prompt_text(message: dict[str, Any]) -> str | None:
     parts = [
         str(b.get("text", ""))
         for b in blocks
-        if b.get("type") == "text" and not str(b.get("text", "")).lstrip().startswith(_REMINDER_PREFIX)
+        if b.get("type") == "text"
+        and not str(b.get("text", "")).lstrip().startswith(_REMINDER_PREFIX)
     ]
     text = "\n".join(p for p in parts if p.strip())
     return text or None

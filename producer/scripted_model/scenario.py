@@ -1,20 +1,29 @@
 """Scenario files: the msgspec schema, loading and validation.
 
 A scenario is what the scripted model "says" in answer to one prompt: a list of
-turns, one per Messages API request of the agent loop. Each turn is either an
-assistant message (text, thinking and tool_use blocks) or an API error.
+turns, one per Messages API request of the agent loop (turn n answers the
+request that carries n assistant messages after the prompt). Each turn is
+either an assistant message (text, thinking and tool_use blocks) or an API error.
 
 ```json
 {"name": "bash", "keywords": ["shell", "echo"],
  "turns": [
    {"blocks": [{"type": "tool_use", "name": "Bash",
                 "input": {"command": "echo hi", "description": "Print a greeting"}}]},
-   {"blocks": [{"type": "text", "text": "The command printed: {last_tool_result}"}]}]}
+   {"blocks": [{"type": "text", "text": "The command printed: {last_result:Bash}"}]}]}
 ```
 
-`variants` hold alternative turn lists for different tool sets (the task tools
-of newer Claude Code, TodoWrite of older ones, neither): the first variant
-whose `requires_tools` the request offers is played, else `turns`.
+- Turn fields: `blocks` or `error` (`{"status", "type", "message"}`),
+  `stop_reason` (default: tool_use when a tool is called, else end_turn),
+  `words_per_delta`, `tokens_per_second`.
+- Strings in blocks may hold placeholders, filled per request (see
+  `select.fill_placeholders`): `{cwd}`, `{prompt}`, `{first_prompt}`,
+  `{last_tool_result}`, `{last_result:TOOL}`, `{task:N}`.
+- `variants` hold alternative turn lists for different tool sets (the task
+  tools of newer Claude Code, TodoWrite of older ones, neither): the first
+  variant whose `requires_tools` the request offers is played, else `turns`.
+  Tools the CLI defers behind ToolSearch count as offered: the model loads
+  them with a ToolSearch call first, as Claude does.
 """
 
 from __future__ import annotations
@@ -137,6 +146,8 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("a scenario needs turns or variants")
         if self.tokens_per_second <= 0:
             raise ValueError("tokens_per_second must be positive")
+        if any(k != k.lower() for k in self.keywords):
+            raise ValueError("keywords must be lower-case: prompts are matched lower-cased")
 
     def pick_turns(self, offered_tools: frozenset[str]) -> tuple[Variant | None, list[Turn]]:
         """The first variant whose tools are all offered, else the plain turns."""

@@ -41,7 +41,7 @@ def _title(prompt: str) -> str:
 def _sample(schema: dict[str, Any], title: str, depth: int = 0) -> Any:
     """A minimal value valid against a simple JSON schema (depth-bounded)."""
     kind = schema.get("type")
-    if "enum" in schema and schema["enum"]:
+    if schema.get("enum"):
         return schema["enum"][0]
     if kind == "object" and depth < 4:
         props = schema.get("properties", {})

@@ -22,7 +22,7 @@ from typing import Any
 
 import msgspec
 
-from .scenario import TextBlock, ThinkingBlock, ToolUseBlock, Turn
+from .scenario import Block, TextBlock, ThinkingBlock, ToolUseBlock, Turn
 
 __all__ = ["SseEvent", "Usage", "encode_sse", "estimate_tokens", "message_body", "turn_events"]
 
@@ -55,17 +55,13 @@ class Usage:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class _Ids:
-    rng: random.Random
-
-    def new(self, prefix: str) -> str:
-        return prefix + "".join(self.rng.choices(_ID_ALPHABET, k=24))
+def _new_id(prefix: str, rng: random.Random) -> str:
+    return prefix + "".join(rng.choices(_ID_ALPHABET, k=24))
 
 
-def estimate_tokens(text: str) -> int:
+def estimate_tokens(chars: int) -> int:
     """About four characters a token, at least one: good enough for a plausible cost."""
-    return max(1, round(len(text) / 4))
+    return max(1, round(chars / 4))
 
 
 def encode_sse(event: SseEvent) -> bytes:
@@ -89,10 +85,10 @@ def _json_chunks(raw: str, rng: random.Random) -> list[str]:
 
 def _delta(index: int, delta: dict[str, Any], text: str) -> SseEvent:
     data = {"type": "content_block_delta", "index": index, "delta": delta}
-    return SseEvent("content_block_delta", data, tokens=estimate_tokens(text) if text else 0)
+    return SseEvent("content_block_delta", data, tokens=estimate_tokens(len(text)) if text else 0)
 
 
-def _block_events(index: int, block: Any, turn: Turn, ids: _Ids) -> list[SseEvent]:
+def _block_events(index: int, block: Block, turn: Turn, rng: random.Random) -> list[SseEvent]:
     match block:
         case TextBlock(text=text):
             start: dict[str, Any] = {"type": "text", "text": ""}
@@ -107,14 +103,14 @@ def _block_events(index: int, block: Any, turn: Turn, ids: _Ids) -> list[SseEven
                 for c in _word_chunks(thinking, turn.words_per_delta)
             ]
             # The real signature is opaque and only the API checks it.
-            signature = "".join(ids.rng.choices(_ID_ALPHABET, k=96))
+            signature = "".join(rng.choices(_ID_ALPHABET, k=96))
             deltas.append(_delta(index, {"type": "signature_delta", "signature": signature}, ""))
         case ToolUseBlock(name=name, input=tool_input):
-            start = {"type": "tool_use", "id": ids.new("toolu_01"), "name": name, "input": {}}
+            start = {"type": "tool_use", "id": _new_id("toolu_01", rng), "name": name, "input": {}}
             raw = json.dumps(tool_input, ensure_ascii=False)
             deltas = [
                 _delta(index, {"type": "input_json_delta", "partial_json": c}, c)
-                for c in _json_chunks(raw, ids.rng)
+                for c in _json_chunks(raw, rng)
             ]
         case _:
             raise TypeError(f"unknown block {block!r}")
@@ -130,9 +126,8 @@ def turn_events(turn: Turn, *, model: str, usage: Usage, rng: random.Random) -> 
     """Every streaming event of one assistant message; `rng` makes ids reproducible."""
     if turn.error is not None:
         raise ValueError("an error turn has no stream")
-    ids = _Ids(rng)
-    message = {
-        "id": ids.new("msg_01"),
+    message: dict[str, Any] = {
+        "id": _new_id("msg_01", rng),
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -143,7 +138,7 @@ def turn_events(turn: Turn, *, model: str, usage: Usage, rng: random.Random) -> 
     }
     events = [SseEvent("message_start", {"type": "message_start", "message": message})]
     for index, block in enumerate(turn.blocks):
-        block_events = _block_events(index, block, turn, ids)
+        block_events = _block_events(index, block, turn, rng)
         events.append(block_events[0])
         if index == 0:
             events.append(SseEvent("ping", {"type": "ping"}))

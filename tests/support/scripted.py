@@ -1,5 +1,7 @@
 """Run the scripted model as a real process on a free loopback port, for tests.
 
+Usage::
+
     async with ScriptedModel(speed=0) as model:
         options = ClaudeAgentOptions(cwd=tmp_path, env=model.cli_env(), ...)
         async for message in query(prompt="[scenario:quick] hi", options=options): ...
@@ -16,7 +18,7 @@ import signal
 import sys
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import httpx
 
@@ -143,7 +145,7 @@ class ScriptedModel:
             raise RuntimeError("ScriptedModel is not started")
         return cli_env(self.url, config_dir=config_dir, **extra)
 
-    async def __aenter__(self) -> ScriptedModel:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -27,7 +27,7 @@ import claude_agent_sdk
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from support.scripted import ScriptedModel  # noqa: E402
+from support.scripted import ScriptedModel
 
 _TIMEOUT_S = 120
 _FILE_TOOLS = ["Bash", "Read", "Write", "Edit"]
@@ -65,7 +65,9 @@ RECORDINGS = [
         [],
         before="[scenario:quick] Remember the word teal.",
     ),
-    Recording("subagent", "[scenario:subagent] Check the shell via a sub-agent.", ["Agent", "Bash"]),
+    Recording(
+        "subagent", "[scenario:subagent] Check the shell via a sub-agent.", ["Agent", "Bash"]
+    ),
     Recording("slow", "[scenario:slow] Tell me something long.", []),
     Recording("big_output", "[scenario:big_output] Print a lot.", ["Bash"]),
 ]
@@ -103,7 +105,9 @@ async def run_cli(
         await proc.wait()
         raise
     if not out.strip():
-        raise RuntimeError(f"{rec.name}: no output (exit {proc.returncode}): {err.decode()[-2000:]}")
+        raise RuntimeError(
+            f"{rec.name}: no output (exit {proc.returncode}): {err.decode()[-2000:]}"
+        )
     return out
 
 
