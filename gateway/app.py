@@ -43,7 +43,7 @@ class Gateway:
         self.kv = kv
         self.auth = auth
         self.stats = stats
-        self.registry = registry(stats, lambda: len(hub.topics), hub.subscriptions)
+        self.registry = registry(stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered)
 
 
 def create_app(settings: Settings) -> FastAPI:

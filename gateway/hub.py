@@ -168,6 +168,10 @@ class Hub:
             del self.topics[topic.key]
         self.spawn(topic.close())
 
+    def buffered(self) -> int:
+        """Bytes held in client transports; at most len(sinks) * (client_buffer_bytes + one write)."""
+        return sum(sink.buffered() for sink in self.sinks)
+
     def subscriptions(self) -> int:
         return sum(len(t.subs) for t in self.topics.values())
 

@@ -34,10 +34,11 @@ class Stats:
 
 
 class _Collector(Collector):
-    def __init__(self, stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int]) -> None:
+    def __init__(self, stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int], buffered: Callable[[], int]) -> None:
         self._stats = stats
         self._topics = topics
         self._subscriptions = subscriptions
+        self._buffered = buffered
 
     def collect(self) -> Iterator[Metric]:
         s = self._stats
@@ -53,6 +54,7 @@ class _Collector(Collector):
         yield _single(CounterMetricFamily, "agentcast_gateway_events_in", "Live events received from NATS", s.events_in, pid)
         yield _single(GaugeMetricFamily, "agentcast_gateway_upstream_subscriptions", "NATS subscriptions shared by clients", self._topics(), pid)
         yield _single(GaugeMetricFamily, "agentcast_gateway_subscriptions", "Client subscriptions (session or firehose)", self._subscriptions(), pid)
+        yield _single(GaugeMetricFamily, "agentcast_gateway_buffered_bytes", "Bytes written but not yet sent, over all clients", self._buffered(), pid)
 
 
 def _by_transport(family: type, name: str, doc: str, values: dict[str, int], pid: str) -> Metric:
@@ -68,10 +70,12 @@ def _single(family: type, name: str, doc: str, value: int, pid: str) -> Metric:
     return metric
 
 
-def registry(stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int]) -> CollectorRegistry:
+def registry(
+    stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int], buffered: Callable[[], int]
+) -> CollectorRegistry:
     """A registry of the gateway's own metrics (no process-global state)."""
     reg = CollectorRegistry(auto_describe=True)
-    reg.register(_Collector(stats, topics, subscriptions))
+    reg.register(_Collector(stats, topics, subscriptions, buffered))
     return reg
 
 

@@ -61,3 +61,6 @@ def workspace(tmp_path: Path) -> Path:
     path = tmp_path / "workspace"
     path.mkdir()
     return path
+
+
+pytest_plugins = ["support.gateway"]
