@@ -54,7 +54,7 @@ from agentcast.events import (
 )
 from producer.normalize import Normalizer
 
-TRANSCRIPTS = Path(__file__).parent / "transcripts"
+TRANSCRIPTS = Path(__file__).parent.parent / "producer" / "traces"
 
 
 def stream(event: dict, parent: str | None = None) -> StreamEvent:

@@ -1,12 +1,13 @@
 """Record what the real Claude Code CLI prints for each scripted scenario.
 
-    python tests/transcripts/record.py            # every transcript
-    python tests/transcripts/record.py quick bash # some of them
+    python tests/record_traces.py            # every trace
+    python tests/record_traces.py quick bash # some of them
 
 Each `<name>.jsonl` is the raw `claude -p --output-format stream-json --verbose
 --include-partial-messages` output of one run against the scripted model at
-speed 0, in a fresh workspace and config directory: the input of the
-normalizer's replay tests. Paths, ids and timestamps differ on every recording.
+speed 0, in a fresh workspace and config directory. They are shipped in
+`producer/traces/`: the synthetic producer replays them, and the normalizer's
+tests check them. Paths, ids and timestamps differ on every recording.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from pathlib import Path
 import claude_agent_sdk
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+TRACES = HERE.parent / "producer" / "traces"
+sys.path.insert(0, str(HERE))
 
 from support.scripted import ScriptedModel
 
@@ -128,7 +130,7 @@ async def record(rec: Recording, model: ScriptedModel) -> float:
         started = time.monotonic()
         output = await run_cli(rec.prompt, rec, env, workspace, resume=resume)
         elapsed = time.monotonic() - started
-    (HERE / f"{rec.name}.jsonl").write_bytes(output)
+    (TRACES / f"{rec.name}.jsonl").write_bytes(output)
     return elapsed
 
 
@@ -140,7 +142,7 @@ async def main(names: list[str]) -> None:
     async with ScriptedModel(speed=0) as model:
         for rec in chosen:
             elapsed = await record(rec, model)
-            lines = (HERE / f"{rec.name}.jsonl").read_bytes().count(b"\n")
+            lines = (TRACES / f"{rec.name}.jsonl").read_bytes().count(b"\n")
             print(f"{rec.name:18} {lines:5d} lines  {elapsed:5.2f} s")
 
 
