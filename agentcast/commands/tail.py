@@ -60,11 +60,13 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _tail(settings: Settings, subjects: list[str], config: ConsumerConfig, args: argparse.Namespace) -> int:
+    from rich.console import Console
+
     from agentcast.render import Renderer
 
     assert settings.nats_url
     nc = await connect(settings.nats_url, "agentcast-tail")
-    renderer = Renderer(json=args.json)
+    renderer = Renderer(Console(), json=args.json)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
