@@ -40,7 +40,11 @@ def _gateway(request: Request) -> Gateway:
     gw: Gateway = request.app.state.gateway
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > gw.settings.max_prompt_bytes + _BODY_SLACK:
-        raise ApiError(413, "too_large", f"request body over {gw.settings.max_prompt_bytes + _BODY_SLACK} bytes")
+        raise ApiError(
+            413,
+            "too_large",
+            f"request body over {gw.settings.max_prompt_bytes + _BODY_SLACK} bytes",
+        )
     return gw
 
 
@@ -51,7 +55,9 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
     if body.session is not None and not isinstance(body.session, str):
         raise ApiError(400, "invalid_session", "session must be a string")
     session = checked_session(gw.auth, claims, "run", body.session or new_session_id())
-    run = await submit_run(gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session, options=body.options)
+    run = await submit_run(
+        gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session, options=body.options
+    )
     base = str(request.base_url).rstrip("/")
     ws_base = "ws" + base[len("http") :] if base.startswith("http") else base
     payload = {
@@ -72,7 +78,9 @@ async def cancel(request: Request, session: str, claims: RunClaims) -> dict[str,
 
 
 @router.post("/v1/sessions/{session}/messages", summary="Send a follow-up message (scope: run)")
-async def message(request: Request, session: str, body: MessageBody, claims: RunClaims) -> dict[str, Any]:
+async def message(
+    request: Request, session: str, body: MessageBody, claims: RunClaims
+) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
     text = check_prompt(body.text, gw.settings, field="text")
@@ -103,7 +111,7 @@ async def list_sessions(
             if snapshot is not None and (state is None or snapshot.get("state") == state):
                 snapshots.append(snapshot)
     finally:
-        await watcher.stop()
+        await watcher.stop()  # type: ignore[no-untyped-call]
     snapshots.sort(key=lambda s: s.get("updated_at") or 0, reverse=True)
     return JSONResponse({"sessions": snapshots[:limit]})
 

@@ -34,7 +34,16 @@ Scope = MutableMapping[str, Any]
 class Gateway:
     """What the lifespan owns, reachable from routes as `request.app.state.gateway`."""
 
-    def __init__(self, settings: Settings, nc: Client, hub: Hub, reader: DirectReader, kv: KeyValue, auth: Authenticator, stats: Stats) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        nc: Client,
+        hub: Hub,
+        reader: DirectReader,
+        kv: KeyValue,
+        auth: Authenticator,
+        stats: Stats,
+    ) -> None:
         self.settings = settings
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream()
@@ -66,13 +75,19 @@ def create_app(settings: Settings) -> FastAPI:
                 await hooks["hub"].on_error(exc)
 
         assert settings.nats_url
-        nc = await connect(settings.nats_url, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error)
+        nc = await connect(
+            settings.nats_url, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
+        )
         kv = await ensure_streams(nc.jetstream(), settings)
         reader = DirectReader(nc, EVENTS_STREAM)
         await reader.start()
-        hub = Hub(nc, reader, stats, replay_batch=settings.replay_batch, heartbeat_s=settings.heartbeat_s)
+        hub = Hub(
+            nc, reader, stats, replay_batch=settings.replay_batch, heartbeat_s=settings.heartbeat_s
+        )
         hooks["hub"] = hub
-        app.state.gateway = Gateway(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+        app.state.gateway = Gateway(
+            settings, nc, hub, reader, kv, Authenticator(secret, stats), stats
+        )
         heartbeats = asyncio.create_task(hub.heartbeats())
         logger.info("Gateway ready on NATS %s", settings.nats_url)
         try:
@@ -117,7 +132,7 @@ def create_app(settings: Settings) -> FastAPI:
             try:
                 for stream in (EVENTS_STREAM, RUNS_STREAM):
                     await gw.js.stream_info(stream)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 problem = f"stream missing or JetStream unavailable: {exc!r}"
         if problem:
             return errors.json_error(503, "not_ready", problem)

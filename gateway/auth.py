@@ -28,7 +28,9 @@ class Authenticator:
         token = token_of(headers, query)
         if not token:
             self._stats.auth_failures += 1
-            raise ApiError(401, "unauthorized", "missing bearer token (Authorization header or ?token=)")
+            raise ApiError(
+                401, "unauthorized", "missing bearer token (Authorization header or ?token=)"
+            )
         try:
             return verify_token(self._secret, token)
         except TokenError as exc:

@@ -45,7 +45,9 @@ class ApiError(AgentcastError):
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
-    return Response(error_body(code, message, **extra), status_code=status, media_type="application/json")
+    return Response(
+        error_body(code, message, **extra), status_code=status, media_type="application/json"
+    )
 
 
 def from_agentcast_error(exc: AgentcastError) -> ApiError:

@@ -35,7 +35,7 @@ _MAX_CATCHUP_ROUNDS: Final = 1000
 class SessionMatch:
     """Every glob must match the session id (request glob and token glob); cached."""
 
-    __slots__ = ("globs", "_cache")
+    __slots__ = ("_cache", "globs")
 
     def __init__(self, *globs: str) -> None:
         self.globs = tuple(dict.fromkeys(g for g in globs if g != "*"))
@@ -55,8 +55,18 @@ class Subscription:
     """A client's interest in one topic, with its position in the stream."""
 
     __slots__ = (
-        "name", "sink", "topic", "types", "sessions", "replay_subject",
-        "position", "catching_up", "pending", "pending_bytes", "dropped_upto", "detached",
+        "catching_up",
+        "detached",
+        "dropped_upto",
+        "name",
+        "pending",
+        "pending_bytes",
+        "position",
+        "replay_subject",
+        "sessions",
+        "sink",
+        "topic",
+        "types",
     )  # fmt: skip
 
     def __init__(

@@ -21,7 +21,7 @@ _WS_TEXT: Final = 0x81  # FIN + opcode 1 (text)
 class Frame:
     """One stored event, framed lazily once per transport kind and shared by all clients."""
 
-    __slots__ = ("seq", "session", "type", "payload", "_sse", "_ws")
+    __slots__ = ("_sse", "_ws", "payload", "seq", "session", "type")
 
     def __init__(self, seq: int, session: str, type: str, payload: bytes) -> None:
         self.seq = seq

@@ -72,7 +72,7 @@ class Topic:
         if self._nats is not None:
             try:
                 await self._nats.unsubscribe()
-            except Exception as exc:  # connection already closed at shutdown
+            except Exception as exc:  # noqa: BLE001 - the connection may be closed at shutdown
                 logger.debug("unsubscribe %s: %r", self.live_subject, exc)
 
     def add(self, sub: Subscription) -> None:
@@ -135,7 +135,15 @@ class Topic:
 class Hub:
     """Topics by key, the set of open sinks, heartbeats and shutdown."""
 
-    def __init__(self, nc: Client, reader: DirectReader, stats: Stats, *, replay_batch: int, heartbeat_s: float) -> None:
+    def __init__(
+        self,
+        nc: Client,
+        reader: DirectReader,
+        stats: Stats,
+        *,
+        replay_batch: int,
+        heartbeat_s: float,
+    ) -> None:
         self.nc = nc
         self.reader = reader
         self.stats = stats
@@ -188,7 +196,9 @@ class Hub:
         if isinstance(exc, SlowConsumerError):
             for topic in list(self.topics.values()):
                 if topic.owns(exc.sub):
-                    logger.warning("slow consumer on %s: refilling from JetStream", topic.live_subject)
+                    logger.warning(
+                        "slow consumer on %s: refilling from JetStream", topic.live_subject
+                    )
                     self.spawn(topic.resync())
 
     async def heartbeats(self) -> None:

@@ -31,7 +31,7 @@ _MAX_TYPES: Final = 64
 class TypeFilter:
     """`types=text.delta,tool.*`: exact types, and prefixes matched at any depth."""
 
-    __slots__ = ("patterns", "exact", "prefixes")
+    __slots__ = ("exact", "patterns", "prefixes")
 
     def __init__(self, patterns: Iterable[str]) -> None:
         self.patterns = tuple(dict.fromkeys(patterns))
@@ -92,7 +92,12 @@ def glob_covers(outer: str, inner: str) -> bool:
         return True
     if is_literal(inner):
         return fnmatch.fnmatchcase(inner, outer)
-    if outer.endswith("*") and inner.endswith("*") and is_literal(outer[:-1]) and is_literal(inner[:-1]):
+    if (
+        outer.endswith("*")
+        and inner.endswith("*")
+        and is_literal(outer[:-1])
+        and is_literal(inner[:-1])
+    ):
         return inner[:-1].startswith(outer[:-1])
     return False
 

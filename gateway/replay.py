@@ -99,7 +99,12 @@ class DirectReader:
 
     async def batch(self, start_seq: int, subject: str, max_msgs: int, max_bytes: int) -> Batch:
         """Up to `max_msgs` messages on `subject` from `start_seq` on, in sequence order."""
-        body = {"seq": start_seq, "next_by_subj": subject, "batch": max_msgs, "max_bytes": max_bytes}
+        body = {
+            "seq": start_seq,
+            "next_by_subj": subject,
+            "batch": max_msgs,
+            "max_bytes": max_bytes,
+        }
         return await self._request(body, batched=True)
 
     async def get(self, seq: int) -> Msg | None:

@@ -13,7 +13,8 @@ import uuid
 from typing import Any, Literal
 
 import msgspec
-from nats.errors import NoRespondersError, TimeoutError as NatsTimeoutError
+from nats.errors import NoRespondersError
+from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentcast.codec import decode_loose, encode
 from agentcast.control import ControlReply, ControlRequest, RunRequest
@@ -33,7 +34,11 @@ def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> s
         raise ApiError(400, "invalid_prompt", f"{field} must be a non-empty string")
     size = len(prompt.encode())
     if size > settings.max_prompt_bytes:
-        raise ApiError(413, "prompt_too_large", f"{field} is {size} bytes, over the limit of {settings.max_prompt_bytes}")
+        raise ApiError(
+            413,
+            "prompt_too_large",
+            f"{field} is {size} bytes, over the limit of {settings.max_prompt_bytes}",
+        )
     return prompt
 
 
@@ -51,20 +56,34 @@ def check_options(options: object, settings: Settings) -> dict[str, Any]:
     if model is not None and model not in allowed:
         raise PolicyViolation("options.model", f"must be one of: {', '.join(sorted(allowed))}")
     turns = options.get("max_turns")
-    if turns is not None and (isinstance(turns, bool) or not isinstance(turns, int) or not 1 <= turns <= settings.max_turns):
-        raise PolicyViolation("options.max_turns", f"must be an integer from 1 to {settings.max_turns}")
+    if turns is not None and (
+        isinstance(turns, bool)
+        or not isinstance(turns, int)
+        or not 1 <= turns <= settings.max_turns
+    ):
+        raise PolicyViolation(
+            "options.max_turns", f"must be an integer from 1 to {settings.max_turns}"
+        )
     tools = options.get("allowed_tools")
     if tools is not None:
         if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
             raise PolicyViolation("options.allowed_tools", "must be a list of tool names")
         outside = sorted(set(tools) - set(settings.allowed_tools))
         if outside:
-            raise PolicyViolation("options.allowed_tools", f"not allowed by server policy: {', '.join(outside)}")
+            raise PolicyViolation(
+                "options.allowed_tools", f"not allowed by server policy: {', '.join(outside)}"
+            )
     return {k: v for k, v in options.items() if v is not None}
 
 
 async def submit_run(
-    js: Any, reader: DirectReader, settings: Settings, *, prompt: object, session: str, options: object
+    js: Any,
+    reader: DirectReader,
+    settings: Settings,
+    *,
+    prompt: object,
+    session: str,
+    options: object,
 ) -> int:
     """Check and publish a run request for a checked session; returns the predicted run number."""
     prompt = check_prompt(prompt, settings)
@@ -80,7 +99,9 @@ async def submit_run(
     return run
 
 
-async def control(nc: Any, session: str, op: Literal["cancel", "message"], text: str | None = None) -> ControlReply:
+async def control(
+    nc: Any, session: str, op: Literal["cancel", "message"], text: str | None = None
+) -> ControlReply:
     """Ask the worker that owns `session`; 409 `not_running` when none does."""
     request = ControlRequest(op=op, text=text)
     try:
@@ -88,11 +109,17 @@ async def control(nc: Any, session: str, op: Literal["cancel", "message"], text:
     except NoRespondersError as exc:
         raise ApiError(409, "not_running", f"no run is active in session {session!r}") from exc
     except NatsTimeoutError as exc:
-        raise ApiError(504, "worker_timeout", f"the worker of session {session!r} did not answer") from exc
+        raise ApiError(
+            504, "worker_timeout", f"the worker of session {session!r} did not answer"
+        ) from exc
     try:
         reply = _reply_decoder.decode(msg.data)
     except msgspec.DecodeError as exc:
-        raise ApiError(502, "bad_worker_reply", "the worker's reply was not a ControlReply") from exc
+        raise ApiError(
+            502, "bad_worker_reply", "the worker's reply was not a ControlReply"
+        ) from exc
     if not reply.ok:
-        raise ApiError(409, "not_running" if reply.error is None else "refused", reply.error or "refused")
+        raise ApiError(
+            409, "not_running" if reply.error is None else "refused", reply.error or "refused"
+        )
     return reply

@@ -65,7 +65,9 @@ def config_for(app: FastAPI, settings: Settings, *, log_level: str = "info") -> 
     )
 
 
-def serve(settings: Settings, sock: socket.socket | None = None, *, log_level: str = "info") -> None:
+def serve(
+    settings: Settings, sock: socket.socket | None = None, *, log_level: str = "info"
+) -> None:
     """Run one gateway process until it is told to stop."""
     app = create_app(settings)
     server = GatewayServer(config_for(app, settings, log_level=log_level), app)
@@ -86,12 +88,17 @@ def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int
     if workers <= 1:
         serve(settings, log_level=log_level)
         return 0
-    sock = socket.socket(socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM)
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
+    )
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((settings.host, settings.port))
     sock.set_inheritable(True)
     ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_worker, args=(settings, sock, log_level), name=f"gateway-{i}") for i in range(workers)]
+    procs = [
+        ctx.Process(target=_worker, args=(settings, sock, log_level), name=f"gateway-{i}")
+        for i in range(workers)
+    ]
     for proc in procs:
         proc.start()
     logger.info("Started %d gateway workers on %s:%d", workers, settings.host, settings.port)

@@ -34,9 +34,11 @@ REPLAY_STALL_S: Final = 30.0
 
 
 class Sink:
-    __slots__ = ("kind", "transport", "limit", "stats", "subs", "done", "reason", "_sse")
+    __slots__ = ("_sse", "done", "kind", "limit", "reason", "stats", "subs", "transport")
 
-    def __init__(self, transport: asyncio.WriteTransport, kind: Kind, limit: int, stats: Stats) -> None:
+    def __init__(
+        self, transport: asyncio.WriteTransport, kind: Kind, limit: int, stats: Stats
+    ) -> None:
         self.kind: Kind = kind
         self.transport = transport
         self.limit = limit

@@ -23,7 +23,15 @@ from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
 from gateway.frames import chunk, sse_event, sse_retry
 from gateway.hub import FIREHOSE
-from gateway.params import NOW, glob_covers, glob_session, parse_from, parse_glob, parse_types, replay_filter
+from gateway.params import (
+    NOW,
+    glob_covers,
+    glob_session,
+    parse_from,
+    parse_glob,
+    parse_types,
+    replay_filter,
+)
 from gateway.sink import Sink, transport_of
 
 if TYPE_CHECKING:
@@ -51,7 +59,10 @@ def retry_ms(base: int, spread: int) -> int:
 
 
 _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
-    200: {"content": {"text/event-stream": {}}, "description": "id: cursor, event: type, data: envelope"},
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "id: cursor, event: type, data: envelope",
+    },
     410: {"description": "cursor_expired: the cursor is older than retention"},
 }
 
@@ -89,7 +100,15 @@ async def firehose(
         gw.stats.auth_failures += 1
         raise ApiError(403, "forbidden", f"token covers sessions {claims.sessions!r}, not {glob!r}")
     single = glob_session(glob)
-    return await _open(gw, single or FIREHOSE, glob, SessionMatch(glob, claims.sessions), from_, types, last_event_id)
+    return await _open(
+        gw,
+        single or FIREHOSE,
+        glob,
+        SessionMatch(glob, claims.sessions),
+        from_,
+        types,
+        last_event_id,
+    )
 
 
 async def _open(
@@ -112,7 +131,16 @@ class EventStream(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, gw: Gateway, key: str, name: str, subject: str, after: int, types: Any, sessions: SessionMatch | None) -> None:
+    def __init__(
+        self,
+        gw: Gateway,
+        key: str,
+        name: str,
+        subject: str,
+        after: int,
+        types: Any,
+        sessions: SessionMatch | None,
+    ) -> None:
         # Response.__init__ is not called: this response renders no body up front.
         self.background = None
         self.status_code = 200
@@ -146,7 +174,12 @@ class EventStream(Response):
 
     async def _stream(self, sink: Sink, receive: Receive) -> None:
         sub = Subscription(
-            self.name, sink, self.subject, after=self.after, types=self.types, sessions=self.sessions
+            self.name,
+            sink,
+            self.subject,
+            after=self.after,
+            types=self.types,
+            sessions=self.sessions,
         )
         sink.subs.append(sub)
         await self.gw.hub.attach(self.key, sub)
@@ -178,14 +211,19 @@ async def _close(sink: Sink, send: Send) -> None:
     """Say why the stream ends (lagged: the cursor; shutdown: a jittered retry), then end it."""
     if sink.reason == "lagged":
         cursors = sink.cursors()
-        notice = {"cursor": cursors.get(next(iter(cursors), ""), None), "message": "client fell behind; reconnect with Last-Event-ID to resume"}
+        notice = {
+            "cursor": cursors.get(next(iter(cursors), ""), None),
+            "message": "client fell behind; reconnect with Last-Event-ID to resume",
+        }
         sink.write(chunk(sse_event(None, "lagged", encode(notice))))
     elif sink.reason in ("shutdown", "error"):
         sink.write(chunk(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect")))
     elif sink.transport.is_closing():
         return
     try:
-        await asyncio.wait_for(send({"type": "http.response.body", "body": b"", "more_body": False}), CLOSE_GRACE_S)
+        await asyncio.wait_for(
+            send({"type": "http.response.body", "body": b"", "more_body": False}), CLOSE_GRACE_S
+        )
     except (TimeoutError, OSError):
         sink.transport.abort()
         # Let uvicorn see the connection lost before the app returns.

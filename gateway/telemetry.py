@@ -34,7 +34,13 @@ class Stats:
 
 
 class _Collector(Collector):
-    def __init__(self, stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int], buffered: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        stats: Stats,
+        topics: Callable[[], int],
+        subscriptions: Callable[[], int],
+        buffered: Callable[[], int],
+    ) -> None:
         self._stats = stats
         self._topics = topics
         self._subscriptions = subscriptions
@@ -43,18 +49,90 @@ class _Collector(Collector):
     def collect(self) -> Iterator[Metric]:
         s = self._stats
         pid = str(os.getpid())
-        yield _by_transport(GaugeMetricFamily, "agentcast_gateway_connections", "Open streaming connections", s.connections, pid)
-        yield _by_transport(CounterMetricFamily, "agentcast_gateway_connections", "Streaming connections accepted", s.connections_total, pid)
-        yield _by_transport(CounterMetricFamily, "agentcast_gateway_events_out", "Event frames written to clients", s.events_out, pid)
-        yield _by_transport(CounterMetricFamily, "agentcast_gateway_bytes_out", "Bytes of event frames written to clients", s.bytes_out, pid)
-        yield _by_transport(CounterMetricFamily, "agentcast_gateway_lagged_disconnects", "Clients disconnected for falling behind", s.lagged, pid)
-        yield _single(CounterMetricFamily, "agentcast_gateway_auth_failures", "Requests refused for a missing, invalid or insufficient token", s.auth_failures, pid)
-        yield _single(CounterMetricFamily, "agentcast_gateway_replayed_events", "Events read from JetStream for replay", s.replayed_events, pid)
-        yield _single(CounterMetricFamily, "agentcast_gateway_gap_refills", "Live gaps refilled from JetStream", s.gap_refills, pid)
-        yield _single(CounterMetricFamily, "agentcast_gateway_events_in", "Live events received from NATS", s.events_in, pid)
-        yield _single(GaugeMetricFamily, "agentcast_gateway_upstream_subscriptions", "NATS subscriptions shared by clients", self._topics(), pid)
-        yield _single(GaugeMetricFamily, "agentcast_gateway_subscriptions", "Client subscriptions (session or firehose)", self._subscriptions(), pid)
-        yield _single(GaugeMetricFamily, "agentcast_gateway_buffered_bytes", "Bytes written but not yet sent, over all clients", self._buffered(), pid)
+        yield _by_transport(
+            GaugeMetricFamily,
+            "agentcast_gateway_connections",
+            "Open streaming connections",
+            s.connections,
+            pid,
+        )
+        yield _by_transport(
+            CounterMetricFamily,
+            "agentcast_gateway_connections",
+            "Streaming connections accepted",
+            s.connections_total,
+            pid,
+        )
+        yield _by_transport(
+            CounterMetricFamily,
+            "agentcast_gateway_events_out",
+            "Event frames written to clients",
+            s.events_out,
+            pid,
+        )
+        yield _by_transport(
+            CounterMetricFamily,
+            "agentcast_gateway_bytes_out",
+            "Bytes of event frames written to clients",
+            s.bytes_out,
+            pid,
+        )
+        yield _by_transport(
+            CounterMetricFamily,
+            "agentcast_gateway_lagged_disconnects",
+            "Clients disconnected for falling behind",
+            s.lagged,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_auth_failures",
+            "Requests refused for a missing, invalid or insufficient token",
+            s.auth_failures,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replayed_events",
+            "Events read from JetStream for replay",
+            s.replayed_events,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_gap_refills",
+            "Live gaps refilled from JetStream",
+            s.gap_refills,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_events_in",
+            "Live events received from NATS",
+            s.events_in,
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_upstream_subscriptions",
+            "NATS subscriptions shared by clients",
+            self._topics(),
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_subscriptions",
+            "Client subscriptions (session or firehose)",
+            self._subscriptions(),
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_buffered_bytes",
+            "Bytes written but not yet sent, over all clients",
+            self._buffered(),
+            pid,
+        )
 
 
 def _by_transport(family: type, name: str, doc: str, values: dict[str, int], pid: str) -> Metric:
@@ -71,7 +149,10 @@ def _single(family: type, name: str, doc: str, value: int, pid: str) -> Metric:
 
 
 def registry(
-    stats: Stats, topics: Callable[[], int], subscriptions: Callable[[], int], buffered: Callable[[], int]
+    stats: Stats,
+    topics: Callable[[], int],
+    subscriptions: Callable[[], int],
+    buffered: Callable[[], int],
 ) -> CollectorRegistry:
     """A registry of the gateway's own metrics (no process-global state)."""
     reg = CollectorRegistry(auto_describe=True)

@@ -70,7 +70,9 @@ async def endpoint(websocket: WebSocket) -> None:
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
         body = error_body(exc.code, exc.message)
-        await websocket.send_denial_response(Response(body, exc.status, media_type="application/json"))
+        await websocket.send_denial_response(
+            Response(body, exc.status, media_type="application/json")
+        )
     else:
         await websocket.close(1008, exc.message[:120])
 
@@ -112,7 +114,9 @@ class _Connection:
         ref = None
         try:
             if len(data) > self.max_frame:
-                raise ApiError(413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}")
+                raise ApiError(
+                    413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
+                )
             try:
                 frame = json_decoder.decode(data)
             except msgspec.DecodeError as exc:
@@ -126,7 +130,9 @@ class _Connection:
             self.reply("error", code=err.code, message=err.message, id=ref, **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
-            self.reply("error", code="internal", message="the gateway could not handle this frame", id=ref)
+            self.reply(
+                "error", code="internal", message="the gateway could not handle this frame", id=ref
+            )
 
     async def _dispatch(self, frame: dict[str, Any], ref: object) -> None:
         gw = self.gw
@@ -142,7 +148,14 @@ class _Connection:
                 given = frame.get("session")
                 session = self._session(frame, "run") if given is not None else new_session_id()
                 checked_session(gw.auth, self.claims, "run", session)
-                run = await submit_run(gw.js, gw.reader, gw.settings, prompt=frame.get("prompt"), session=session, options=frame.get("options"))
+                run = await submit_run(
+                    gw.js,
+                    gw.reader,
+                    gw.settings,
+                    prompt=frame.get("prompt"),
+                    session=session,
+                    options=frame.get("options"),
+                )
                 self.reply("ack", **{"for": "run"}, session=session, run=run, id=ref)
             case "cancel":
                 session = self._session(frame, "run")
@@ -173,14 +186,18 @@ class _Connection:
         if not isinstance(start, str):
             raise ApiError(400, "invalid_cursor", "`from` must be start, now or a cursor")
         types = frame.get("types")
-        if types is not None and (not isinstance(types, list) or not all(isinstance(t, str) for t in types)):
+        if types is not None and (
+            not isinstance(types, list) or not all(isinstance(t, str) for t in types)
+        ):
             raise ApiError(400, "invalid_types", "`types` must be a list of type patterns")
         after = parse_from(start)
         type_filter = parse_types(types)
         subject = replay_filter(session, type_filter)
         if after > 0:
             await self.gw.reader.check_resume(after, subject)
-        sub = Subscription(session, self.sink, subject, after=after, types=type_filter, sessions=None)
+        sub = Subscription(
+            session, self.sink, subject, after=after, types=type_filter, sessions=None
+        )
         self.reply("subscribed", session=session, id=ref)
         self.subs[session] = sub
         self.sink.subs.append(sub)
@@ -191,7 +208,7 @@ class _Connection:
     async def _catch_up(self, sub: Subscription) -> None:
         try:
             await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
             self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
             self._drop(sub.name)
@@ -223,7 +240,12 @@ class _Connection:
             return
         code = _CLOSE_RESTART
         if reason == "lagged":
-            self.reply("error", code="lagged", message="client fell behind; resubscribe from these cursors", cursors=self.sink.cursors())
+            self.reply(
+                "error",
+                code="lagged",
+                message="client fell behind; resubscribe from these cursors",
+                cursors=self.sink.cursors(),
+            )
             code = _CLOSE_LAGGED
         try:
             await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE_S)

@@ -9,12 +9,12 @@ import msgspec
 import pytest
 import websockets
 from nats.js import JetStreamContext
+from support.events import build_events, publish_events, simple_run, unique_session
+from support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
 
 from agentcast.codec import encode
 from agentcast.control import RunRequest
 from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, SESSIONS_BUCKET
-from support.events import build_events, publish_events, simple_run, unique_session
-from support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
 
 BAD_SESSIONS = ["a.b", "*", ">", "x" * 65, "a b", "a%2Eb", "%3E"]
 
@@ -32,8 +32,16 @@ def _error(response: httpx.Response, status: int, code: str | None = None) -> di
 async def test_invalid_session_ids_are_400_json(http: httpx.AsyncClient, bad: str) -> None:
     for path in (f"/v1/sessions/{bad}/events", f"/v1/sessions/{bad}"):
         _error(await http.get(path, headers=auth()), 400, "invalid_session")
-    _error(await http.post(f"/v1/sessions/{bad}/cancel", headers=auth(("run",))), 400, "invalid_session")
-    _error(await http.post("/v1/runs", json={"prompt": "hi", "session": bad}, headers=auth(("run",))), 400, "invalid_session")
+    _error(
+        await http.post(f"/v1/sessions/{bad}/cancel", headers=auth(("run",))),
+        400,
+        "invalid_session",
+    )
+    _error(
+        await http.post("/v1/runs", json={"prompt": "hi", "session": bad}, headers=auth(("run",))),
+        400,
+        "invalid_session",
+    )
 
 
 async def test_path_tricks_and_unknown_routes_are_4xx_json(http: httpx.AsyncClient) -> None:
@@ -47,27 +55,41 @@ async def test_bad_cursors_and_types_are_400(http: httpx.AsyncClient, session_id
     for cursor in ("abc", "-1", "0", "1.5", "9" * 30):
         _error(await http.get(path, params={"from": cursor}, headers=auth()), 400, "invalid_cursor")
     _error(await http.get(path, headers={**auth(), "Last-Event-ID": "nope"}), 400, "invalid_cursor")
-    _error(await http.get(path, params={"from": str(10**15)}, headers=auth()), 400, "invalid_cursor")
+    _error(
+        await http.get(path, params={"from": str(10**15)}, headers=auth()), 400, "invalid_cursor"
+    )
     for types in ("nope", "tool.**", "text.delta,bogus.*", "a b"):
         _error(await http.get(path, params={"types": types}, headers=auth()), 400, "invalid_types")
-    _error(await http.get("/v1/events", params={"sessions": "a.b"}, headers=auth()), 400, "invalid_sessions")
+    _error(
+        await http.get("/v1/events", params={"sessions": "a.b"}, headers=auth()),
+        400,
+        "invalid_sessions",
+    )
 
 
-async def test_tokens_missing_invalid_expired_or_out_of_scope(http: httpx.AsyncClient, session_id: str) -> None:
+async def test_tokens_missing_invalid_expired_or_out_of_scope(
+    http: httpx.AsyncClient, session_id: str
+) -> None:
     path = f"/v1/sessions/{session_id}/events"
     _error(await http.get(path), 401, "unauthorized")
     _error(await http.get(path, headers={"Authorization": "Bearer not.a.jwt"}), 401)
     _error(await http.get(path, params={"token": token(ttl_s=-10)}), 401)
     forged = token().rsplit(".", 1)[0] + ".AAAA"
     _error(await http.get(path, headers={"Authorization": f"Bearer {forged}"}), 401)
-    _error(await http.post("/v1/runs", json={"prompt": "hi"}, headers=auth(("read",))), 403, "forbidden")
+    _error(
+        await http.post("/v1/runs", json={"prompt": "hi"}, headers=auth(("read",))),
+        403,
+        "forbidden",
+    )
     _error(await http.get(path, headers=auth(("run",))), 403, "forbidden")
     team = auth(("read", "run"), sessions="s_a*")
     _error(await http.get("/v1/sessions/s_b1/events", headers=team), 403)
     _error(await http.get("/v1/sessions/s_b1", headers=team), 403)
     _error(await http.post("/v1/sessions/s_b1/cancel", headers=team), 403)
     _error(await http.post("/v1/runs", json={"prompt": "hi", "session": "s_b1"}, headers=team), 403)
-    _error(await http.post("/v1/runs", json={"prompt": "hi"}, headers=team), 403)  # generated id outside s_a*
+    _error(
+        await http.post("/v1/runs", json={"prompt": "hi"}, headers=team), 403
+    )  # generated id outside s_a*
 
 
 async def test_a_scoped_token_never_reads_another_session_over_websocket(
@@ -75,7 +97,9 @@ async def test_a_scoped_token_never_reads_another_session_over_websocket(
 ) -> None:
     mine, other = unique_session("s_a"), unique_session("s_b")
     await publish_events(js, build_events(other, simple_run(1)))
-    async with websockets.connect(f"{gateway.ws_url}?token={token(('read', 'run'), sessions='s_a*')}") as ws:
+    async with websockets.connect(
+        f"{gateway.ws_url}?token={token(('read', 'run'), sessions='s_a*')}"
+    ) as ws:
         for op in ({"op": "subscribe", "session": other}, {"op": "cancel", "session": other}):
             await ws.send(json.dumps(op))
             assert (await ws_reply(ws))["code"] == "forbidden"
@@ -105,8 +129,14 @@ async def test_malformed_frames_get_error_frames_and_the_socket_stays_usable(
         ('{"op": "subscribe"}', "invalid_session"),
         ('{"op": "subscribe", "session": "a.b"}', "invalid_session"),
         (json.dumps({"op": "subscribe", "session": session_id, "from": "zzz"}), "invalid_cursor"),
-        (json.dumps({"op": "subscribe", "session": session_id, "types": "tool.*"}), "invalid_types"),
-        (json.dumps({"op": "subscribe", "session": session_id, "types": ["bogus"]}), "invalid_types"),
+        (
+            json.dumps({"op": "subscribe", "session": session_id, "types": "tool.*"}),
+            "invalid_types",
+        ),
+        (
+            json.dumps({"op": "subscribe", "session": session_id, "types": ["bogus"]}),
+            "invalid_types",
+        ),
         (json.dumps({"op": "unsubscribe", "session": session_id}), "not_subscribed"),
         (json.dumps({"op": "run", "prompt": ""}), "invalid_prompt"),
         (json.dumps({"op": "ping", "pad": "x" * limit}), "frame_too_large"),
@@ -135,7 +165,11 @@ async def test_malformed_frames_get_error_frames_and_the_socket_stays_usable(
         ({"prompt": "x" * (64 * 1024 + 1)}, 413, "prompt_too_large"),
         ({"prompt": "hi", "options": {"model": "gpt-9"}}, 400, "policy_violation"),
         ({"prompt": "hi", "options": {"cwd": "/"}}, 400, "policy_violation"),
-        ({"prompt": "hi", "options": {"permission_mode": "bypassPermissions"}}, 400, "policy_violation"),
+        (
+            {"prompt": "hi", "options": {"permission_mode": "bypassPermissions"}},
+            400,
+            "policy_violation",
+        ),
         ({"prompt": "hi", "options": {"max_turns": 0}}, 400, "policy_violation"),
         ({"prompt": "hi", "options": {"max_turns": 10_000}}, 400, "policy_violation"),
         ({"prompt": "hi", "options": {"allowed_tools": ["Bash", "Nuke"]}}, 400, "policy_violation"),
@@ -150,16 +184,26 @@ async def test_run_requests_outside_policy_are_4xx(
 
 async def test_bodies_that_are_not_json_objects_are_4xx(http: httpx.AsyncClient) -> None:
     for content in (b"{bad", b"[]", b"null", b"x" * 200_000):
-        response = await http.post("/v1/runs", content=content, headers={**auth(("run",)), "content-type": "application/json"})
+        response = await http.post(
+            "/v1/runs",
+            content=content,
+            headers={**auth(("run",)), "content-type": "application/json"},
+        )
         assert 400 <= response.status_code < 500 and "error" in response.json()
 
 
-async def test_a_run_request_lands_on_the_work_queue(http: httpx.AsyncClient, js: JetStreamContext) -> None:
+async def test_a_run_request_lands_on_the_work_queue(
+    http: httpx.AsyncClient, js: JetStreamContext
+) -> None:
     session = unique_session("run")
     prompt = f"list files {session}"
     response = await http.post(
         "/v1/runs",
-        json={"prompt": prompt, "session": session, "options": {"max_turns": 3, "allowed_tools": ["Bash"]}},
+        json={
+            "prompt": prompt,
+            "session": session,
+            "options": {"max_turns": 3, "allowed_tools": ["Bash"]},
+        },
         headers=auth(("run",)),
     )
     assert response.status_code == 202, response.text
@@ -170,10 +214,14 @@ async def test_a_run_request_lands_on_the_work_queue(http: httpx.AsyncClient, js
     # Read it back from the stream: the last request on the subject is ours (no worker runs here).
     stored = await js.get_last_msg(RUNS_STREAM, RUNS_SUBMIT)
     request = msgspec.json.decode(stored.data, type=RunRequest)
-    assert request == RunRequest(session=session, prompt=prompt, options={"max_turns": 3, "allowed_tools": ["Bash"]})
+    assert request == RunRequest(
+        session=session, prompt=prompt, options={"max_turns": 3, "allowed_tools": ["Bash"]}
+    )
 
     await publish_events(js, build_events(session, simple_run(1)))
-    again = await http.post("/v1/runs", json={"prompt": "more", "session": session}, headers=auth(("run",)))
+    again = await http.post(
+        "/v1/runs", json={"prompt": "more", "session": session}, headers=auth(("run",))
+    )
     assert again.json()["run"] == 2  # the last run.queued in the session, plus one
 
     generated = (await http.post("/v1/runs", json={"prompt": "hi"}, headers=auth(("run",)))).json()
@@ -185,8 +233,16 @@ async def test_cancel_and_messages_without_a_worker_are_409(
 ) -> None:
     run = auth(("run",))
     _error(await http.post(f"/v1/sessions/{session_id}/cancel", headers=run), 409, "not_running")
-    _error(await http.post(f"/v1/sessions/{session_id}/messages", json={"text": "go on"}, headers=run), 409, "not_running")
-    _error(await http.post(f"/v1/sessions/{session_id}/messages", json={"text": ""}, headers=run), 400, "invalid_prompt")
+    _error(
+        await http.post(f"/v1/sessions/{session_id}/messages", json={"text": "go on"}, headers=run),
+        409,
+        "not_running",
+    )
+    _error(
+        await http.post(f"/v1/sessions/{session_id}/messages", json={"text": ""}, headers=run),
+        400,
+        "invalid_prompt",
+    )
     async with websockets.connect(f"{gateway.ws_url}?token={token(('run',))}") as ws:
         await ws.send(json.dumps({"op": "cancel", "session": session_id, "id": "c1"}))
         assert await ws_reply(ws) == {
@@ -208,8 +264,16 @@ async def test_cancel_reaches_the_worker_that_owns_the_session(
     try:
         await nc.flush()  # type: ignore[attr-defined]
         response = await http.post(f"/v1/sessions/{session_id}/cancel", headers=auth(("run",)))
-        assert response.status_code == 200 and response.json() == {"session": session_id, "ok": True, "run": 3}
-        response = await http.post(f"/v1/sessions/{session_id}/messages", json={"text": "and then?"}, headers=auth(("run",)))
+        assert response.status_code == 200 and response.json() == {
+            "session": session_id,
+            "ok": True,
+            "run": 3,
+        }
+        response = await http.post(
+            f"/v1/sessions/{session_id}/messages",
+            json={"text": "and then?"},
+            headers=auth(("run",)),
+        )
         assert response.status_code == 200
     finally:
         await sub.unsubscribe()
@@ -220,17 +284,31 @@ async def test_session_snapshots_come_from_the_kv_bucket(
     http: httpx.AsyncClient, js: JetStreamContext, session_id: str
 ) -> None:
     kv = await js.key_value(SESSIONS_BUCKET)
-    snapshot = {"session": session_id, "state": "running", "run": 1, "percent": 12.5, "updated_at": 2**62}
+    snapshot = {
+        "session": session_id,
+        "state": "running",
+        "run": 1,
+        "percent": 12.5,
+        "updated_at": 2**62,
+    }
     await kv.put(session_id, encode(snapshot))
     got = await http.get(f"/v1/sessions/{session_id}", headers=auth())
     assert got.status_code == 200 and got.json() == snapshot
     listed = await http.get("/v1/sessions", params={"state": "running", "limit": 1}, headers=auth())
     assert listed.json()["sessions"] == [snapshot]  # newest first
-    none = await http.get("/v1/sessions", params={"state": "failed"}, headers=auth(sessions=session_id))
+    none = await http.get(
+        "/v1/sessions", params={"state": "failed"}, headers=auth(sessions=session_id)
+    )
     assert none.json() == {"sessions": []}
     _error(await http.get(f"/v1/sessions/{session_id}x", headers=auth()), 404, "not_found")
-    _error(await http.get("/v1/sessions", params={"state": "sleepy"}, headers=auth()), 400, "invalid_state")
-    _error(await http.get("/v1/sessions", params={"limit": 0}, headers=auth()), 422, "invalid_request")
+    _error(
+        await http.get("/v1/sessions", params={"state": "sleepy"}, headers=auth()),
+        400,
+        "invalid_state",
+    )
+    _error(
+        await http.get("/v1/sessions", params={"limit": 0}, headers=auth()), 422, "invalid_request"
+    )
 
 
 async def test_operations_endpoints(http: httpx.AsyncClient) -> None:

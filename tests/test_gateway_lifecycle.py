@@ -10,7 +10,6 @@ import pytest
 import websockets
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
-
 from support.events import build_events, publish_events, simple_run
 from support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
 
@@ -33,10 +32,14 @@ async def test_resume_is_exact_across_a_gateway_kill_and_restart(
     own_gateway.start()
 
     async with httpx.AsyncClient(base_url=own_gateway.url, timeout=20) as http:
-        rest = await read_sse(http, path, len(events) - 10, headers={**auth(), "Last-Event-ID": first[-1].id})
+        rest = await read_sse(
+            http, path, len(events) - 10, headers={**auth(), "Last-Event-ID": first[-1].id}
+        )
     assert [e["seq"] for e in envelopes(first + rest)] == list(range(1, len(events) + 1))
     async with websockets.connect(f"{own_gateway.ws_url}?token={token()}") as ws:
-        await ws.send(json.dumps({"op": "subscribe", "session": session_id, "from": ws_first[-1]["cursor"]}))
+        await ws.send(
+            json.dumps({"op": "subscribe", "session": session_id, "from": ws_first[-1]["cursor"]})
+        )
         ws_rest = await ws_events(ws, len(events) - 7)
     assert [f["event"]["seq"] for f in ws_first + ws_rest] == list(range(1, len(events) + 1))
 
@@ -47,22 +50,26 @@ async def test_sigterm_tells_sse_clients_to_retry_closes_websockets_1012_and_exi
     await publish_events(js, build_events(session_id, simple_run(3)))
     own_gateway.start()
     lines: list[str] = []
-    async with httpx.AsyncClient(base_url=own_gateway.url, timeout=20) as http:
-        async with websockets.connect(f"{own_gateway.ws_url}?token={token()}") as ws:
-            await ws.send(json.dumps({"op": "subscribe", "session": session_id, "from": "now"}))
-            assert (await ws_reply(ws))["op"] == "subscribed"
-            async with aconnect_sse(http, "GET", f"/v1/sessions/{session_id}/events", headers=auth()) as source:
-                stream = source.response.aiter_lines()
-                async with asyncio.timeout(20):
-                    while len([x for x in lines if x.startswith("data:")]) < 10:
-                        lines.append(await anext(stream))
-                    own_gateway.terminate()
-                    async for line in stream:  # ends: the gateway finished the response
-                        lines.append(line)
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                async with asyncio.timeout(20):
-                    while True:
-                        await ws.recv()
+    async with (
+        httpx.AsyncClient(base_url=own_gateway.url, timeout=20) as http,
+        websockets.connect(f"{own_gateway.ws_url}?token={token()}") as ws,
+    ):
+        await ws.send(json.dumps({"op": "subscribe", "session": session_id, "from": "now"}))
+        assert (await ws_reply(ws))["op"] == "subscribed"
+        async with aconnect_sse(
+            http, "GET", f"/v1/sessions/{session_id}/events", headers=auth()
+        ) as source:
+            stream = source.response.aiter_lines()
+            async with asyncio.timeout(20):
+                while len([x for x in lines if x.startswith("data:")]) < 10:
+                    lines.append(await anext(stream))
+                own_gateway.terminate()
+                async for line in stream:  # ends: the gateway finished the response
+                    lines.append(line)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(20):
+                while True:
+                    await ws.recv()
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
     tail = lines[lines.index(next(x for x in reversed(lines) if x.startswith("data:"))) :]
     retry = [int(x.split(":", 1)[1]) for x in tail if x.startswith("retry:")]

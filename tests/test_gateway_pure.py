@@ -11,10 +11,25 @@ from websockets.frames import Frame as WsFrame
 from websockets.streams import StreamReader
 
 from agentcast.settings import Settings
-from agentcast.tokens import TokenError, load_secret, mint_token, parse_scopes, parse_ttl, verify_token
+from agentcast.tokens import (
+    TokenError,
+    load_secret,
+    mint_token,
+    parse_scopes,
+    parse_ttl,
+    verify_token,
+)
 from gateway.errors import ApiError
 from gateway.frames import Frame, chunk, sse_event, sse_retry, ws_text
-from gateway.params import NOW, START, glob_covers, parse_from, parse_glob, parse_types, replay_filter
+from gateway.params import (
+    NOW,
+    START,
+    glob_covers,
+    parse_from,
+    parse_glob,
+    parse_types,
+    replay_filter,
+)
 
 SECRET = "unit-test-secret-0123456789abcdef0123"
 
@@ -28,7 +43,10 @@ def test_an_event_frame_is_built_once_and_shared() -> None:
 
 
 def test_sse_data_with_line_breaks_becomes_several_data_lines() -> None:
-    assert sse_event("1", "x\ny", b'{"a":\n1}\r\n') == b'id: 1\nevent: x y\ndata: {"a":\ndata: 1}\ndata: \n\n'
+    assert (
+        sse_event("1", "x\ny", b'{"a":\n1}\r\n')
+        == b'id: 1\nevent: x y\ndata: {"a":\ndata: 1}\ndata: \n\n'
+    )
     assert sse_retry(1500, "bye\nnow") == b": bye now\nretry: 1500\n\n"
     assert chunk(b"") == b"0\r\n\r\n"
 
@@ -121,15 +139,33 @@ def test_the_secret_file_is_created_once_with_mode_0600(tmp_path: Path) -> None:
     assert load_secret(settings.replace(jwt_secret="from-settings")) == "from-settings"
 
 
-def test_agentcast_token_prints_only_a_token(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_agentcast_token_prints_only_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import argparse
 
     from agentcast.commands import token as token_command
 
     parser = argparse.ArgumentParser()
     token_command.register(parser.add_subparsers())
-    args = parser.parse_args(["token", "--scope", "read,run", "--sessions", "team_*", "--ttl", "2h", "--data", str(tmp_path)])
+    args = parser.parse_args(
+        [
+            "token",
+            "--scope",
+            "read,run",
+            "--sessions",
+            "team_*",
+            "--ttl",
+            "2h",
+            "--data",
+            str(tmp_path),
+        ]
+    )
     assert args.func(args) == 0
     printed = capsys.readouterr().out
-    claims = verify_token(load_secret(Settings.load({"data_dir": str(tmp_path)}, environ={})), printed.strip())
-    assert printed.count("\n") == 1 and claims.sessions == "team_*" and claims.exp - claims.iat == 7200
+    claims = verify_token(
+        load_secret(Settings.load({"data_dir": str(tmp_path)}, environ={})), printed.strip()
+    )
+    assert (
+        printed.count("\n") == 1 and claims.sessions == "team_*" and claims.exp - claims.iat == 7200
+    )

@@ -8,10 +8,10 @@ import socket
 
 import httpx
 from nats.js import JetStreamContext
-
-from agentcast.events import TextDeltaData
 from support.events import build_events, publish_events, unique_session
 from support.gateway import GATEWAY_ENV, GatewayProcess, envelopes, read_sse, token
+
+from agentcast.events import TextDeltaData
 
 READERS = 50
 EVENTS = 300
@@ -25,7 +25,9 @@ def _stalled_client(port: int, path: str) -> socket.socket:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.connect(("127.0.0.1", port))
-    sock.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token()}\r\n\r\n".encode())
+    sock.sendall(
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {token()}\r\n\r\n".encode()
+    )
     return sock
 
 
@@ -56,8 +58,12 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
     prefix = unique_session("slow")
     light, heavy = f"{prefix}_a", f"{prefix}_b"
     path = f"/v1/sessions/{light}/events"
-    lights = build_events(light, [TextDeltaData(index=0, text=f"{i:05d}" + "x" * 1000) for i in range(EVENTS)])
-    heavies = build_events(heavy, [TextDeltaData(index=0, text="y" * HEAVY) for _ in range(HEAVY_EVENTS)])
+    lights = build_events(
+        light, [TextDeltaData(index=0, text=f"{i:05d}" + "x" * 1000) for i in range(EVENTS)]
+    )
+    heavies = build_events(
+        heavy, [TextDeltaData(index=0, text="y" * HEAVY) for _ in range(HEAVY_EVENTS)]
+    )
     lagged_before = gateway.metric("agentcast_gateway_lagged_disconnects_total", transport="sse")
     open_before = gateway.metric("agentcast_gateway_connections", transport="sse")
     rss_before = gateway.rss_kib()
@@ -65,7 +71,10 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
     stalled = _stalled_client(gateway.port, f"/v1/events?sessions={prefix}_*&from=now")
     readers = [asyncio.create_task(read_sse(http, path, EVENTS)) for _ in range(READERS)]
     await _wait_for(
-        lambda: gateway.metric("agentcast_gateway_connections", transport="sse") >= open_before + READERS + 1,
+        lambda: (
+            gateway.metric("agentcast_gateway_connections", transport="sse")
+            >= open_before + READERS + 1
+        ),
         "every client connected",
     )
 
@@ -76,10 +85,15 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
     for i in range(HEAVY_EVENTS):
         cursors += await publish_events(js, lights[i * per_round : (i + 1) * per_round])
         cursors += await publish_events(js, heavies[i : i + 1])
-        peak = max(peak, int(await asyncio.to_thread(gateway.metric, "agentcast_gateway_buffered_bytes")))
+        peak = max(
+            peak, int(await asyncio.to_thread(gateway.metric, "agentcast_gateway_buffered_bytes"))
+        )
         assert peak <= bound
     await _wait_for(
-        lambda: gateway.metric("agentcast_gateway_lagged_disconnects_total", transport="sse") > lagged_before,
+        lambda: (
+            gateway.metric("agentcast_gateway_lagged_disconnects_total", transport="sse")
+            > lagged_before
+        ),
         "the stalled client dropped as lagged",
     )
     raw = await asyncio.to_thread(_read_all, stalled)
@@ -91,8 +105,10 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
     notice = re.search(r'event: lagged\r?\n(?:\r?\n)?[0-9a-f\r\n]*data: \{"cursor":"(\d+)"', text)
     assert notice, text[-300:]
     resume = int(notice.group(1))
-    ids = [int(m) for m in re.findall(r"^id: (\d+)\r?$", text[: notice.start()], re.M)]
-    assert ids and ids[-1] == resume  # everything up to the cursor was sent, in order, then the notice
+    ids = [int(m) for m in re.findall(r"^id: (\d+)\r?$", text[: notice.start()], re.MULTILINE)]
+    assert (
+        ids and ids[-1] == resume
+    )  # everything up to the cursor was sent, in order, then the notice
     assert ids == [c for c in cursors if c <= resume][-len(ids) :]
     assert len(ids) < len(cursors)
 
@@ -102,4 +118,6 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
         headers={"Authorization": f"Bearer {token()}", "Last-Event-ID": str(resume)},
     )  # fmt: skip
     assert [int(e.id) for e in rest] == after
-    print(f"\ngateway RSS {rss_before} KiB -> {gateway.rss_kib()} KiB; peak buffered {peak} B (bound {bound} B)")
+    print(
+        f"\ngateway RSS {rss_before} KiB -> {gateway.rss_kib()} KiB; peak buffered {peak} B (bound {bound} B)"
+    )

@@ -8,11 +8,11 @@ import json
 import httpx
 import websockets
 from nats.js import JetStreamContext
+from support.events import build_events, publish_events, simple_run, unique_session
+from support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
 
 from agentcast.events import StatusData, TextDeltaData
 from agentcast.subjects import EVENTS_STREAM
-from support.events import build_events, publish_events, simple_run, unique_session
-from support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
 
 
 async def test_a_run_reaches_sse_and_ws_clients_in_seq_order(
@@ -79,7 +79,9 @@ async def test_ws_resubscribe_from_cursor_gets_the_rest_exactly_once(
         first = await ws_events(ws, 9)
     await publish_events(js, events[15:])
     async with websockets.connect(url) as ws:
-        await ws.send(json.dumps({"op": "subscribe", "session": session_id, "from": first[-1]["cursor"]}))
+        await ws.send(
+            json.dumps({"op": "subscribe", "session": session_id, "from": first[-1]["cursor"]})
+        )
         rest = await ws_events(ws, len(events) - 9)
         await ws.send(json.dumps({"op": "ping"}))
         assert await ws_reply(ws) == {"op": "pong"}  # and no extra event came before it
@@ -89,7 +91,9 @@ async def test_ws_resubscribe_from_cursor_gets_the_rest_exactly_once(
 async def test_late_joiner_from_start_has_no_gap_or_duplicate_at_the_seam(
     http: httpx.AsyncClient, js: JetStreamContext, session_id: str
 ) -> None:
-    events = build_events(session_id, [TextDeltaData(index=0, text=f"t{i} " * 20) for i in range(400)])
+    events = build_events(
+        session_id, [TextDeltaData(index=0, text=f"t{i} " * 20) for i in range(400)]
+    )
 
     async def produce() -> None:
         for i in range(0, len(events), 10):
@@ -100,7 +104,9 @@ async def test_late_joiner_from_start_has_no_gap_or_duplicate_at_the_seam(
     await publish_events(js, [])
     joiners = []
     for _ in range(4):  # join at different points of the run, each from the start
-        joiners.append(asyncio.create_task(read_sse(http, f"/v1/sessions/{session_id}/events", len(events))))
+        joiners.append(
+            asyncio.create_task(read_sse(http, f"/v1/sessions/{session_id}/events", len(events)))
+        )
         await asyncio.sleep(0.05)
     await producer
     for got in await asyncio.gather(*joiners):
@@ -112,12 +118,21 @@ async def test_types_filter_keeps_exact_types_and_prefixes_at_any_depth(
 ) -> None:
     events = build_events(session_id, simple_run(5))
     await publish_events(js, events)
-    wanted = [e for e in envelopes_of(events) if e["type"] == "text.delta" or e["type"].startswith("tool.")]
+    wanted = [
+        e
+        for e in envelopes_of(events)
+        if e["type"] == "text.delta" or e["type"].startswith("tool.")
+    ]
     got = await read_sse(
-        http, f"/v1/sessions/{session_id}/events", len(wanted), params={"types": "text.delta,tool.*"}
+        http,
+        f"/v1/sessions/{session_id}/events",
+        len(wanted),
+        params={"types": "text.delta,tool.*"},
     )
     assert [e["seq"] for e in envelopes(got)] == [e["seq"] for e in wanted]
-    single = await read_sse(http, f"/v1/sessions/{session_id}/events", 1, params={"types": "run.completed"})
+    single = await read_sse(
+        http, f"/v1/sessions/{session_id}/events", 1, params={"types": "run.completed"}
+    )
     assert single[0].event == "run.completed"
 
     async with websockets.connect(f"{gateway.ws_url}?token={token()}") as ws:
@@ -139,7 +154,9 @@ async def test_firehose_follows_a_glob_and_never_leaks_outside_the_token(
     await publish_events(js, build_events(mine_b, [StatusData(status="b")], first_seq=4))
 
     scoped = {"Authorization": f"Bearer {token(sessions=f'{team}_*')}"}
-    got = envelopes(await read_sse(http, "/v1/events", 6, params={"from": str(marker[0])}, headers=scoped))
+    got = envelopes(
+        await read_sse(http, "/v1/events", 6, params={"from": str(marker[0])}, headers=scoped)
+    )
     assert {e["session"] for e in got} == {mine_a, mine_b}
     assert [e["seq"] for e in got if e["session"] == mine_b] == [1, 2, 3, 4]
 
@@ -160,18 +177,28 @@ async def test_a_cursor_older_than_retention_is_cursor_expired_naming_the_earlie
     # Retention, in miniature and on this test's session only: keep its last 3 events.
     await js.purge_stream(EVENTS_STREAM, subject=f"agentcast.evt.{session_id}.>", keep=3)
     response = await http.get(
-        f"/v1/sessions/{session_id}/events", params={"from": str(cursors[1])}, headers={"Authorization": f"Bearer {token()}"}
+        f"/v1/sessions/{session_id}/events",
+        params={"from": str(cursors[1])},
+        headers={"Authorization": f"Bearer {token()}"},
     )
     assert response.status_code == 410
     error = response.json()["error"]
     assert error["code"] == "cursor_expired" and error["earliest"] == str(cursors[-3])
-    still = await read_sse(http, f"/v1/sessions/{session_id}/events", 2, params={"from": str(cursors[-3])})
+    still = await read_sse(
+        http, f"/v1/sessions/{session_id}/events", 2, params={"from": str(cursors[-3])}
+    )
     assert [e.id for e in still] == [str(c) for c in cursors[-2:]]
 
     async with websockets.connect(f"{gateway.ws_url}?token={token()}") as ws:
-        await ws.send(json.dumps({"op": "subscribe", "session": session_id, "from": str(cursors[0])}))
+        await ws.send(
+            json.dumps({"op": "subscribe", "session": session_id, "from": str(cursors[0])})
+        )
         frame = await ws_reply(ws)
-    assert frame["op"] == "error" and frame["code"] == "cursor_expired" and frame["earliest"] == str(cursors[-3])
+    assert (
+        frame["op"] == "error"
+        and frame["code"] == "cursor_expired"
+        and frame["earliest"] == str(cursors[-3])
+    )
 
 
 def envelopes_of(events: list[object]) -> list[dict[str, object]]:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from agentcast.commands._common import add_common_args, fail, resolve_nats, settings_from_args, setup_logging
+from agentcast.commands._common import (
+    add_common_args,
+    fail,
+    resolve_nats,
+    settings_from_args,
+    setup_logging,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

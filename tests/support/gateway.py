@@ -62,11 +62,15 @@ class GatewayProcess:
         cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", self.nats_url,
                "--port", str(self.port), "--data", str(self.data_dir), "--log-level", "WARNING"]  # fmt: skip
         with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, env={**os.environ, **GATEWAY_ENV}, stdout=log, stderr=log)
+            self.proc = subprocess.Popen(
+                cmd, env={**os.environ, **GATEWAY_ENV}, stdout=log, stderr=log
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"gateway exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"gateway exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 if httpx.get(self.url + "/readyz", timeout=1).status_code == 200:
                     return
@@ -109,7 +113,9 @@ class GatewayProcess:
 
 
 @pytest.fixture(scope="session")
-def gateway(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+def gateway(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
     """One gateway for the test session (tests isolate by session id)."""
     proc = GatewayProcess(nats_server.url, tmp_path_factory.mktemp("gateway"))
     proc.start()
@@ -153,7 +159,9 @@ async def read_sse(
     if count == 0:
         return events
     async with asyncio.timeout(timeout):
-        async with aconnect_sse(client, "GET", path, params=params, headers=headers or auth()) as source:
+        async with aconnect_sse(
+            client, "GET", path, params=params, headers=headers or auth()
+        ) as source:
             source.response.raise_for_status()
             async for sse in source.aiter_sse():
                 if sse.event == "message" and not sse.data:
