@@ -21,6 +21,7 @@ _DEFERRED_RE = re.compile(
     r"deferred tools are now available via ToolSearch[^\n]*:\n((?:[\w-]+\n?)+)"
 )
 _REMINDER_PREFIX = "<system-reminder>"
+_REMINDER_RE = re.compile(r"\s*<system-reminder>.*?</system-reminder>", re.DOTALL)
 # TaskCreate answers "Task #3 created successfully: ..."; TaskUpdate takes that id.
 _TASK_ID_RE = re.compile(r"Task #(\S+?) created")
 
@@ -83,9 +84,10 @@ def _prompt_text(message: dict[str, Any]) -> str | None:
 
 def _tool_result_text(block: dict[str, Any]) -> str:
     content = block.get("content")
-    if isinstance(content, str):
-        return content
-    return "\n".join(_texts(content))
+    text = content if isinstance(content, str) else "\n".join(_texts(content))
+    # The CLI appends <system-reminder> blocks to tool output; a model quoting
+    # the output would not repeat them.
+    return _REMINDER_RE.sub("", text).strip()
 
 
 def _all_text(body: dict[str, Any]) -> str:
