@@ -89,6 +89,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     compress_sealed: bool = False
     metrics_port: int = 0
     progress_interval_s: float = 0.25
+    archive_consumer: str = "agentcast-archiver"
+    """Durable consumer name of the archiver (`-<i>of<n>` is added per partition)."""
+    metrics_consumer: str = "agentcast-metrics"
+    consumer_start_seq: int = 0
+    """Stream sequence a consumer starts at when first created; 0: the oldest retained event."""
     consumer_batch: int = 4096
     """Events asked for per JetStream pull request (archiver and metrics)."""
     consumer_ack_wait_s: float = 30.0

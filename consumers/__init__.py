@@ -1,1 +1,1 @@
-"""agentcast consumers role."""
+"""agentcast consumers role: the audit archive (`archive/`) and live progress (`progress/`)."""

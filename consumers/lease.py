@@ -26,9 +26,16 @@ from pathlib import Path
 from typing import Final
 
 import msgspec
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyDeletedError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyDeletedError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NotFoundError,
+)
 from nats.js.kv import KeyValue
 
 from agentcast.errors import AgentcastError
@@ -127,7 +134,7 @@ class Lease:
             self._revision = await self._kv.update(
                 self.name, msgspec.json.encode(self._me), last=self._revision
             )
-        except Exception as exc:
+        except nats.errors.Error as exc:
             if not self.valid():
                 raise LeaseLost(f"lease {self.name} lost: {exc!r}") from exc
             logger.warning("Lease %s not renewed (%r); retrying", self.name, exc)
@@ -139,7 +146,7 @@ class Lease:
         if self._kv is not None and self._revision:
             try:
                 await self._kv.delete(self.name, last=self._revision)
-            except Exception as exc:  # expired already, or NATS gone: the TTL frees it
+            except nats.errors.Error as exc:  # expired already, or NATS gone: the TTL frees it
                 logger.debug("Lease %s release: %r", self.name, exc)
         self._revision = 0
         self._unlock()
@@ -163,7 +170,7 @@ class Lease:
 async def _bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
     try:
         return await js.key_value(LEASES_BUCKET)
-    except Exception:  # BucketNotFoundError or NotFoundError, by nats-py version
+    except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
         return await js.create_key_value(
             KeyValueConfig(
                 bucket=LEASES_BUCKET,

@@ -62,6 +62,7 @@ class Puller:
         batch: int,
         ack_wait_s: float,
         max_ack_pending: int,
+        start_seq: int = 0,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -71,6 +72,7 @@ class Puller:
         self._batch = max(1, batch)
         self._ack_wait_s = ack_wait_s
         self._max_ack_pending = max_ack_pending
+        self._start_seq = start_seq
         self._sub: Subscription | None = None
         self._inbox = ""
         self._buf: list[Delivery] = []
@@ -125,7 +127,8 @@ class Puller:
                 info.num_ack_pending,
             )
             await self._js.delete_consumer(self.stream, self.durable)
-        await self._js.add_consumer(self.stream, self._config(floor + 1 if floor else None))
+        start = floor + 1 if floor else (self._start_seq or None)
+        await self._js.add_consumer(self.stream, self._config(start))
 
     def _config(self, start_seq: int | None) -> ConsumerConfig:
         return ConsumerConfig(

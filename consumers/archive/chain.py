@@ -85,7 +85,9 @@ def parse(canonical_bytes: bytes) -> dict[str, Any]:
 
 def seal_record(session: str, count: int, last_seq: int, last_hash: str) -> dict[str, Any]:
     """The record that closes a chain: how many events precede it and the hash they end on."""
-    return {"seal": {"session": session, "count": count, "last_seq": last_seq, "last_hash": last_hash}}
+    return {
+        "seal": {"session": session, "count": count, "last_seq": last_seq, "last_hash": last_hash}
+    }
 
 
 def gap_record(session: str, after_seq: int, next_seq: int) -> dict[str, Any]:

@@ -49,25 +49,22 @@ class Source:
     filter_subject: str
     session_token: int
     """Index of the session in the subject's dot-separated tokens."""
-    lease: str
 
 
 def mirror_name(partitions: int) -> str:
     return f"AGENTCAST_ARCHIVE_P{partitions}"
 
 
-def source_for(partition: int, partitions: int) -> Source:
+def source_for(partition: int, partitions: int, durable: str = "agentcast-archiver") -> Source:
     if partitions < 1 or not 0 <= partition < partitions:
         raise ValueError(f"partition {partition} of {partitions}: need 0 <= partition < partitions")
     if partitions == 1:
-        return Source(EVENTS_STREAM, "agentcast-archiver", EVENTS_ALL, 2, "archiver-0of1")
-    name = f"{partition}of{partitions}"
+        return Source(EVENTS_STREAM, durable, EVENTS_ALL, 2)
     return Source(
         mirror_name(partitions),
-        f"agentcast-archiver-{name}",
+        f"{durable}-{partition}of{partitions}",
         f"{ARCHIVE_PREFIX}.{partition}.>",
         3,
-        f"archiver-{name}",
     )
 
 
@@ -89,7 +86,9 @@ def mirror_config(settings: Settings, partitions: int) -> StreamConfig:
 
 async def ensure_source(js: JetStreamContext, settings: Settings) -> Source:
     """The source of this process's partition, creating the mirror if needed."""
-    source = source_for(settings.archive_partition, settings.archive_partitions)
+    source = source_for(
+        settings.archive_partition, settings.archive_partitions, settings.archive_consumer
+    )
     if settings.archive_partitions > 1:
         config = mirror_config(settings, settings.archive_partitions)
         try:

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import zstandard
+
 from consumers.archive import chain
 from consumers.archive.files import iter_archive, read_bytes, session_of
 
@@ -68,7 +70,7 @@ def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
     report = FileReport(path)
     try:
         data = read_bytes(path)
-    except Exception as exc:  # zstd or OS errors: the file itself is unreadable
+    except (OSError, zstandard.ZstdError) as exc:
         report.problems.append(Problem(0, "unreadable", str(exc)))
         return report
     raw = data.split(b"\n")
@@ -87,12 +89,11 @@ def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
         )
     _check_chain(lines, report, session_of(path))
     report.events = sum(1 for ln in lines if ln.kind == "event")
-    if not lines or lines[-1].kind != "seal":
-        if not allow_open and not raw[-1]:
-            last = lines[-1].no if lines else 0
-            report.problems.append(
-                Problem(last, "missing seal", "the file does not end with a seal line")
-            )
+    if (not lines or lines[-1].kind != "seal") and not allow_open and not raw[-1]:
+        last = lines[-1].no if lines else 0
+        report.problems.append(
+            Problem(last, "missing seal", "the file does not end with a seal line")
+        )
     report.problems.sort(key=lambda p: p.line)
     return report
 
@@ -108,7 +109,11 @@ def _check_chain(lines: list[_Line], report: FileReport, session: str | None) ->
         ln = lines[i]
         seq = ln.record.get("seq") if ln.kind == "event" else None
         if ln.kind == "event" and session is not None and ln.record.get("session") != session:
-            add(Problem(ln.no, "edited", f"session {ln.record.get('session')!r} in {session}'s file"))
+            add(
+                Problem(
+                    ln.no, "edited", f"session {ln.record.get('session')!r} in {session}'s file"
+                )
+            )
         seal_broken = ln.kind == "seal" and _check_seal(ln, events, prev_seq, prev_hash, add)
         if seal_broken or chain.link(prev_hash, ln.canonical) == ln.digest:
             events, prev_seq = _advance(ln, events, prev_seq, add)
@@ -133,12 +138,18 @@ def _check_chain(lines: list[_Line], report: FileReport, session: str | None) ->
         if j is not None:
             add(Problem(ln.no, "reordered", f"line {ln.no} belongs after line {j or 'the start'}"))
         elif isinstance(seq, int) and seq > prev_seq + 1 and not _explained_by_gap(lines, i):
-            missing = f"seq {prev_seq + 1}" if seq == prev_seq + 2 else f"seqs {prev_seq + 1}..{seq - 1}"
+            missing = (
+                f"seq {prev_seq + 1}" if seq == prev_seq + 2 else f"seqs {prev_seq + 1}..{seq - 1}"
+            )
             add(Problem(ln.no, "deleted", f"{missing} missing before this line"))
         elif nxt and chain.link(ln.digest, nxt.canonical) == nxt.digest:
             add(Problem(ln.no, "edited", "the content does not match its hash"))
         else:
-            add(Problem(ln.no, "edited", "the chain breaks here (this line or the one before changed)"))
+            add(
+                Problem(
+                    ln.no, "edited", "the chain breaks here (this line or the one before changed)"
+                )
+            )
         events, prev_seq = _advance(ln, events, prev_seq, None)
         prev_hash = ln.digest
         i += 1
@@ -162,7 +173,9 @@ def _check_seal(ln: _Line, events: int, prev_seq: int, prev_hash: str, add: Any)
         add(
             Problem(
                 ln.no,
-                "deleted" if isinstance(seal.get("count"), int) and seal["count"] > events else "inserted",
+                "deleted"
+                if isinstance(seal.get("count"), int) and seal["count"] > events
+                else "inserted",
                 f"the seal records {seal.get('count')} events up to seq {seal.get('last_seq')}, "
                 f"the file has {events} up to seq {prev_seq}",
             )

@@ -45,7 +45,9 @@ REJECTED: Final = "_rejected.jsonl"
 class ArchiveWriter:
     """Owns every session file under `root` for one archiver process."""
 
-    def __init__(self, root: Path, *, seal_idle_s: float, compress_sealed: bool, open_files: int) -> None:
+    def __init__(
+        self, root: Path, *, seal_idle_s: float, compress_sealed: bool, open_files: int
+    ) -> None:
         self.root = root
         self._seal_idle_ns = int(seal_idle_s * 1e9)
         self._compress = compress_sealed

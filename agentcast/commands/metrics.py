@@ -1,0 +1,34 @@
+"""`agentcast metrics`: per-session progress snapshots and Prometheus aggregates (consumers/progress)."""
+
+from __future__ import annotations
+
+import argparse
+
+from agentcast.commands._common import add_common_args, settings_from_args, setup_logging
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("metrics", help="progress snapshots per session, Prometheus /metrics")
+    add_common_args(p)
+    p.add_argument(
+        "--metrics-port", dest="metrics_port", type=int, help="port of /metrics (0: a free one)"
+    )
+    p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from consumers.progress.prometheus import ProgressMetrics
+    from consumers.progress.service import ProgressService
+    from consumers.role import run_role
+
+    setup_logging(args)
+    settings = settings_from_args(args)
+    metrics = ProgressMetrics()
+    metrics.serve(settings.metrics_port, args.metrics_host)
+    try:
+        return run_role(
+            settings, "agentcast-metrics", lambda nc: ProgressService(settings, nc, metrics)
+        )
+    finally:
+        metrics.close()

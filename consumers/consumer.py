@@ -1,0 +1,150 @@
+"""What the archiver and the metrics process share: a leased durable consumer, applied in seq order.
+
+    run():  startup() -> loop -> shutdown()
+    loop:   take deliveries -> handle() each -> commit() when due -> tick() on a period
+    commit: persist() (fsync, KV puts) then AckAll below anything held back
+
+Subclasses say how to handle one delivery, how to make their work durable,
+and what to do on each tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Final, Generic, TypeVar
+
+from nats.aio.client import Client
+
+from agentcast.settings import Settings
+from consumers.holdback import Holdback
+from consumers.lease import Lease, LeaseLost
+from consumers.pull import Delivery, Puller
+
+logger = logging.getLogger(__name__)
+
+_LEASE_WAIT_S: Final = 30.0
+T = TypeVar("T")
+
+
+class LeasedConsumer(ABC, Generic[T]):
+    """One process's share of the event stream; `T` is what a held-back event keeps."""
+
+    name = "consumer"
+    tick_s = 1.0
+
+    def __init__(self, settings: Settings, nc: Client) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js = nc.jetstream()
+        self.held: Holdback[T] = Holdback(settings.gap_timeout_s)
+        self.acks: list[tuple[int, str]] = []
+        """(stream seq, reply) of the deliveries handled since the last ack."""
+        self._puller: Puller | None = None
+        self._lease: Lease | None = None
+
+    @property
+    def puller(self) -> Puller:
+        assert self._puller is not None, "startup() has not run"
+        return self._puller
+
+    async def open(self, *, lock_dir: Path, stream: str, durable: str, filter_subject: str) -> None:
+        """Take the lease on `durable`, then start reading it."""
+        s = self.settings
+        self._lease = Lease(self.js, durable, lock_dir, s.archive_lease_ttl_s)
+        await self._lease.acquire(_LEASE_WAIT_S)
+        self._puller = Puller(
+            self.nc,
+            self.js,
+            stream=stream,
+            durable=durable,
+            filter_subject=filter_subject,
+            batch=s.consumer_batch,
+            ack_wait_s=s.consumer_ack_wait_s,
+            max_ack_pending=s.consumer_max_ack_pending,
+            start_seq=s.consumer_start_seq,
+        )
+        await self._puller.start()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.startup()
+        try:
+            await self._loop(stop)
+        finally:
+            await self.shutdown()
+
+    async def _loop(self, stop: asyncio.Event) -> None:
+        puller = self.puller
+        next_tick = time.monotonic() + self.tick_s
+        while not stop.is_set():
+            for delivery in await puller.take(self.wait(max(0.0, next_tick - time.monotonic()))):
+                self.handle(delivery)
+            if puller.needs_resync:
+                await self.commit()
+                self.held.clear()
+                await puller.resync()
+                continue
+            if self.commit_due():
+                await self.commit()
+            if time.monotonic() >= next_tick:
+                await self.tick()
+                next_tick = time.monotonic() + self.tick_s
+
+    async def commit(self) -> None:
+        """Make the handled work durable, then ack up to the last message below anything held."""
+        lease = self._lease
+        assert lease is not None
+        if not lease.valid():
+            raise LeaseLost(f"lease {lease.name} expired before a write: stopping")
+        await self.persist()
+        limit = self.held.min_stream_seq()
+        below = [a for a in self.acks if limit is None or a[0] < limit]
+        if below:
+            top = max(below)
+            await self.puller.ack(top[1])
+            self.acks = [a for a in self.acks if a[0] > top[0]]
+        if lease.due():
+            await lease.renew()
+
+    async def shutdown(self) -> None:
+        logger.info("%s shutting down", self.name)
+        try:
+            if self._lease is not None and self._lease.valid() and self._puller is not None:
+                await self.commit()
+        finally:
+            if self._puller is not None:
+                await self._puller.stop()
+            if self._lease is not None:
+                await self._lease.release()
+            self.close()
+        logger.info("%s stopped", self.name)
+
+    # -- what each consumer provides ----------------------------------------------------
+
+    @abstractmethod
+    async def startup(self) -> None:
+        """Prepare, then `open()` the consumer."""
+
+    @abstractmethod
+    def handle(self, delivery: Delivery) -> None:
+        """Apply, hold back (`self.held`) or skip one delivery; record it in `self.acks` once done."""
+
+    @abstractmethod
+    async def persist(self) -> None:
+        """Make everything handled so far durable."""
+
+    def wait(self, until_tick: float) -> float:
+        """How long to wait for deliveries now."""
+        return until_tick
+
+    def commit_due(self) -> bool:
+        return False
+
+    async def tick(self) -> None:
+        await self.commit()
+
+    def close(self) -> None:
+        """Release local resources (files) after the last commit."""

@@ -1,0 +1,1 @@
+"""Live progress: a pure reducer over each session's events, published as snapshots."""
