@@ -65,6 +65,7 @@ class Topic:
             )
         except BaseException as exc:
             self.ready.set_exception(exc)
+            self.ready.exception()  # retrieved here: waiters re-raise it themselves
             raise
         self.ready.set_result(None)
 
@@ -161,7 +162,13 @@ class Hub:
             topic = Topic(self, key)
             self.topics[key] = topic
             topic.add(sub)
-            await topic.open()
+            try:
+                await topic.open()
+            except BaseException:
+                topic.closed = True
+                if self.topics.get(key) is topic:
+                    del self.topics[key]
+                raise
         else:
             topic.add(sub)
             await topic.ready

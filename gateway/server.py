@@ -120,4 +120,6 @@ def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int
             if proc.is_alive():
                 proc.kill()
         sock.close()
-    return max((p.exitcode or 0 for p in procs), default=0)
+    # uvicorn re-raises the stop signal after a clean shutdown: that is a normal exit.
+    stopped = {0, -signal.SIGTERM, -signal.SIGINT}
+    return max((0 if p.exitcode in stopped else abs(p.exitcode or 1) for p in procs), default=0)
