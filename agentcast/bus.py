@@ -7,6 +7,7 @@ find them in place (an existing stream's config is updated to the settings).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 
@@ -38,6 +39,7 @@ logger = logging.getLogger(__name__)
 
 # A request for a run is small; the prompt limit is enforced before publish.
 _RUNS_MAX_MSG_SIZE = 1024 * 1024
+_DRAIN_TIMEOUT_S = 5.0
 
 
 async def connect(
@@ -160,8 +162,12 @@ async def disconnect(nc: Client, *, drain: bool = False) -> None:
     """
     try:
         if drain and nc.is_connected:
-            await nc.drain()
-        else:
+            # Bounded: a pull subscription's pending fetch can keep drain waiting.
+            await asyncio.wait_for(nc.drain(), _DRAIN_TIMEOUT_S)
+    except (ConnectionError, OSError, TimeoutError) as exc:
+        logger.debug("NATS drain: %r", exc)
+    try:
+        if not nc.is_closed:
             await nc.close()
     except (ConnectionError, OSError, TimeoutError) as exc:
         logger.debug("NATS close: %r", exc)

@@ -9,8 +9,8 @@ failures: a crash of the CLI becomes `run.failed`, a cancel `run.cancelled`.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -31,12 +31,7 @@ logger = logging.getLogger(__name__)
 
 Emit = Callable[[Draft], Awaitable[None]]
 
-_CLAUDE_SESSION_NAMESPACE = uuid.UUID("5b0f3c1e-6f1d-4e43-9a57-0c9d0b7f3a11")
-
-
-def claude_session_id(session: str) -> str:
-    """The Claude Code session id of an agentcast session: stable, so runs resume it."""
-    return str(uuid.uuid5(_CLAUDE_SESSION_NAMESPACE, session))
+_STDERR_LINES = 20
 
 
 class AgentRun:
@@ -50,7 +45,7 @@ class AgentRun:
         options: RunOptions,
         workspace: Path,
         permission_mode: str,
-        resume: bool,
+        resume: str | None,
         env: dict[str, str],
         cancel_grace_s: float,
     ) -> None:
@@ -64,14 +59,19 @@ class AgentRun:
         self._cancel_grace_s = cancel_grace_s
         self._cancel_reason: str | None = None
         self._cancelled = asyncio.Event()
+        # The CLI explains its failures on stderr; the last lines go into run.failed.
+        self._stderr: collections.deque[str] = collections.deque(maxlen=_STDERR_LINES)
 
     def cancel(self, reason: str = "cancelled") -> None:
         if self._cancel_reason is None:
             self._cancel_reason = reason
             self._cancelled.set()
 
+    def _on_stderr(self, line: str) -> None:
+        self._stderr.append(line)
+        logger.debug("claude[%s]: %s", self.session, line)
+
     def _sdk_options(self) -> ClaudeAgentOptions:
-        claude_id = claude_session_id(self.session)
         return ClaudeAgentOptions(
             cwd=str(self._workspace),
             model=self._options.model,
@@ -82,9 +82,8 @@ class AgentRun:
             include_partial_messages=True,
             setting_sources=[],
             env=self._env,
-            resume=claude_id if self._resume else None,
-            session_id=None if self._resume else claude_id,
-            stderr=lambda line: logger.debug("claude[%s]: %s", self.session, line),
+            resume=self._resume,
+            stderr=self._on_stderr,
         )
 
     async def execute(self, emit: Emit) -> EventData:
@@ -104,7 +103,11 @@ class AgentRun:
             raise
         except Exception as exc:  # the CLI or SDK failed: the run fails, the worker lives on
             logger.exception("run of session %s failed", self.session)
-            closing = RunFailedData(error=f"{type(exc).__name__}: {exc}", kind="sdk_error")
+            detail = "\n".join(self._stderr)
+            closing = RunFailedData(
+                error=f"{type(exc).__name__}: {exc}" + (f"\n{detail}" if detail else ""),
+                kind="sdk_error",
+            )
         finally:
             # Ends the CLI process; after a cancel nothing of the run may linger.
             await _disconnect(client)

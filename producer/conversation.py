@@ -23,7 +23,7 @@ from nats.aio.subscription import Subscription
 from agentcast.codec import encode
 from agentcast.control import ControlReply, ControlRequest
 from agentcast.errors import DeliveryTimeout, PolicyViolation
-from agentcast.events import EventData, RunFailedData, RunQueuedData, UserMessageData
+from agentcast.events import EventData, RunFailedData, RunQueuedData, RunStartedData, UserMessageData
 from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
 from producer.agent import AgentRun
@@ -59,6 +59,8 @@ class Conversation:
         self._on_release = on_release
         self._current: AgentRun | None = None
         self._options: RunOptions | None = None
+        self.claude_session: str | None = None
+        """The Claude Code session this conversation resumes (from its run.started)."""
         self._next: asyncio.Queue[tuple[str, RunOptions]] = asyncio.Queue()
         self._ctl: Subscription | None = None
         self._hold_ended = asyncio.Event()
@@ -72,9 +74,7 @@ class Conversation:
         """Answer control requests from now on (call before claiming the session)."""
         self._ctl = await self._nc.subscribe(ctl_subject(self.session), cb=self._on_control)
 
-    async def serve(
-        self, prompt: str, options: RunOptions, *, resume: bool, slots: asyncio.Semaphore
-    ) -> None:
+    async def serve(self, prompt: str, options: RunOptions, *, slots: asyncio.Semaphore) -> None:
         """Run the claimed run, then any follow-ups, then hold and release.
 
         The caller holds one of `slots` for the first run; follow-ups take
@@ -82,7 +82,7 @@ class Conversation:
         """
         try:
             try:
-                await self._execute(prompt, options, resume=resume)
+                await self._execute(prompt, options)
             finally:
                 slots.release()
             while (follow_up := await self._next_follow_up()) is not None:
@@ -91,7 +91,7 @@ class Conversation:
                 await self.publisher.emit(RunQueuedData(prompt=prompt, options={}), run=self.run)
                 await self.publisher.emit(UserMessageData(text=prompt), run=self.run)
                 async with slots:
-                    await self._execute(prompt, options, resume=True)
+                    await self._execute(prompt, options)
         finally:
             await self._release()
 
@@ -124,7 +124,7 @@ class Conversation:
         await self._close_run(RunFailedData(error=error, kind=kind))
         await self._release()
 
-    async def _execute(self, prompt: str, options: RunOptions, *, resume: bool) -> None:
+    async def _execute(self, prompt: str, options: RunOptions) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
         agent = AgentRun(
             session=self.session,
@@ -132,7 +132,7 @@ class Conversation:
             options=options,
             workspace=self.workspace,
             permission_mode=self._settings.permission_mode,
-            resume=resume,
+            resume=self.claude_session,
             env=self._env,
             cancel_grace_s=self._settings.cancel_grace_s,
         )
@@ -141,6 +141,8 @@ class Conversation:
         run = self.run
 
         async def emit(draft: Draft) -> None:
+            if isinstance(draft.data, RunStartedData) and draft.parent_tool_use_id is None:
+                self.claude_session = draft.data.claude_session_id or self.claude_session
             await self.publisher.emit(draft.data, run=run, parent_tool_use_id=draft.parent_tool_use_id)
 
         try:

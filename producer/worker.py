@@ -28,7 +28,7 @@ from agentcast.control import ControlRequest, RunRejected
 from agentcast.events import RunFailedData, RunQueuedData
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT, ctl_subject
-from producer.claim import SessionBusy, SessionHead, claim, read_head
+from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
 from producer.conversation import Conversation
 from producer.publisher import SessionPublisher
 from producer.requests import AcceptedRun, RefusedRun, parse_run_request
@@ -121,9 +121,9 @@ class Worker:
                 await conversation.fail_queued(parsed.error, "policy")
                 return
             slot_held = False  # the conversation releases it after the first run
-            await conversation.serve(
-                parsed.request.prompt, parsed.options, resume=conversation.run > 1, slots=self._slots
-            )
+            if conversation.run > 1:
+                conversation.claude_session = await claude_session_of(self._js, session)
+            await conversation.serve(parsed.request.prompt, parsed.options, slots=self._slots)
         except Exception:
             logger.exception("run request failed")
         finally:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import socket
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
@@ -22,6 +22,30 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nats", dest="nats_url", help="NATS URL (default: the embedded server)")
     parser.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
+
+
+def add_client_args(parser: argparse.ArgumentParser) -> None:
+    """Flags of commands that talk to a gateway."""
+    parser.add_argument(
+        "--gateway",
+        default=os.environ.get("AGENTCAST_GATEWAY", "http://127.0.0.1:8000"),
+        help="gateway URL (default $AGENTCAST_GATEWAY or http://127.0.0.1:8000)",
+    )
+    parser.add_argument("--token", default=os.environ.get("AGENTCAST_TOKEN"), help="bearer token (default $AGENTCAST_TOKEN)")
+    parser.add_argument("--data", dest="data_dir", help="data directory whose secret mints a local token")
+    parser.add_argument("--log-level", default="WARNING")
+
+
+def gateway_token(args: argparse.Namespace, scopes: list[str]) -> str:
+    """--token, else a short-lived token minted from the local data directory's secret."""
+    from agentcast.tokens import SECRET_FILE, load_secret, mint_token
+
+    if args.token:
+        return str(args.token)
+    settings = settings_from_args(args)
+    if not settings.jwt_secret and not (settings.resolved_data_dir() / SECRET_FILE).exists():
+        fail("no token: pass --token (or set AGENTCAST_TOKEN), or run next to `agentcast up --data DIR`")
+    return mint_token(load_secret(settings), scopes=scopes, ttl_s=3600)
 
 
 def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
@@ -77,10 +101,12 @@ def resolve_nats(settings: Settings, *, start: bool = True) -> tuple[str, Embedd
         fail(f"no NATS server: pass --nats URL or start `agentcast up --data {data}`")
     server = EmbeddedNats(data / "nats", port=settings.nats_port)
     server.start()
-    _write_url(url_file, server.url)
+    write_nats_url(settings, server.url)
     return server.url, server
 
 
-def _write_url(path: Path, url: str) -> None:
+def write_nats_url(settings: Settings, url: str) -> None:
+    """Tell later roles and client commands which embedded server to join."""
+    path = settings.resolved_data_dir() / _NATS_URL_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(url + "\n")

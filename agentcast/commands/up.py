@@ -1,0 +1,161 @@
+"""`agentcast up`: the whole system in one command (NATS, gateway, consumers, workers)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+
+import httpx
+
+from agentcast.bus import connect, disconnect, ensure_streams
+from agentcast.commands._common import fail, settings_from_args, setup_logging, write_nats_url
+from agentcast.embedded import EmbeddedNats, NatsServerError, free_port, port_in_use
+from agentcast.settings import Settings
+from agentcast.supervisor import ChildFailed, Supervisor
+from agentcast.tokens import load_secret, mint_token
+
+_READY_TIMEOUT_S = 60.0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("up", help="run everything: NATS, gateway, archiver, metrics, workers")
+    p.add_argument("--demo", action="store_true", help="also run the scripted model and demo agents")
+    p.add_argument("--port", type=int, help="gateway port (default 8000)")
+    p.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
+    p.add_argument("--nats", dest="nats_url", help="use this NATS server instead of an embedded one")
+    p.add_argument("--nats-port", dest="nats_port", type=int, help="embedded NATS port (default: free)")
+    p.add_argument("--workers", dest="concurrency", type=int, help="agents run at once (default 4)")
+    p.add_argument("--demo-agents", type=int, default=4, help="demo sessions kept running")
+    p.add_argument("--speed", type=float, default=1.0, help="demo model pacing (0 = no delays)")
+    p.add_argument("--log-level", default="WARNING")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    setup_logging(args)
+    settings = settings_from_args(args)
+    if port_in_use(settings.port, settings.host):
+        fail(f"port {settings.port} is already in use: the gateway cannot bind it (pass --port)", 1)
+    if not args.demo and not os.environ.get("ANTHROPIC_API_KEY") and not settings.anthropic_base_url:
+        print("note: no ANTHROPIC_API_KEY set, so runs will fail; try `agentcast up --demo`", file=sys.stderr)
+    try:
+        return asyncio.run(_up(settings, args))
+    except NatsServerError as exc:
+        fail(str(exc), 1)
+
+
+async def _up(settings: Settings, args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    data = settings.resolved_data_dir()
+    data.mkdir(parents=True, exist_ok=True)
+    server: EmbeddedNats | None = None
+    if settings.nats_url is None:
+        server = EmbeddedNats(data / "nats", port=settings.nats_port)
+        await server.start_async()
+        write_nats_url(settings, server.url)
+    url = settings.nats_url or (server.url if server else "")
+    supervisor = Supervisor(data / "logs")
+    code = 0
+    try:
+        nc = await connect(url, "agentcast-up")
+        await ensure_streams(nc.jetstream(), settings)
+        model_url = _start_children(supervisor, settings, url, args)
+        await _wait_ready(supervisor, settings, model_url)
+        token = mint_token(load_secret(settings), scopes=["read", "run", "admin"], ttl_s=7 * 86400)
+        _banner(settings, url, token, time.monotonic() - started, args.demo)
+        code = await _watch(supervisor, nc, args)
+        await disconnect(nc)
+    except ChildFailed as exc:
+        print(f"agentcast: error: {exc}; stopping everything", file=sys.stderr)
+        code = 1
+    finally:
+        print("Stopping...", file=sys.stderr)
+        supervisor.stop()
+        if server is not None:
+            server.stop()
+        print("Stopped.", file=sys.stderr)
+    return code
+
+
+def _role(*argv: str) -> list[str]:
+    return [sys.executable, "-m", "agentcast.cli", *argv]
+
+
+def _start_children(supervisor: Supervisor, settings: Settings, url: str, args: argparse.Namespace) -> str:
+    data = str(settings.resolved_data_dir())
+    common = ["--nats", url, "--data", data]
+    # Ctrl+C should not wait for agents to finish: the worker cancels them after this.
+    env: dict[str, str] = {"AGENTCAST_SHUTDOWN_GRACE_S": "2"}
+    model_url = ""
+    if args.demo:
+        model_port = free_port()
+        model_url = f"http://127.0.0.1:{model_port}"
+        supervisor.start("scripted-model", _role("scripted-model", "--port", str(model_port), "--speed", str(args.speed)))
+        env["AGENTCAST_ANTHROPIC_BASE_URL"] = model_url
+        env["AGENTCAST_CLAUDE_CONFIG_DIR"] = str(settings.resolved_data_dir() / "claude")
+    supervisor.start("worker", _role("worker", *common, "--concurrency", str(settings.concurrency)), env)
+    supervisor.start("archiver", _role("archiver", *common, "--dir", str(settings.resolved_archive_dir())))
+    supervisor.start("metrics", _role("metrics", *common))
+    supervisor.start(
+        "gateway", _role("gateway", *common, "--host", settings.host, "--port", str(settings.port))
+    )
+    return model_url
+
+
+async def _wait_ready(supervisor: Supervisor, settings: Settings, model_url: str) -> None:
+    checks = [f"http://{settings.host}:{settings.port}/readyz"]
+    if model_url:
+        checks.append(f"{model_url}/_scripted/health")
+    deadline = time.monotonic() + _READY_TIMEOUT_S
+    async with httpx.AsyncClient(timeout=1.0) as client:
+        for url in checks:
+            while True:
+                supervisor.check()
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await client.get(url)).status_code == 200:
+                        break
+                if time.monotonic() > deadline:
+                    raise ChildFailed("startup", None, supervisor.log_dir)
+                await asyncio.sleep(0.1)
+
+
+def _banner(settings: Settings, url: str, token: str, seconds: float, demo: bool) -> None:
+    base = f"http://{settings.host}:{settings.port}"
+    lines = [
+        f"agentcast is up in {seconds:.1f}s{' (demo: scripted agents running)' if demo else ''}",
+        f"  Dashboard  {base}/?token={token}",
+        f"  API        {base}/docs",
+        f"  NATS       {url}",
+        f"  Archive    {settings.resolved_archive_dir()}",
+        f"  Logs       {settings.resolved_data_dir() / 'logs'}",
+        "Press Ctrl+C to stop.",
+    ]
+    print("\n".join(lines), flush=True)
+
+
+async def _watch(supervisor: Supervisor, nc: object, args: argparse.Namespace) -> int:
+    """Supervise until Ctrl+C or SIGTERM; show children's restarts as they happen."""
+    from agentcast.demo import DemoDriver
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    demo = asyncio.create_task(DemoDriver(nc, agents=args.demo_agents).run()) if args.demo else None  # type: ignore[arg-type]
+    try:
+        while not stop.is_set():
+            for notice in supervisor.check():
+                print(f"agentcast: {notice}", file=sys.stderr, flush=True)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 0.5)
+    finally:
+        if demo is not None:
+            demo.cancel()
+            await asyncio.gather(demo, return_exceptions=True)
+    return 0
+
