@@ -148,6 +148,8 @@ class Subscription:
         pending, self.pending = self.pending, []
         self.pending_bytes = 0
         self.catching_up = False
+        if self.topic is not None:
+            self.topic.floor(self.position)
         for frame in pending:
             self.on_live(frame)
 

@@ -7,9 +7,11 @@ there with its stream sequence, so a live message is framed without decoding
 its JSON, and the same Frame (the same bytes) goes to every client.
 
 Core NATS may drop messages during a reconnect or when this process is a slow
-consumer. A topic notices a gap from the per-subject `Nats-Last-Sequence`
-header (or is told by the hub after a reconnect or a slow-consumer error) and
-refills it from JetStream before dispatching anything newer.
+consumer. A topic dispatches in stream order, so a live message whose
+`Nats-Last-Sequence` (the previous sequence on its subject) is above the last
+one dispatched proves a loss; that, a reconnect or a slow-consumer error makes
+the topic refill from JetStream before dispatching anything newer. Its floor
+is set by the first subscription that goes live after replaying.
 """
 
 from __future__ import annotations
@@ -34,7 +36,6 @@ from gateway.telemetry import Stats
 logger = logging.getLogger(__name__)
 
 _LIVE_PREFIX_LEN: Final = len(LIVE_PREFIX) + 1
-_SEEN_MAX: Final = 100_000
 _PENDING_MSGS: Final = 65_536
 _PENDING_BYTES: Final = 64 * 1024 * 1024
 FIREHOSE: Final = "*"
@@ -49,7 +50,6 @@ class Topic:
         self.subs: set[Subscription] = set()
         self._snapshot: tuple[Subscription, ...] = ()
         self.last_seq = 0
-        self._seen: dict[str, int] = {}
         self._lock = asyncio.Lock()
         self._nats: NatsSubscription | None = None
         self.ready = asyncio.get_running_loop().create_future()
@@ -97,18 +97,20 @@ class Topic:
         async with self._lock:
             if seq <= self.last_seq:
                 return
-            subject = headers["Nats-Subject"]
-            known = self._seen.get(subject)
-            if known is not None and int(headers.get("Nats-Last-Sequence", 0)) > known:
+            # The previous event on this subject came after everything dispatched so far:
+            # core NATS lost it (and maybe others); JetStream has them all.
+            if self.last_seq and int(headers.get("Nats-Last-Sequence", 0)) > self.last_seq:
                 await self._refill(seq)
             session, _, event_type = msg.subject[_LIVE_PREFIX_LEN:].partition(".")
-            self._dispatch(Frame(seq, session, event_type, msg.data), subject)
+            self._dispatch(Frame(seq, session, event_type, msg.data))
 
-    def _dispatch(self, frame: Frame, subject: str) -> None:
+    def floor(self, position: int) -> None:
+        """A subscription went live at `position`: the topic answers for what follows."""
+        if self.last_seq == 0:
+            self.last_seq = position
+
+    def _dispatch(self, frame: Frame) -> None:
         self.last_seq = frame.seq
-        if len(self._seen) >= _SEEN_MAX:
-            self._seen.clear()
-        self._seen[subject] = frame.seq
         for sub in self._snapshot:
             sub.on_live(frame)
 
@@ -119,7 +121,7 @@ class Topic:
 
     async def _refill(self, upto: int | None) -> None:
         if self.last_seq == 0:
-            return  # nothing dispatched yet: clients replay on their own
+            return  # no floor yet: every client is still replaying on its own
         self.hub.stats.gap_refills += 1
         reader, batch = self.hub.reader, self.hub.replay_batch
         while True:
@@ -128,7 +130,7 @@ class Topic:
                 frame = frame_of(msg)
                 if upto is not None and frame.seq >= upto:
                     return
-                self._dispatch(frame, (msg.headers or {})["Nats-Subject"])
+                self._dispatch(frame)
             if found.pending == 0 or not found.msgs:
                 return
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import httpx
 import pytest
@@ -12,6 +13,8 @@ from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 from support.events import build_events, publish_events, simple_run
 from support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
+
+from agentcast.embedded import EmbeddedNats
 
 
 async def test_resume_is_exact_across_a_gateway_kill_and_restart(
@@ -76,3 +79,79 @@ async def test_sigterm_tells_sse_clients_to_retry_closes_websockets_1012_and_exi
     assert len(retry) == 1 and 500 <= retry[0] <= 5000
     assert own_gateway.proc is not None
     assert await asyncio.to_thread(own_gateway.proc.wait, 30) is not None
+
+
+class _CuttableProxy:
+    """A TCP proxy to NATS that the test can cut (and keep refusing) to force a reconnect."""
+
+    def __init__(self, upstream_port: int) -> None:
+        self.upstream_port = upstream_port
+        self.refusing = False
+        self._writers: list[asyncio.StreamWriter] = []
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        port: int = self._server.sockets[0].getsockname()[1]
+        return port
+
+    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.refusing:
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        self._writers += [writer, up_writer]
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while data := await src.read(1 << 16):
+                    dst.write(data)
+                    await dst.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    def cut(self) -> None:
+        self.refusing = True
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+
+
+async def test_events_missed_while_nats_was_unreachable_are_refilled_from_jetstream(
+    nats_server: EmbeddedNats, tmp_path: Path, js: JetStreamContext, session_id: str
+) -> None:
+    proxy = _CuttableProxy(nats_server.port)
+    gateway = GatewayProcess(f"nats://127.0.0.1:{await proxy.start()}", tmp_path / "gw")
+    events = build_events(session_id, simple_run(25))
+    await publish_events(js, events[:10])
+    try:
+        await asyncio.to_thread(gateway.start)
+        async with httpx.AsyncClient(base_url=gateway.url, timeout=20) as http:
+            reader = asyncio.create_task(
+                read_sse(http, f"/v1/sessions/{session_id}/events", len(events))
+            )
+            while gateway.metric("agentcast_gateway_events_out_total", transport="sse") < 10:
+                await asyncio.sleep(0.02)
+            proxy.cut()  # the gateway's NATS connection drops; core NATS delivers nothing meanwhile
+            while (await http.get("/readyz")).status_code == 200:
+                await asyncio.sleep(0.05)
+            await publish_events(js, events[10:20])
+            proxy.refusing = False
+            while (await http.get("/readyz")).status_code != 200:
+                await asyncio.sleep(0.05)
+            await publish_events(js, events[20:])
+            got = await reader
+        assert [e["seq"] for e in envelopes(got)] == list(range(1, len(events) + 1))
+        assert gateway.metric("agentcast_gateway_gap_refills_total") >= 1
+    finally:
+        gateway.kill()
+        await proxy.stop()
