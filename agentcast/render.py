@@ -20,7 +20,16 @@ from rich.markup import escape
 from agentcast.codec import encode
 from agentcast.events import AnyEvent
 
-_INPUT_KEYS: Final = ("command", "file_path", "path", "pattern", "url", "query", "description", "subject")
+_INPUT_KEYS: Final = (
+    "command",
+    "file_path",
+    "path",
+    "pattern",
+    "url",
+    "query",
+    "description",
+    "subject",
+)
 _MAX_INLINE: Final = 120
 
 
@@ -35,7 +44,9 @@ class Renderer:
 
     def feed(self, event: AnyEvent) -> None:
         if self.json:
-            self.console.print(encode(event).decode(), markup=False, highlight=False, soft_wrap=True)
+            self.console.print(
+                encode(event).decode(), markup=False, highlight=False, soft_wrap=True
+            )
             return
         data: dict[str, Any] = event.data if isinstance(event.data, dict) else {}
         sub = event.parent_tool_use_id
@@ -48,17 +59,32 @@ class Renderer:
                 self._end_inline()
             case "message.started":
                 self._streamed.discard(sub)
-            case "message.completed" | "thinking.completed" | "status" | "tool.started" | "tool.input.delta":
+            case (
+                "message.completed"
+                | "thinking.completed"
+                | "status"
+                | "tool.started"
+                | "tool.input.delta"
+            ):
                 pass
             case "tool.called":
-                self._line(f"[bold cyan]⏺ {escape(str(data.get('name')))}[/]({escape(_summary(data.get('input')))})", sub)
+                self._line(
+                    f"[bold cyan]⏺ {escape(str(data.get('name')))}[/]({escape(_summary(data.get('input')))})",
+                    sub,
+                )
             case "tool.result":
                 style = "red" if data.get("is_error") else "dim"
                 self._line(f"[{style}]  ⎿ {escape(_first_line(data.get('content')))}[/]", sub)
             case "run.queued":
-                self._line(f"[bold]▶ run {event.run}[/] · {escape(_clip(str(data.get('prompt', ''))))}", sub)
+                self._line(
+                    f"[bold]▶ run {event.run}[/] · {escape(_clip(str(data.get('prompt', ''))))}",
+                    sub,
+                )
             case "run.started":
-                self._line(f"[dim]  model {escape(str(data.get('model')))} · {escape(str(data.get('cwd')))}[/]", sub)
+                self._line(
+                    f"[dim]  model {escape(str(data.get('model')))} · {escape(str(data.get('cwd')))}[/]",
+                    sub,
+                )
             case "user.message":
                 self._line(f"[bold]› {escape(_clip(str(data.get('text', ''))))}[/]", sub)
             case "run.completed":
@@ -67,7 +93,9 @@ class Renderer:
                 kind, error = data.get("kind"), _clip(str(data.get("error", "")))
                 self._line(f"[bold red]✘ failed[/] ({escape(str(kind))}): {escape(error)}", sub)
             case "run.cancelled":
-                self._line(f"[bold yellow]■ cancelled[/]: {escape(str(data.get('reason', '')))}", sub)
+                self._line(
+                    f"[bold yellow]■ cancelled[/]: {escape(str(data.get('reason', '')))}", sub
+                )
             case "rate_limit":
                 self._line(f"[yellow]⏸ rate limit {escape(str(data.get('status')))}[/]", sub)
             case "task.started" | "task.progress" | "task.completed":
@@ -87,7 +115,9 @@ class Renderer:
         if not self._inline and sub:
             self.console.print("  │ ", end="", style="dim", highlight=False)
         self._streamed.add(sub)
-        self.console.print(text, end="", style="dim italic" if dim else None, markup=False, highlight=False)
+        self.console.print(
+            text, end="", style="dim italic" if dim else None, markup=False, highlight=False
+        )
         self._inline = not text.endswith("\n")
 
     def _line(self, markup: str, sub: str | None) -> None:

@@ -83,8 +83,8 @@ class Puller:
         self._last_cseq = 0
         self._reconnects = 0
         self.needs_resync = False
-        self.pending = 0
-        """Messages of the stream not yet delivered to this consumer (its lag)."""
+        self.pending = -1
+        """Messages of the stream not yet delivered to this consumer (its lag); -1 before start."""
 
     # -- lifecycle -----------------------------------------------------------------
 
@@ -119,6 +119,7 @@ class Puller:
             cfg = info.config
             unchanged = cfg.filter_subject == self._filter and cfg.ack_policy == AckPolicy.ALL
             if unchanged and not force_reset and not info.num_ack_pending:
+                self.pending = info.num_pending
                 return
             logger.info(
                 "Consumer %s restarts after its ack floor (stream seq %d, %s pending)",
@@ -128,7 +129,8 @@ class Puller:
             )
             await self._js.delete_consumer(self.stream, self.durable)
         start = floor + 1 if floor else (self._start_seq or None)
-        await self._js.add_consumer(self.stream, self._config(start))
+        created = await self._js.add_consumer(self.stream, self._config(start))
+        self.pending = created.num_pending
 
     def _config(self, start_seq: int | None) -> ConsumerConfig:
         return ConsumerConfig(

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import zstandard
+from support.archive import write_session
+from support.roles import cli
 
 from consumers.archive.verify import verify_file, verify_path
-from support.archive import write_session
 
 Tamper = Callable[[list[bytes]], list[bytes]]
 
@@ -110,13 +109,12 @@ async def test_verify_command_checks_a_tree_and_exits_nonzero_on_a_break(tmp_pat
     for i in range(3):
         await write_session(tmp_path, f"s_{i}", compress=i == 0)
     assert all(r.ok for r in verify_path(tmp_path)) and len(verify_path(tmp_path)) == 3
-    cmd = [sys.executable, "-m", "agentcast.cli", "verify", str(tmp_path)]
-    ok = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    ok = await cli("verify", str(tmp_path))
     assert ok.returncode == 0 and "OK: 3 files, 36 events" in ok.stdout
     target = next(tmp_path.glob("*/s_1.jsonl"))
     lines = target.read_bytes().splitlines(keepends=True)
     del lines[3]
     target.write_bytes(b"".join(lines))
-    broken = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    broken = await cli("verify", str(tmp_path))
     assert broken.returncode == 1
     assert f"{target}:4: deleted: seq 4 missing before this line" in broken.stdout

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from support.events import build_events
+from support.transcript_events import transcript_events
 
 from agentcast.codec import encode
 from agentcast.events import (
@@ -24,13 +26,26 @@ from agentcast.events import (
 )
 from agentcast.progress import ProgressSnapshot
 from consumers.progress.reducer import ESTIMATE_CEILING, SessionState, apply, new_state, snapshot
-from support.events import build_events
-from support.transcript_events import transcript_events
 
-SPEC_FIELDS = (
-    "session state run turns tool_calls tool_errors text_chars tokens cost_usd started_at "
-    "updated_at duration_ms ttft_ms activity percent percent_source last_seq"
-).split()
+SPEC_FIELDS = [
+    "session",
+    "state",
+    "run",
+    "turns",
+    "tool_calls",
+    "tool_errors",
+    "text_chars",
+    "tokens",
+    "cost_usd",
+    "started_at",
+    "updated_at",
+    "duration_ms",
+    "ttft_ms",
+    "activity",
+    "percent",
+    "percent_source",
+    "last_seq",
+]
 
 
 def _run(events: list[Event]) -> list[ProgressSnapshot]:

@@ -11,7 +11,9 @@ from agentcast.commands._common import fail, settings_from_args
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("replay", help="print a session from the archive")
     p.add_argument("session", help="session id (or a path to its archive file)")
-    p.add_argument("--archive", dest="archive_dir", help="archive directory (default <data>/archive)")
+    p.add_argument(
+        "--archive", dest="archive_dir", help="archive directory (default <data>/archive)"
+    )
     p.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
     p.add_argument("--json", action="store_true", help="one envelope per line")
     p.set_defaults(func=_run)
@@ -34,6 +36,7 @@ def _run(args: argparse.Namespace) -> int:
         path = session_path(root, args.session) if root.exists() else None
         if path is None:
             fail(f"session {args.session} is not in the archive {root}", 1)
+    assert path is not None
     renderer = Renderer(Console(highlight=False), json=args.json)
     for event in read_events(path):
         renderer.feed(event)

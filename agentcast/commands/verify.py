@@ -9,7 +9,9 @@ from agentcast.commands._common import fail
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("verify", help="check every hash chain of an archive (a file or a directory)")
+    p = sub.add_parser(
+        "verify", help="check every hash chain of an archive (a file or a directory)"
+    )
     p.add_argument("path", type=Path)
     p.add_argument(
         "--open-ok",

@@ -149,8 +149,12 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             )
             self.writer.append_gap(sf, first)
             self._release(session)
-        for sf in self.writer.due_for_seal(time.time_ns()):
-            self.writer.seal(sf)
+        if self.puller.pending == 0 and not self.held:
+            # Only when caught up: a lagging archiver must not seal a session
+            # whose next run is already in the stream (a live one would not
+            # have); it seals on reading that run instead (writer.append_event).
+            for sf in self.writer.due_for_seal(time.time_ns()):
+                self.writer.seal(sf)
         await self.commit()
         await self.writer.compress_sealed()
 
