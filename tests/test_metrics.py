@@ -1,0 +1,223 @@
+"""`agentcast metrics` against a real nats-server, as a real process: live snapshots, restarts, /metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from pathlib import Path
+
+import httpx
+import msgspec
+import pytest
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.errors import KeyNotFoundError
+from support.events import build_events, publish_events, simple_run, unique_session
+from support.roles import Role, next_stream_seq, unique_name, wait_until
+from support.transcript_events import transcript_events
+
+from agentcast.embedded import free_port
+from agentcast.events import Event, MessageCompletedData, RunQueuedData, TextDeltaData
+from agentcast.progress import ProgressSnapshot, decode_snapshot
+from agentcast.settings import Settings
+from agentcast.subjects import SESSIONS_BUCKET
+from consumers.progress.reducer import apply, new_state, snapshot
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def metrics_role(
+    settings: Settings, tmp: Path, start: int, port: int, interval: float = 0.05
+) -> Role:
+    assert settings.nats_url
+    env = {
+        "AGENTCAST_METRICS_CONSUMER": unique_name("met"),
+        "AGENTCAST_CONSUMER_START_SEQ": str(start),
+        "AGENTCAST_PROGRESS_INTERVAL_S": str(interval),
+        "AGENTCAST_IDLE_AFTER_S": "600",
+    }
+    args = ["--nats", settings.nats_url, "--data", str(tmp / "data"), "--metrics-port", str(port)]
+    return Role("metrics", args, env, tmp / "metrics.log", "Metrics ready")
+
+
+def offline(events: list[Event]) -> list[ProgressSnapshot]:
+    """What the pure reducer says after each event."""
+    state = new_state(events[0].session)
+    out = []
+    for event in events:
+        state = apply(state, event)
+        out.append(snapshot(state))
+    return out
+
+
+class Snapshots:
+    """The KV bucket's snapshot of each session."""
+
+    def __init__(self, js: JetStreamContext) -> None:
+        self.js = js
+        self.latest: dict[str, ProgressSnapshot] = {}
+
+    async def get(self, session: str) -> ProgressSnapshot | None:
+        kv = await self.js.key_value(SESSIONS_BUCKET)
+        try:
+            entry = await kv.get(session)
+        except KeyNotFoundError:
+            return None
+        return decode_snapshot(entry.value or b"")
+
+    async def wait_seq(self, session: str, seq: int, timeout: float = 20) -> ProgressSnapshot:
+        async def reached() -> bool:
+            snap = await self.get(session)
+            return snap is not None and snap.last_seq >= seq
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        while not await reached():
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(
+                    f"{session} never reached seq {seq}: {await self.get(session)}"
+                )
+            await asyncio.sleep(0.02)
+        snap = await self.get(session)
+        assert snap is not None
+        return snap
+
+
+async def test_plans_step_the_percent_live_a_slow_run_stays_below_100_and_prometheus_counts(
+    nc: Client, js: JetStreamContext, settings: Settings, tmp_path: Path
+) -> None:
+    start = await next_stream_seq(js)
+    port = free_port()
+    role = metrics_role(settings, tmp_path, start, port)
+    kv = Snapshots(js)
+    published: dict[str, list[ProgressSnapshot]] = {}
+
+    async def on_progress(msg: object) -> None:
+        snap = decode_snapshot(msg.data)  # type: ignore[attr-defined]
+        published.setdefault(snap.session, []).append(snap)
+
+    sub = await nc.subscribe("agentcast.progress.>", cb=on_progress)
+    role.start()
+    try:
+        for name in ("coding_todowrite", "coding_tasks"):
+            session = unique_session("plan")
+            events = transcript_events(name, session)
+            expected = offline(events)
+            # Publish up to each point where the percent changes; the service must agree there.
+            stops = [
+                i
+                for i in range(len(events))
+                if i == 0
+                or (expected[i].percent, expected[i].percent_source)
+                != (expected[i - 1].percent, expected[i - 1].percent_source)
+            ]
+            stops.append(len(events) - 1)
+            done = 0
+            seen: list[tuple[float, str]] = []
+            for stop in stops:
+                await publish_events(js, events[done : stop + 1])
+                done = stop + 1
+                snap = await kv.wait_seq(session, events[stop].seq)
+                assert snap == expected[stop]
+                seen.append((snap.percent, snap.percent_source))
+            todos = [p for p, source in seen if source == "todos"]
+            assert sorted(set(todos)) == [0.0, 33.3, 66.7, 100.0] and todos == sorted(todos)
+            assert seen[-1] == (100.0, "final")
+
+        slow = unique_session("slow")
+        events = transcript_events("slow", slow)
+        for i in range(0, len(events) - 1, 90):
+            chunk = events[i : min(i + 90, len(events) - 1)]
+            await publish_events(js, chunk)
+            await kv.wait_seq(slow, chunk[-1].seq)
+        before_end = list(published[slow])
+        await publish_events(js, events[-1:])
+        final = await kv.wait_seq(slow, events[-1].seq)
+        percents = [s.percent for s in before_end]
+        assert len(before_end) >= 5 and percents == sorted(percents) and max(percents) < 100
+        assert {s.percent_source for s in before_end} == {"estimate"}
+        assert (final.state, final.percent, final.percent_source) == ("completed", 100.0, "final")
+        await wait_until(lambda: published[slow][-1] == final, 10, "the final snapshot published")
+
+        async with httpx.AsyncClient() as http:
+            text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+    finally:
+        await sub.unsubscribe()
+        assert role.stop() == 0, role.output()[-3000:]
+    assert 'agentcast_tool_calls_total{tool="TodoWrite"} 4.0' in text
+    assert 'agentcast_tool_calls_total{tool="TaskCreate"} 3.0' in text
+    assert 'agentcast_events_total{type="run.completed"} 3.0' in text
+    assert "agentcast_run_duration_seconds_count 3.0" in text
+    assert "agentcast_ttft_seconds_count 3.0" in text
+    assert 'agentcast_tool_latency_seconds_count{tool="Bash"} 6.0' in text
+    assert (
+        'agentcast_sessions{state="completed"}' in text
+        and "agentcast_metrics_consumer_lag 0.0" in text
+    )
+    assert (
+        'agentcast_tokens_total{direction="output"}' in text and "agentcast_cost_usd_total" in text
+    )
+
+
+def _load(rng: random.Random) -> dict[str, list[Event]]:
+    load: dict[str, list[Event]] = {}
+    for i in range(30):
+        session = unique_session("mload")
+        events = build_events(session, simple_run(n_text=rng.randint(5, 60), prompt=f"p{i}"))
+        if i % 4 == 0:
+            more = [
+                RunQueuedData(prompt="again"),
+                TextDeltaData(index=0, text="x" * i),
+                MessageCompletedData(),
+            ]
+            events += build_events(session, more, run=2, first_seq=len(events) + 1)
+        load[session] = events
+    recorded = unique_session("mrec")
+    load[recorded] = transcript_events("coding_tasks", recorded)
+    return load
+
+
+async def test_snapshots_survive_kill_9_and_a_restart_exactly(
+    js: JetStreamContext, settings: Settings, tmp_path: Path
+) -> None:
+    rng = random.Random(7)
+    load = _load(rng)
+    # Sessions interleaved at random, each in its own seq order, as concurrent agents publish.
+    lanes = [list(reversed(events)) for events in load.values()]
+    order: list[Event] = []
+    while lanes:
+        lane = rng.choice(lanes)
+        order.append(lane.pop())
+        lanes = [lane for lane in lanes if lane]
+    start = await next_stream_seq(js)
+    # A slow commit period, so that the kills land between applying and acking.
+    role = metrics_role(settings, tmp_path, start, free_port(), interval=0.5)
+    kv = Snapshots(js)
+    role.start()
+    try:
+        for i in range(0, len(order), 300):
+            await publish_events(js, order[i : i + 300])
+            if i // 300 in (1, 3):  # bounded: two crashes while the load arrives
+                await asyncio.sleep(rng.uniform(0.05, 0.2))
+                role.kill()
+                role.start()
+        for session, events in load.items():
+            await kv.wait_seq(session, events[-1].seq)
+        before = {s: await kv.get(s) for s in load}
+        for session, events in load.items():
+            assert before[session] == offline(events)[-1], session
+        role.kill()
+        role.start()
+        # A follow-up run after the restart continues from the stored state.
+        first = next(iter(load))
+        follow = build_events(first, simple_run(2), run=3, first_seq=len(load[first]) + 1)
+        await publish_events(js, follow)
+        after_follow = await kv.wait_seq(first, follow[-1].seq)
+        assert after_follow == offline(load[first] + follow)[-1]
+        after = {s: await kv.get(s) for s in load if s != first}
+    finally:
+        assert role.stop() == 0, role.output()[-3000:]
+    assert after == {s: before[s] for s in after}
+    assert role.starts == 4
+    wire = json.loads(msgspec.json.encode(after_follow))
+    assert wire["run"] == 3 and wire["percent_source"] == "final"
