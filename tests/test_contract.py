@@ -68,7 +68,7 @@ def test_every_type_has_its_tag_and_a_subject_that_parses_back() -> None:
 
 def test_sdk_other_keeps_the_class_field_name() -> None:
     wire = msgspec.json.decode(encode(_envelope(SdkOtherData(class_="NewThing", raw={"a": 1}))))
-    assert wire["data"] == {"class": "NewThing", "raw": {"a": 1}}
+    assert wire["data"] == {"class": "NewThing", "raw": {"a": 1}, "truncated": False}
 
 
 def test_old_reader_skips_unknown_fields_and_keeps_unknown_types() -> None:

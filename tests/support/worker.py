@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 from collections.abc import AsyncIterator
@@ -12,12 +13,13 @@ from pathlib import Path
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.errors import NotFoundError
 
 from agentcast.codec import decode_loose
 from agentcast.events import TERMINAL_TYPES, AnyEvent
 from agentcast.settings import Settings
-from agentcast.subjects import RUNS_SUBMIT, session_events
-from producer.worker import Worker
+from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, session_events
+from producer.worker import WORKERS_DURABLE, Worker
 
 
 def worker_settings(settings: Settings, tmp: Path, model_url: str, **changes: object) -> Settings:
@@ -42,6 +44,10 @@ async def running_worker(nc: Client, settings: Settings) -> AsyncIterator[Worker
     finally:
         worker.stop()
         await asyncio.wait_for(task, 60)
+        # A work-queue stream takes one consumer per subject: leave it free for
+        # other tests that read run requests themselves.
+        with contextlib.suppress(NotFoundError):
+            await nc.jetstream().delete_consumer(RUNS_STREAM, WORKERS_DURABLE)
 
 
 async def submit(js: JetStreamContext, session: str, prompt: str, **options: object) -> None:
