@@ -77,8 +77,8 @@ class Puller:
         self._inbox = ""
         self._buf: list[Delivery] = []
         self._ready = asyncio.Event()
-        self._outstanding = False
-        self._received = 0
+        self._requested = 0
+        """Messages asked for and not yet received: kept between one and two batches."""
         self._deadline = 0.0
         self._last_cseq = 0
         self._reconnects = 0
@@ -119,7 +119,7 @@ class Puller:
             cfg = info.config
             unchanged = cfg.filter_subject == self._filter and cfg.ack_policy == AckPolicy.ALL
             if unchanged and not force_reset and not info.num_ack_pending:
-                self.pending = info.num_pending
+                self.pending = info.num_pending or 0
                 return
             logger.info(
                 "Consumer %s restarts after its ack floor (stream seq %d, %s pending)",
@@ -130,7 +130,7 @@ class Puller:
             await self._js.delete_consumer(self.stream, self.durable)
         start = floor + 1 if floor else (self._start_seq or None)
         created = await self._js.add_consumer(self.stream, self._config(start))
-        self.pending = created.num_pending
+        self.pending = created.num_pending or 0
 
     def _config(self, start_seq: int | None) -> ConsumerConfig:
         return ConsumerConfig(
@@ -147,7 +147,7 @@ class Puller:
 
     async def _subscribe(self) -> None:
         self._inbox = self._nc.new_inbox()
-        self._outstanding = False
+        self._requested = 0
         self._last_cseq = 0
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
         await self._request()
@@ -172,15 +172,16 @@ class Puller:
         return out
 
     async def _request(self) -> None:
-        if self._sub is None or self.needs_resync:
+        """Ask for another batch while less than one is on its way (two in flight: no idle gap)."""
+        if self._sub is None or self.needs_resync or len(self._buf) >= self._batch:
             return
-        if self._outstanding and time.monotonic() < self._deadline:
+        now = time.monotonic()
+        if self._requested >= self._batch and now < self._deadline:
             return
-        if len(self._buf) >= self._batch:
-            return
-        self._outstanding = True
-        self._received = 0
-        self._deadline = time.monotonic() + _EXPIRES_S + _REQUEST_GRACE_S
+        if now >= self._deadline:
+            self._requested = 0  # what was asked for earlier expired unseen (a reconnect)
+        self._requested += self._batch
+        self._deadline = now + _EXPIRES_S + _REQUEST_GRACE_S
         body = _encode({"batch": self._batch, "expires": int(_EXPIRES_S * 1e9)})
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}", body, reply=self._inbox
@@ -196,7 +197,7 @@ class Puller:
                 return
             if status == "409" and "Deleted" in headers.get("Description", ""):
                 self.needs_resync = True
-            self._outstanding = False
+            self._requested = 0
             await self._request()
             self._ready.set()
             return
@@ -217,9 +218,8 @@ class Puller:
         self._last_cseq = dseq
         self.pending = int(pending)
         self._buf.append(Delivery(msg.subject, msg.data, reply, int(sseq)))
-        self._received += 1
-        if self._received >= self._batch:
-            self._outstanding = False
+        self._requested -= 1
+        if self._requested < self._batch:
             await self._request()
         self._ready.set()
 

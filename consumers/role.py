@@ -16,9 +16,7 @@ from consumers.consumer import LeasedConsumer
 from consumers.lease import LeaseHeld
 
 
-def run_role(
-    settings: Settings, name: str, build: Callable[[Client], LeasedConsumer[Any]]
-) -> int:
+def run_role(settings: Settings, name: str, build: Callable[[Client], LeasedConsumer[Any]]) -> int:
     """Run the consumer `build(nc)` until SIGINT/SIGTERM; exit 1 when another process owns its work."""
     url, server = resolve_nats(settings)
 

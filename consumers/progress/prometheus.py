@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections import Counter as Tally
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
@@ -65,12 +65,21 @@ class ProgressMetrics:
         )
         for state in STATES:
             self.sessions.labels(state).set(0)
+        # prometheus-client's labels() costs a lookup and a lock per call: keep the hot children.
+        self._by_type: dict[str, Any] = {}
 
     def observe(
         self, before: SessionState, after: SessionState, event: Event | AnyEvent, kind: str
     ) -> None:
         """Count one applied event of type `kind`."""
-        self.events.labels(kind).inc()
+        counter = self._by_type.get(kind)
+        if counter is None:
+            counter = self._by_type[kind] = self.events.labels(kind)
+        counter.inc()
+        if after.first_output_at != before.first_output_at and after.queued_at:
+            self.ttft.observe(max(0, after.first_output_at - after.queued_at) / 1e9)
+        if kind == "text.delta":
+            return  # the hot path: a delta changes nothing else observed here
         match event:
             case ToolCalled(data=d):
                 self.tool_calls.labels(d.name).inc()
@@ -83,8 +92,6 @@ class ProgressMetrics:
                     self.tool_latency.labels(name).observe(
                         max(0, event.ts - opened.called_at) / 1e9
                     )
-        if after.first_output_at and not before.first_output_at and after.queued_at:
-            self.ttft.observe(max(0, after.first_output_at - after.queued_at) / 1e9)
         if before.run_open and not after.run_open:
             self.runs.labels(after.state).inc()
             self.run_duration.observe(max(0, after.ended_at - after.queued_at) / 1e9)

@@ -104,6 +104,22 @@ def new_state(session: str) -> SessionState:
 
 def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
     """The state after one event (the caller applies a session's events in seq order)."""
+    if type(event) is TextDelta:
+        # Most events are text deltas: one copy of the state, not two.
+        ts, text, key = event.ts, event.data.text, event.parent_tool_use_id or ""
+        return _replace(
+            state,
+            run=max(state.run, event.run),
+            last_seq=event.seq,
+            updated_at=ts,
+            started_at=state.started_at or ts,
+            state=_running(state),
+            first_output_at=state.first_output_at or ts,
+            activity="Writing",
+            text_chars=state.text_chars + len(text),
+            work=state.work + len(text) / _CHARS_PER_UNIT,
+            streamed=state.streamed if key in state.streamed else state.streamed | {key},
+        )
     s = _replace(
         state,
         run=max(state.run, event.run),
@@ -112,15 +128,6 @@ def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
         started_at=state.started_at or event.ts,
     )
     match event:
-        case TextDelta(data=d):
-            return _output(
-                s,
-                event.ts,
-                activity="Writing",
-                text_chars=s.text_chars + len(d.text),
-                work=s.work + len(d.text) / _CHARS_PER_UNIT,
-                streamed=s.streamed | {event.parent_tool_use_id or ""},
-            )
         case ThinkingDelta() | ThinkingCompleted():
             return _output(s, event.ts, activity="Thinking")
         case ToolInputDelta():

@@ -32,11 +32,11 @@ from nats.js.kv import KeyValue
 
 from agentcast.bus import ensure_streams
 from agentcast.codec import decode_event, decode_loose, encode
-from agentcast.errors import InvalidSubject
 from agentcast.events import AnyEvent, Event, type_of
 from agentcast.progress import ProgressSnapshot
+from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, parse_event_subject, progress_subject
+from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
 from consumers.consumer import LeasedConsumer
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
@@ -103,24 +103,28 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
 
     def handle(self, delivery: Delivery) -> None:
         d = delivery
+        # agentcast.evt.<session>.<type>, split without a regex per event: the
+        # envelope's session must match, and a new session's id is validated once.
+        parts = d.subject.split(".", 3)
+        event: Event | AnyEvent | None
         try:
-            session, kind = parse_event_subject(d.subject)
-            event: Event | AnyEvent
             try:
                 event = decode_event(d.data)
             except msgspec.ValidationError:
                 event = decode_loose(d.data)  # a type (or field) newer than this reader
-        except (msgspec.DecodeError, InvalidSubject) as exc:  # not an envelope: nothing to count
-            logger.warning("Skipping message %d on %s: %s", d.stream_seq, d.subject, exc)
+        except msgspec.DecodeError:
+            event = None
+        state = None
+        if event is not None and len(parts) == 4 and event.session == parts[2]:
+            state = self.states.get(parts[2])
+            if state is None and is_valid_session_id(parts[2]):
+                state = new_state(parts[2])
+        if event is None or state is None:
+            # Not an envelope of this session: nothing to count.
+            logger.warning("Skipping message %d on %s", d.stream_seq, d.subject)
             self.acks.append((d.stream_seq, d.reply))
             return
-        if event.session != session:
-            logger.warning(
-                "Skipping message %d: session does not match %s", d.stream_seq, d.subject
-            )
-            self.acks.append((d.stream_seq, d.reply))
-            return
-        state = self.states.get(session) or new_state(session)
+        session, kind = parts[2], parts[3]
         if event.seq > state.last_seq + 1:
             self.held.hold(session, event.seq, d.stream_seq, (event, d.reply))
             return
