@@ -8,10 +8,15 @@ speed: what a consumer sustains is how fast it catches up.
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
+import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from agentcast.bus import connect, ensure_streams
 from agentcast.codec import encode
@@ -32,21 +37,36 @@ from agentcast.events import (
 )
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, event_subject
+from consumers.consumer import LeasedConsumer
+
+_LIMIT_S = 120.0
 
 
 def run_datas(n: int) -> list[EventData]:
     """One run of about `n` events."""
-    datas: list[EventData] = [RunQueuedData(prompt="benchmark the consumers"), RunStartedData(model="m")]
+    datas: list[EventData] = [
+        RunQueuedData(prompt="benchmark the consumers"),
+        RunStartedData(model="m"),
+    ]
     turn = 0
     while len(datas) < n - 1:
         turn += 1
         datas.append(MessageStartedData(message_id=f"msg_{turn}", model="m"))
-        datas += [TextDeltaData(index=0, text=f"streamed text of turn {turn}, chunk {k} ") for k in range(12)]
+        datas += [
+            TextDeltaData(index=0, text=f"streamed text of turn {turn}, chunk {k} ")
+            for k in range(12)
+        ]
         tid = f"toolu_{turn}"
         datas.append(ToolStartedData(tool_use_id=tid, name="Bash", index=1))
-        datas.append(ToolCalledData(tool_use_id=tid, name="Bash", input={"command": f"echo {turn}"}))
+        datas.append(
+            ToolCalledData(tool_use_id=tid, name="Bash", input={"command": f"echo {turn}"})
+        )
         datas.append(ToolResultData(tool_use_id=tid, content=f"{turn}\n"))
-        datas.append(MessageCompletedData(message_id=f"msg_{turn}", usage={"input_tokens": 900, "output_tokens": 80}))
+        datas.append(
+            MessageCompletedData(
+                message_id=f"msg_{turn}", usage={"input_tokens": 900, "output_tokens": 80}
+            )
+        )
     datas = datas[: n - 1]
     datas.append(RunCompletedData(result="done", num_turns=turn, total_cost_usd=0.01))
     return datas
@@ -73,7 +93,9 @@ async def fill(url: str, events: int, sessions: int) -> int:
     now = time.time_ns()
     for i in range(per):
         for session, datas in lanes:
-            event = make_event(datas[i], id=f"{session}-{i + 1}", session=session, run=1, seq=i + 1, ts=now + i)
+            event = make_event(
+                datas[i], id=f"{session}-{i + 1}", session=session, run=1, seq=i + 1, ts=now + i
+            )
             await nc.publish(
                 event_subject(session, type_of(event)),
                 encode(event),
@@ -84,7 +106,41 @@ async def fill(url: str, events: int, sessions: int) -> int:
     await nc.flush()
     total = per * sessions
     deadline = time.monotonic() + 60
-    while (await js.stream_info(EVENTS_STREAM)).state.messages < total and time.monotonic() < deadline:
-        time.sleep(0.05)
+    while (
+        await js.stream_info(EVENTS_STREAM)
+    ).state.messages < total and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
     await nc.close()
     return total
+
+
+async def drain(consumer: LeasedConsumer[Any], done: Callable[[], int], total: int) -> float:
+    """Run a started consumer until `done()` reaches `total`; seconds from first read to last ack."""
+    stop = asyncio.Event()
+    loop = asyncio.ensure_future(consumer._loop(stop))
+    started = time.perf_counter()
+    deadline = started + _LIMIT_S
+    while done() < total and time.perf_counter() < deadline and not loop.done():
+        await asyncio.sleep(0.005)
+    stop.set()
+    await loop
+    await consumer.commit()
+    return time.perf_counter() - started
+
+
+def main(doc: str, one_run: Callable[[int, int], Awaitable[dict[str, float]]], events: int) -> None:
+    """Parse `--events --sessions --runs`, run, print each run and the median as JSON lines."""
+    parser = argparse.ArgumentParser(
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--events", type=int, default=events)
+    parser.add_argument("--sessions", type=int, default=200)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results = []
+    for _ in range(args.runs):
+        result = asyncio.run(one_run(args.events, args.sessions))
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    median = {k: statistics.median(r[k] for r in results) for k in results[0]}
+    print(json.dumps({"median": median}))

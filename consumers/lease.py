@@ -28,17 +28,15 @@ from typing import Final
 import msgspec
 import nats.errors
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
 from nats.js.errors import (
-    BucketNotFoundError,
     KeyDeletedError,
     KeyNotFoundError,
     KeyWrongLastSequenceError,
-    NotFoundError,
 )
 from nats.js.kv import KeyValue
 
 from agentcast.errors import AgentcastError
+from consumers.buckets import bucket
 
 logger = logging.getLogger(__name__)
 
@@ -91,7 +89,12 @@ class Lease:
     async def acquire(self, wait_s: float) -> None:
         """Take the lease, waiting up to `wait_s` for a holder elsewhere to let it go or expire."""
         self._lock()
-        self._kv = await _bucket(self._js, self._ttl)
+        self._kv = await bucket(
+            self._js,
+            LEASES_BUCKET,
+            "owners of agentcast consumers (archiver partitions, metrics)",
+            self._ttl,
+        )
         # The bucket's TTL is what expires the key, whoever created the bucket.
         self._ttl = (await self._kv.status()).ttl or self._ttl
         deadline = time.monotonic() + wait_s
@@ -165,18 +168,3 @@ class Lease:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
-
-
-async def _bucket(js: JetStreamContext, ttl_s: float) -> KeyValue:
-    try:
-        return await js.key_value(LEASES_BUCKET)
-    except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=LEASES_BUCKET,
-                description="owners of agentcast consumers (archiver partitions, metrics)",
-                history=1,
-                ttl=ttl_s,
-                storage=StorageType.FILE,
-            )
-        )

@@ -14,6 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
 from support.events import build_events, publish_events, simple_run, unique_session
+from support.progress import snapshots_after_each
 from support.roles import Role, next_stream_seq, unique_name, wait_until
 from support.transcript_events import transcript_events
 
@@ -22,7 +23,6 @@ from agentcast.events import Event, MessageCompletedData, RunQueuedData, TextDel
 from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.settings import Settings
 from agentcast.subjects import SESSIONS_BUCKET
-from consumers.progress.reducer import apply, new_state, snapshot
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -39,16 +39,6 @@ def metrics_role(
     }
     args = ["--nats", settings.nats_url, "--data", str(tmp / "data"), "--metrics-port", str(port)]
     return Role("metrics", args, env, tmp / "metrics.log", "Metrics ready")
-
-
-def offline(events: list[Event]) -> list[ProgressSnapshot]:
-    """What the pure reducer says after each event."""
-    state = new_state(events[0].session)
-    out = []
-    for event in events:
-        state = apply(state, event)
-        out.append(snapshot(state))
-    return out
 
 
 class Snapshots:
@@ -102,7 +92,7 @@ async def test_plans_step_the_percent_live_a_slow_run_stays_below_100_and_promet
         for name in ("coding_todowrite", "coding_tasks"):
             session = unique_session("plan")
             events = transcript_events(name, session)
-            expected = offline(events)
+            expected = snapshots_after_each(events)
             # Publish up to each point where the percent changes; the service must agree there.
             stops = [
                 i
@@ -205,7 +195,7 @@ async def test_snapshots_survive_kill_9_and_a_restart_exactly(
             await kv.wait_seq(session, events[-1].seq)
         before = {s: await kv.get(s) for s in load}
         for session, events in load.items():
-            assert before[session] == offline(events)[-1], session
+            assert before[session] == snapshots_after_each(events)[-1], session
         role.kill()
         role.start()
         # A follow-up run after the restart continues from the stored state.
@@ -213,7 +203,7 @@ async def test_snapshots_survive_kill_9_and_a_restart_exactly(
         follow = build_events(first, simple_run(2), run=3, first_seq=len(load[first]) + 1)
         await publish_events(js, follow)
         after_follow = await kv.wait_seq(first, follow[-1].seq)
-        assert after_follow == offline(load[first] + follow)[-1]
+        assert after_follow == snapshots_after_each(load[first] + follow)[-1]
         after = {s: await kv.get(s) for s in load if s != first}
     finally:
         assert role.stop() == 0, role.output()[-3000:]

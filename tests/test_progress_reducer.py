@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 from support.events import build_events
+from support.progress import snapshots_after_each
 from support.transcript_events import transcript_events
 
 from agentcast.codec import encode
@@ -48,16 +49,6 @@ SPEC_FIELDS = [
 ]
 
 
-def _run(events: list[Event]) -> list[ProgressSnapshot]:
-    """The snapshot after each event."""
-    state = new_state(events[0].session)
-    out = []
-    for event in events:
-        state = apply(state, event)
-        out.append(snapshot(state))
-    return out
-
-
 def _steps(snaps: list[ProgressSnapshot], source: str) -> list[float]:
     values = [s.percent for s in snaps if s.percent_source == source]
     return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
@@ -86,7 +77,7 @@ def test_todowrite_percent_steps_with_the_list_and_ends_at_100() -> None:
             ToolResultData(tool_use_id=f"t{i}", content="ok"),
         ]
     datas.append(RunCompletedData(num_turns=4))
-    snaps = _run(build_events("s_todo", datas))
+    snaps = snapshots_after_each(build_events("s_todo", datas))
     assert _steps(snaps, "todos") == [0.0, 25.0, 75.0, 100.0]
     assert (snaps[-1].percent, snaps[-1].percent_source, snaps[-1].state) == (
         100.0,
@@ -113,7 +104,7 @@ def test_task_tools_percent_follows_creates_updates_and_deletes() -> None:
     ):
         datas.append(_call(f"u{n}", "TaskUpdate", {"taskId": task, "status": status}))
     datas.append(RunCompletedData())
-    snaps = _run(build_events("s_task", datas))
+    snaps = snapshots_after_each(build_events("s_task", datas))
     # 0 of 3; 1 of 3; 1 of 2 once task 3 is deleted; 2 of 2.
     assert _steps(snaps, "todos") == [0.0, 33.3, 50.0, 100.0]
     assert snaps[-1].percent_source == "final"
@@ -121,13 +112,13 @@ def test_task_tools_percent_follows_creates_updates_and_deletes() -> None:
 
 @pytest.mark.parametrize("name", ["coding_todowrite", "coding_tasks"])
 def test_recorded_plans_step_to_100_then_final(name: str) -> None:
-    snaps = _run(transcript_events(name, "s_rec"))
+    snaps = snapshots_after_each(transcript_events(name, "s_rec"))
     assert _steps(snaps, "todos") == [0.0, 33.3, 66.7, 100.0]
     assert snaps[-1].percent_source == "final" and snaps[-1].state == "completed"
 
 
 def test_a_slow_run_without_a_plan_rises_but_stays_below_100_until_it_ends() -> None:
-    snaps = _run(transcript_events("slow", "s_slow"))
+    snaps = snapshots_after_each(transcript_events("slow", "s_slow"))
     before_end = snaps[:-1]
     percents = [s.percent for s in before_end]
     assert all(s.percent_source == "estimate" for s in before_end)
@@ -139,11 +130,11 @@ def test_a_slow_run_without_a_plan_rises_but_stays_below_100_until_it_ends() -> 
 def test_an_unfinished_estimate_never_reaches_100() -> None:
     datas: list[EventData] = [RunQueuedData(prompt="long")]
     datas += [MessageCompletedData(message_id=f"m{i}") for i in range(2000)]
-    assert _run(build_events("s_long", datas))[-1].percent < 100
+    assert snapshots_after_each(build_events("s_long", datas))[-1].percent < 100
 
 
 def test_snapshot_has_exactly_the_spec_shape() -> None:
-    snap = _run(transcript_events("bash", "s_shape"))[-1]
+    snap = snapshots_after_each(transcript_events("bash", "s_shape"))[-1]
     wire = msgspec.json.decode(encode(snap))
     assert list(wire) == SPEC_FIELDS
     assert set(wire["tokens"]) == {"input", "output"}
@@ -171,7 +162,7 @@ def test_totals_timings_and_activity() -> None:
         msgspec.structs.replace(e, ts=t0 + i * 100_000_000)
         for i, e in enumerate(build_events("s_tot", datas))
     ]
-    running = _run(events)
+    running = snapshots_after_each(events)
     assert [s.state for s in running[:3]] == ["queued", "running", "running"]
     assert running[4].activity == "Writing" and running[6].activity == "Using Bash"
     assert running[7].activity == "Thinking" and running[-1].activity == "Using Read"
@@ -189,7 +180,7 @@ def test_totals_timings_and_activity() -> None:
         ],
         first_seq=11,
     )
-    final = _run(done)[-1]
+    final = snapshots_after_each(done)[-1]
     assert (final.turns, final.tokens.input, final.tokens.output, final.cost_usd) == (2, 40, 9, 0.5)
 
 
@@ -203,7 +194,7 @@ def test_a_follow_up_run_adds_to_the_session_and_restarts_the_percent() -> None:
         run=2,
         first_seq=3,
     )
-    snaps = _run(first + second)
+    snaps = snapshots_after_each(first + second)
     assert (snaps[1].state, snaps[1].percent) == ("completed", 100.0)
     now = snaps[-1]
     assert (now.run, now.state, now.turns, now.cost_usd, now.percent_source) == (
@@ -217,7 +208,7 @@ def test_a_follow_up_run_adds_to_the_session_and_restarts_the_percent() -> None:
     third = build_events(
         "s_two", [RunFailedData(error="boom", kind="api", total_cost_usd=0.25)], run=2, first_seq=5
     )
-    end = _run(first + second + third)[-1]
+    end = snapshots_after_each(first + second + third)[-1]
     assert (end.state, end.cost_usd, end.percent) == ("failed", 0.5, 100.0)
 
 

@@ -25,9 +25,6 @@ from typing import Final
 
 import msgspec
 from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from agentcast.bus import ensure_streams
@@ -37,6 +34,7 @@ from agentcast.progress import ProgressSnapshot
 from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
+from consumers.buckets import bucket
 from consumers.consumer import LeasedConsumer
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
@@ -73,7 +71,12 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         s = self.settings
         logger.info("Metrics starting")
         self._snapshots = await ensure_streams(self.js, s)
-        self._store = await _states_bucket(self.js, s)
+        self._store = await bucket(
+            self.js,
+            STATES_BUCKET,
+            "metrics reducer state per session (internal)",
+            s.events_max_age_s,
+        )
         data = s.resolved_data_dir()
         data.mkdir(parents=True, exist_ok=True)
         await self.open(
@@ -207,18 +210,3 @@ async def _bounded(calls: Iterable[Awaitable[object]]) -> None:
         for result in await asyncio.gather(*pending, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
-
-
-async def _states_bucket(js: JetStreamContext, settings: Settings) -> KeyValue:
-    try:
-        return await js.key_value(STATES_BUCKET)
-    except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=STATES_BUCKET,
-                description="metrics reducer state per session (internal; snapshots are in agentcast_sessions)",
-                history=1,
-                ttl=settings.events_max_age_s,
-                storage=StorageType.FILE,
-            )
-        )
