@@ -51,7 +51,15 @@ class LeasedConsumer(ABC, Generic[T]):
         assert self._puller is not None, "startup() has not run"
         return self._puller
 
-    async def open(self, *, lock_dir: Path, stream: str, durable: str, filter_subject: str) -> None:
+    async def open(
+        self,
+        *,
+        lock_dir: Path,
+        stream: str,
+        durable: str,
+        filter_subject: str,
+        sourced: bool = False,
+    ) -> None:
         """Take the lease on `durable`, then start reading it."""
         s = self.settings
         self._lease = Lease(self.js, durable, lock_dir, s.archive_lease_ttl_s)
@@ -66,6 +74,7 @@ class LeasedConsumer(ABC, Generic[T]):
             ack_wait_s=s.consumer_ack_wait_s,
             max_ack_pending=s.consumer_max_ack_pending,
             start_seq=s.consumer_start_seq,
+            sourced=sourced,
         )
         await self._puller.start()
 

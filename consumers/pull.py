@@ -46,6 +46,9 @@ class Delivery(NamedTuple):
     data: bytes
     reply: str
     stream_seq: int
+    """Position in the consumer's stream (what acks refer to)."""
+    cursor: int
+    """Position in AGENTCAST_EVENTS (the same, unless the stream sources it)."""
 
 
 class Puller:
@@ -63,6 +66,7 @@ class Puller:
         ack_wait_s: float,
         max_ack_pending: int,
         start_seq: int = 0,
+        sourced: bool = False,
     ) -> None:
         self._nc = nc
         self._js = js
@@ -73,6 +77,7 @@ class Puller:
         self._ack_wait_s = ack_wait_s
         self._max_ack_pending = max_ack_pending
         self._start_seq = start_seq
+        self._sourced = sourced
         self._sub: Subscription | None = None
         self._inbox = ""
         self._buf: list[Delivery] = []
@@ -217,7 +222,14 @@ class Puller:
             return
         self._last_cseq = dseq
         self.pending = int(pending)
-        self._buf.append(Delivery(msg.subject, msg.data, reply, int(sseq)))
+        at = int(sseq)
+        cursor = at
+        if self._sourced:
+            # "AGENTCAST_EVENTS <origin seq> <filter> <transform> <subject> <id>"
+            source = (msg.headers or {}).get("Nats-Stream-Source", "")
+            origin = source.split(" ", 2)[1:2]
+            cursor = int(origin[0]) if origin and origin[0].isdigit() else 0
+        self._buf.append(Delivery(msg.subject, msg.data, reply, at, cursor))
         self._requested -= 1
         if self._requested < self._batch:
             await self._request()

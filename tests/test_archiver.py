@@ -18,6 +18,7 @@ from support.transcript_events import transcript_events
 from agentcast.codec import encode
 from agentcast.events import Event, EventData, RunQueuedData, TextDeltaData
 from agentcast.settings import Settings
+from agentcast.subjects import EVENTS_STREAM
 from consumers.archive import chain
 from consumers.archive.files import iter_archive, read_bytes, session_of
 from consumers.archive.partition import partition_of
@@ -211,8 +212,7 @@ async def test_two_archivers_share_the_sessions_and_never_write_the_same_one(
         twin.env["AGENTCAST_ARCHIVE_CONSUMER"] = base
         refused = await cli(*twin.cmd[3:], env=twin.env)
         assert refused.returncode == 1 and "is owned by" in refused.stderr
-        for events in load.values():
-            await publish_events(js, events)
+        cursors = {s: await publish_events(js, events) for s, events in load.items()}
 
         def written(i: int) -> set[str | None]:
             return {session_of(p) for p in iter_archive(tmp_path / f"p{i}")}
@@ -238,8 +238,16 @@ async def test_two_archivers_share_the_sessions_and_never_write_the_same_one(
             session = session_of(path)
             if session in load:
                 assert verify_file(path).ok
-                seqs = [r.get("seq") for r in records(path)][:-1]
-                assert seqs == list(range(1, len(load[session]) + 1))
+                body = records(path)[:-1]
+                assert [r["seq"] for r in body] == list(range(1, len(load[session]) + 1))
+                assert [r["cursor"] for r in body] == [str(c) for c in cursors[session]]
+    # The partitioned stream must not answer direct gets meant for AGENTCAST_EVENTS.
+    last = next(iter(load))
+    for _ in range(20):
+        got = await js.get_last_msg(
+            EVENTS_STREAM, f"agentcast.evt.{last}.run.completed", direct=True
+        )
+        assert got.seq == cursors[last][-1]
 
 
 async def test_a_lease_is_exclusive_until_released(js: JetStreamContext, tmp_path: Path) -> None:

@@ -1,16 +1,21 @@
 """Sharing the archive between processes: sessions partitioned by NATS subject mapping.
 
 With `archive_partitions = 1` the archiver reads AGENTCAST_EVENTS itself.
-With N > 1, a mirror stream `AGENTCAST_ARCHIVE_P<N>` copies the events under
-a subject that carries the session's partition, computed by the server:
+With N > 1, a stream `AGENTCAST_ARCHIVE_P<N>` sources the events under a
+subject that carries the session's partition, computed by the server:
 
     agentcast.evt.<session>.<type...>  ->  agentcast.archive.<p>.<session>.<type...>
     p = {{partition(N,1)}} = fnv32a(<session>) mod N
 
-A mirror keeps the origin's stream sequences, so cursors stay valid. Archiver
-i of N reads only `agentcast.archive.<i>.>` with its own durable consumer,
-which it owns through a lease: every session belongs to exactly one
+Archiver i of N reads only `agentcast.archive.<i>.>` with its own durable
+consumer, which it owns through a lease: every session belongs to exactly one
 partition, so no two processes ever write the same chain.
+
+Sourced, not mirrored: a mirror would keep the origin's sequences, but the
+server makes a mirror of a stream that allows direct gets answer the
+origin's direct gets, from its own (transformed) subjects, which breaks the
+gateway's reads. A sourced message carries its origin sequence, the cursor,
+in its `Nats-Stream-Source` header ("AGENTCAST_EVENTS <seq> ...").
 """
 
 from __future__ import annotations
@@ -49,9 +54,11 @@ class Source:
     filter_subject: str
     session_token: int
     """Index of the session in the subject's dot-separated tokens."""
+    sourced: bool = False
+    """The cursor is the origin sequence in the Nats-Stream-Source header, not the stream's own."""
 
 
-def mirror_name(partitions: int) -> str:
+def stream_name(partitions: int) -> str:
     return f"AGENTCAST_ARCHIVE_P{partitions}"
 
 
@@ -61,42 +68,49 @@ def source_for(partition: int, partitions: int, durable: str = "agentcast-archiv
     if partitions == 1:
         return Source(EVENTS_STREAM, durable, EVENTS_ALL, 2)
     return Source(
-        mirror_name(partitions),
+        stream_name(partitions),
         f"{durable}-{partition}of{partitions}",
         f"{ARCHIVE_PREFIX}.{partition}.>",
         3,
+        sourced=True,
     )
 
 
-def mirror_config(settings: Settings, partitions: int) -> StreamConfig:
+def stream_config(settings: Settings, partitions: int) -> StreamConfig:
     dest = f"{ARCHIVE_PREFIX}.{{{{partition({partitions},1)}}}}.{{{{wildcard(1)}}}}.>"
     return StreamConfig(
-        name=mirror_name(partitions),
+        name=stream_name(partitions),
         description=f"agentcast events by archive partition (of {partitions})",
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         max_age=settings.events_max_age_s,
-        mirror=StreamSource(
-            name=EVENTS_STREAM,
-            subject_transforms=[SubjectTransform(src="agentcast.evt.*.>", dest=dest)],
-        ),
+        sources=[
+            StreamSource(
+                name=EVENTS_STREAM,
+                subject_transforms=[SubjectTransform(src="agentcast.evt.*.>", dest=dest)],
+            )
+        ],
     )
 
 
 async def ensure_source(js: JetStreamContext, settings: Settings) -> Source:
-    """The source of this process's partition, creating the mirror if needed."""
+    """The source of this process's partition, creating its stream if needed."""
     source = source_for(
         settings.archive_partition, settings.archive_partitions, settings.archive_consumer
     )
     if settings.archive_partitions > 1:
-        config = mirror_config(settings, settings.archive_partitions)
+        config = stream_config(settings, settings.archive_partitions)
         try:
-            await js.stream_info(source.stream)
+            info = await js.stream_info(source.stream)
+            if info.config.mirror is not None:
+                # An early version made this a mirror (see the module docstring): replace it.
+                await js.delete_stream(source.stream)
+                raise NotFoundError
         except NotFoundError:
             try:
                 await js.add_stream(config)
-                logger.info("Created mirror %s", source.stream)
+                logger.info("Created partitioned stream %s", source.stream)
             except BadRequestError:
                 pass  # another archiver created it meanwhile
     return source

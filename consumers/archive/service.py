@@ -64,6 +64,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             stream=src.stream,
             durable=src.durable,
             filter_subject=src.filter_subject,
+            sourced=src.sourced,
         )
         self.writer.scan()
         logger.info("Archiver ready: %s from %s (%s)", self.root, src.stream, src.durable)
@@ -81,7 +82,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             env = None
         reason = _invalid(env, session)
         if reason:
-            self.writer.reject(d.subject, d.stream_seq, d.data, reason)
+            self.writer.reject(d.subject, d.cursor, d.data, reason)
             self.acks.append((d.stream_seq, d.reply))
             return
         assert isinstance(env, dict)
@@ -95,10 +96,10 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         if seq < expected:
             if any(after < seq < nxt for after, nxt in sf.gaps):
                 self.writer.reject(
-                    d.subject, d.stream_seq, d.data, "arrived after its gap was recorded"
+                    d.subject, d.cursor, d.data, "arrived after its gap was recorded"
                 )
             return
-        self.writer.append_event(sf, env, d.stream_seq)
+        self.writer.append_event(sf, env, d.cursor)
         self.archived += 1
         if self.held:
             self._release(session)
@@ -107,7 +108,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         sf = self.writer.get(session, 0)
         for held in self.held.release(session, sf.last_seq + 1):
             env, d = held.item
-            self.writer.append_event(sf, env, d.stream_seq)
+            self.writer.append_event(sf, env, d.cursor)
             self.acks.append((d.stream_seq, d.reply))
             self.archived += 1
 
