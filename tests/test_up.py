@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
-import signal
 import socket
 import sys
 from pathlib import Path
 
 import httpx
 
-from agentcast.embedded import free_port
+from tests.support.system import start_system
 from tests.support.worker import processes_in
 
 
@@ -31,29 +29,12 @@ def _procs_mentioning(text: str) -> list[int]:
     return found
 
 
-async def _start_up(data: Path, port: int, *extra: str) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcast.cli", "up", "--data", str(data), "--port", str(port), *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )
-
-
 async def test_up_demo_runs_agents_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
-    data, port = tmp_path / "data", free_port()
-    proc = await _start_up(data, port, "--demo", "--speed", "0.2", "--demo-agents", "2")
-    assert proc.stdout is not None
-    banner = ""
-    async with asyncio.timeout(60):
-        while "Press Ctrl+C" not in banner:
-            line = await proc.stdout.readline()
-            assert line, f"up exited early: {(await proc.stderr.read()).decode()[-2000:]}"  # type: ignore[union-attr]
-            banner += line.decode()
-    match = re.search(r"Dashboard\s+(http://\S+)\?token=(\S+)", banner)
-    assert match, banner
-    base, token = match.groups()
-    assert "NATS       nats://127.0.0.1:" in banner and str(data / "archive") in banner
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=5) as client:
+    data = tmp_path / "data"
+    system = await start_system(data, "--demo", "--speed", "0.2", "--demo-agents", "2")
+    assert "NATS       nats://127.0.0.1:" in system.banner and str(data / "archive") in system.banner
+    headers = {"Authorization": f"Bearer {system.token}"}
+    async with httpx.AsyncClient(base_url=system.url, headers=headers, timeout=5) as client:
         assert (await client.get("/readyz")).status_code == 200
         sessions: list = []
         for _ in range(150):  # demo agents appear on their own, bounded wait
@@ -63,8 +44,7 @@ async def test_up_demo_runs_agents_and_sigterm_leaves_no_process(tmp_path: Path)
             await asyncio.sleep(0.2)
         assert sessions, "demo sessions should show up in the progress snapshots"
     assert _procs_mentioning(str(data)), "children run with the data dir on their command line"
-    proc.send_signal(signal.SIGTERM)
-    assert await asyncio.wait_for(proc.wait(), 45) == 0
+    assert await system.stop() == 0
     await asyncio.sleep(0.5)
     assert _procs_mentioning(str(data)) == []
     assert processes_in(data) == []
@@ -75,7 +55,10 @@ async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        proc = await _start_up(tmp_path / "data", port)
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentcast.cli", "up", "--data", str(tmp_path / "data"), "--port", str(port),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert f"port {port} is already in use" in err.decode()
