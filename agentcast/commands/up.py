@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args)
     settings = settings_from_args(args)
+    if not settings.metrics_port:
+        settings = settings.replace(metrics_port=free_port())
     if port_in_use(settings.port, settings.host):
         fail(f"port {settings.port} is already in use: the gateway cannot bind it (pass --port)", 1)
     if not args.demo and not os.environ.get("ANTHROPIC_API_KEY") and not settings.anthropic_base_url:
@@ -100,7 +102,7 @@ def _start_children(supervisor: Supervisor, settings: Settings, url: str, args: 
         env["AGENTCAST_CLAUDE_CONFIG_DIR"] = str(settings.resolved_data_dir() / "claude")
     supervisor.start("worker", _role("worker", *common, "--concurrency", str(settings.concurrency)), env)
     supervisor.start("archiver", _role("archiver", *common, "--dir", str(settings.resolved_archive_dir())))
-    supervisor.start("metrics", _role("metrics", *common))
+    supervisor.start("metrics", _role("metrics", *common, "--metrics-port", str(settings.metrics_port)))
     supervisor.start(
         "gateway", _role("gateway", *common, "--host", settings.host, "--port", str(settings.port))
     )
@@ -130,6 +132,7 @@ def _banner(settings: Settings, url: str, token: str, seconds: float, demo: bool
         f"agentcast is up in {seconds:.1f}s{' (demo: scripted agents running)' if demo else ''}",
         f"  Dashboard  {base}/?token={token}",
         f"  API        {base}/docs",
+        f"  Metrics    {base}/metrics (gateway), http://127.0.0.1:{settings.metrics_port}/metrics (progress)",
         f"  NATS       {url}",
         f"  Archive    {settings.resolved_archive_dir()}",
         f"  Logs       {settings.resolved_data_dir() / 'logs'}",
