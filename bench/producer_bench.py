@@ -21,6 +21,7 @@ from claude_agent_sdk._internal.message_parser import parse_message
 from agentcast.bus import connect, disconnect, ensure_streams
 from agentcast.embedded import EmbeddedNats
 from agentcast.settings import Settings
+from producer.acks import AckRouter
 from producer.normalize import Normalizer
 from producer.publisher import stamp
 from producer.synthetic import load_trace, produce, trace_files
@@ -58,8 +59,9 @@ async def publish_rate(sessions: int, rate: float, seconds: float) -> dict[str, 
             await ensure_streams(js, settings)
             traces = [load_trace(p) for p in trace_files()]
             cpu = time.process_time()
+            acks = await AckRouter(nc).start()
             report = await produce(
-                js, sessions=sessions, rate=rate, seconds=seconds, max_msg_size=settings.max_msg_size, traces=traces
+                acks, sessions=sessions, rate=rate, seconds=seconds, max_msg_size=settings.max_msg_size, traces=traces
             )
             cpu = time.process_time() - cpu
             await disconnect(nc)

@@ -1,15 +1,17 @@
 """Event -> subject: one session's events to JetStream, in seq order, acks pipelined.
 
 `SessionPublisher.emit()` stamps each draft with the session's next `seq` (no
-gaps), an id, a timestamp and the run, then queues it. A sender task publishes
-the queue in windows: a window's messages all go out before any ack is awaited,
-so a run pays one round trip per window, not per event.
+gaps), an id, a timestamp and the run, then queues it. A sender task keeps up
+to `window` events in flight: it publishes without waiting, and acks come back
+through the connection's AckRouter (producer/acks.py), each one retiring the
+event it names. A run pays round trips only when the window is full.
 
 Failure policy, in order of escalation:
-- An ack that fails or times out (NATS restarting, JetStream recovering) makes
-  the sender re-send, one at a time and in order, everything from the first
-  unacknowledged event; `Nats-Msg-Id` makes a re-send of a stored event a
-  no-op. Then pipelining resumes.
+- An ack that reports an error, or that has not come within `ack_timeout_s`
+  (NATS restarting, JetStream recovering), switches the sender to recovery:
+  it re-sends, one at a time and in order, everything not yet acknowledged;
+  `Nats-Msg-Id` makes a re-send of an already stored event a no-op. Then
+  pipelining resumes.
 - While JetStream is unreachable, events wait in a bounded buffer
   (`publish_buffer`); `emit()` blocks when it is full, which holds back the
   agent rather than dropping anything.
@@ -27,12 +29,11 @@ import time
 from dataclasses import dataclass, field
 
 from nats.errors import Error as NatsError
-from nats.js import JetStreamContext
-from nats.js.api import PubAck
 
 from agentcast.errors import DeliveryTimeout
 from agentcast.events import Event, EventData, make_event, type_of
 from agentcast.subjects import event_subject
+from producer.acks import AckRouter
 from producer.truncate import fit_event
 
 logger = logging.getLogger(__name__)
@@ -60,12 +61,17 @@ def stamp(
     run: int,
     max_msg_size: int,
     parent_tool_use_id: str | None = None,
+    subject_prefix: str = "",
 ) -> Outgoing:
     """Wrap event data in its envelope and encode it under the size limit.
+
+    `subject_prefix` is `event_subject(session, "")`, passed by callers that
+    stamp many events of one session so the id is validated once.
 
     The event id is `<session>.<seq>`: unique, and the same on every re-send,
     which is what makes JetStream's duplicate window drop re-sends.
     """
+    subject_prefix = subject_prefix or event_subject(session, "")
     event = make_event(
         data,
         id=f"{session}.{seq}",
@@ -77,7 +83,7 @@ def stamp(
     )
     event, payload = fit_event(event, max_msg_size)
     headers = {"Nats-Msg-Id": event.id, SEQ_HEADER: str(seq)}
-    return Outgoing(event, event_subject(session, type_of(event)), payload, headers)
+    return Outgoing(event, f"{subject_prefix}{type_of(event)}", payload, headers)
 
 
 class SessionPublisher:
@@ -85,7 +91,7 @@ class SessionPublisher:
 
     def __init__(
         self,
-        js: JetStreamContext,
+        acks: AckRouter,
         session: str,
         *,
         next_seq: int,
@@ -96,13 +102,17 @@ class SessionPublisher:
         delivery_timeout_s: float = 60.0,
     ) -> None:
         self.session = session
-        self._js = js
+        self._acks = acks
         self._next_seq = next_seq
         self._max_msg_size = max_msg_size
         self._window = window
         self._ack_timeout_s = ack_timeout_s
         self._delivery_timeout_s = delivery_timeout_s
+        # Every event not yet acknowledged, in seq order; the first `_in_flight` are sent.
         self._queue: collections.deque[Outgoing] = collections.deque()
+        self._in_flight = 0
+        self._acked_ahead: set[int] = set()
+        self._trouble = False
         self._buffer = buffer
         self._space_freed = asyncio.Event()
         self._wake = asyncio.Event()
@@ -111,7 +121,8 @@ class SessionPublisher:
         self._closing = False
         self._failure: DeliveryTimeout | None = None
         self.acked = 0
-        self.last_ack: PubAck | None = None
+        self._subject_prefix = event_subject(session, "")
+        self._route, self._reply_prefix = acks.register(self._on_ack)
         self._sender = asyncio.create_task(self._send_loop(), name=f"publisher:{session}")
 
     @property
@@ -145,6 +156,7 @@ class SessionPublisher:
             run=run,
             max_msg_size=self._max_msg_size,
             parent_tool_use_id=parent_tool_use_id,
+            subject_prefix=self._subject_prefix,
         )
         self._next_seq += 1
         self._queue.append(item)
@@ -167,8 +179,31 @@ class SessionPublisher:
             await self.drain(timeout_s)
         finally:
             self._closing = True
+            self._acks.unregister(self._route)
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
+
+    # -- acks ----------------------------------------------------------------------
+
+    def _on_ack(self, seq: int, stored: bool) -> None:
+        if self._trouble:
+            return  # recovery re-sends and confirms everything itself
+        if not stored:
+            self._trouble = True
+            self._wake.set()
+            return
+        if not self._queue or seq < self._queue[0].event.seq:
+            return  # a late ack of an event already retired
+        self._acked_ahead.add(seq)
+        retired = 0
+        while self._queue and self._queue[0].event.seq in self._acked_ahead:
+            self._acked_ahead.discard(self._queue.popleft().event.seq)
+            retired += 1
+        if retired:
+            self._in_flight -= retired
+            self.acked += retired
+            self._space_freed.set()
+            self._wake.set()
 
     # -- internals -----------------------------------------------------------------
 
@@ -192,61 +227,65 @@ class SessionPublisher:
         return self._failure
 
     async def _send_loop(self) -> None:
+        nc = self._acks.nc
         while not self._closing:
+            if self._trouble or self._stale():
+                await self._recover()
+                continue
+            try:
+                while self._in_flight < min(self._window, len(self._queue)):
+                    item = self._queue[self._in_flight]
+                    item.first_try = item.first_try or time.monotonic()
+                    # Counted before the attempt: if it raises, the event may or
+                    # may not have left, and recovery re-sends it either way.
+                    self._in_flight += 1
+                    await nc.publish(
+                        item.subject,
+                        item.payload,
+                        reply=f"{self._reply_prefix}{item.event.seq}",
+                        headers=item.headers,
+                    )
+            except (NatsError, OSError) as exc:
+                logger.debug("publish failed for %s: %r", self.session, exc)
+                self._trouble = True
+                continue
             if not self._queue:
                 self._idle.set()
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            window = [self._queue[i] for i in range(min(self._window, len(self._queue)))]
-            delivered = await self._send_window(window)
-            if delivered < len(window):
-                delivered += await self._resend_in_order(window[delivered:])
-            for _ in range(delivered):
-                self._queue.popleft()
-            self.acked += delivered
-            self._space_freed.set()
-
-    async def _send_window(self, window: list[Outgoing]) -> int:
-        """Publish all, then await acks in order; returns how many leading ones are stored."""
-        now = time.monotonic()
-        futures: list[asyncio.Future[PubAck]] = []
-        try:
-            for item in window:
-                item.first_try = item.first_try or now
-                futures.append(
-                    await self._js.publish_async(item.subject, item.payload, headers=item.headers)
-                )
-        except (NatsError, OSError) as exc:
-            logger.debug("publish failed for %s: %r", self.session, exc)
-        delivered = 0
-        for future in futures:
+            self._wake.clear()
             try:
-                self.last_ack = await asyncio.wait_for(future, self._ack_timeout_s)
-            except (NatsError, OSError, TimeoutError) as exc:
-                logger.debug("ack failed for %s: %r", self.session, exc)
-                break
-            delivered += 1
-        for future in futures[delivered:]:
-            future.cancel()
-        return delivered
+                await asyncio.wait_for(self._wake.wait(), self._ack_timeout_s)
+            except TimeoutError:
+                pass
 
-    async def _resend_in_order(self, items: list[Outgoing]) -> int:
-        """Stop-and-wait from the first unacknowledged event, so stream order holds."""
-        for count, item in enumerate(items):
-            while True:
-                try:
-                    self.last_ack = await self._js.publish(
-                        item.subject, item.payload, timeout=self._ack_timeout_s, headers=item.headers
-                    )
-                    break
-                except (NatsError, OSError, TimeoutError) as exc:
-                    if time.monotonic() - item.first_try > self._delivery_timeout_s:
-                        self._fail()
-                    logger.debug("re-send of %s failed: %r", item.event.id, exc)
-                    if self._closing:
-                        return count
-                    await asyncio.sleep(_RETRY_PAUSE_S)
-            if count == 0 and self._failure is not None:
-                logger.warning("session %s: JetStream reachable again after the failure", self.session)
-        return len(items)
+    def _stale(self) -> bool:
+        """The oldest event in flight has waited longer than an ack may take."""
+        return (
+            self._in_flight > 0
+            and time.monotonic() - self._queue[0].first_try > self._ack_timeout_s
+        )
+
+    async def _recover(self) -> None:
+        """Stop-and-wait over every unacknowledged sent event, so stream order holds."""
+        self._trouble = True
+        logger.info("session %s: re-sending %d events in order", self.session, self._in_flight)
+        while self._in_flight > 0 and self._queue and not self._closing:
+            item = self._queue[0]
+            try:
+                await self._acks.js.publish(
+                    item.subject, item.payload, timeout=self._ack_timeout_s, headers=item.headers
+                )
+            except (NatsError, OSError, TimeoutError) as exc:
+                if time.monotonic() - item.first_try > self._delivery_timeout_s:
+                    self._fail()
+                logger.debug("re-send of %s failed: %r", item.event.id, exc)
+                await asyncio.sleep(_RETRY_PAUSE_S)
+                continue
+            self._queue.popleft()
+            self._in_flight -= 1
+            self.acked += 1
+            self._space_freed.set()
+        self._in_flight = 0
+        self._acked_ahead.clear()
+        self._trouble = False
+        if self._failure is not None and not self._queue:
+            logger.warning("session %s: JetStream reachable again after the failure", self.session)

@@ -22,9 +22,9 @@ from importlib import resources
 from pathlib import Path
 
 from claude_agent_sdk._internal.message_parser import parse_message
-from nats.js import JetStreamContext
 
 from agentcast.events import EventData, RunQueuedData
+from producer.acks import AckRouter
 from producer.normalize import Draft, Normalizer
 from producer.publisher import SessionPublisher
 
@@ -81,7 +81,7 @@ class _Replay:
 
 
 async def produce(
-    js: JetStreamContext,
+    acks: AckRouter,
     *,
     sessions: int,
     rate: float,
@@ -95,7 +95,7 @@ async def produce(
     prefix = prefix or f"syn_{uuid.uuid4().hex[:6]}"
     replays = [
         _Replay(
-            SessionPublisher(js, f"{prefix}_{i}", next_seq=1, max_msg_size=max_msg_size),
+            SessionPublisher(acks, f"{prefix}_{i}", next_seq=1, max_msg_size=max_msg_size),
             traces[i % len(traces)],
         )
         for i in range(sessions)

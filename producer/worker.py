@@ -29,6 +29,7 @@ from agentcast.events import RunFailedData, RunQueuedData
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT, ctl_subject
 from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
+from producer.acks import AckRouter
 from producer.conversation import Conversation
 from producer.publisher import SessionPublisher
 from producer.requests import AcceptedRun, RefusedRun, parse_run_request
@@ -53,12 +54,14 @@ class Worker:
         self.conversations: dict[str, Conversation] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._env = agent_env(settings)
+        self._acks = AckRouter(nc)
 
     def stop(self) -> None:
         self._stopping.set()
 
     async def run(self) -> None:
         """Take requests until stopped, then finish or cancel the runs in flight."""
+        await self._acks.start()
         sub = await self._js.pull_subscribe(
             RUNS_SUBMIT,
             durable=WORKERS_DURABLE,
@@ -98,6 +101,7 @@ class Worker:
                 for conversation in list(self.conversations.values()):
                     conversation.cancel("worker shutdown")
                 await asyncio.wait(pending, timeout=self._settings.cancel_grace_s + 15)
+        await self._acks.stop()
         logger.info("Worker stopped")
 
     # -- one request ---------------------------------------------------------------
@@ -137,7 +141,7 @@ class Worker:
         if head.active and not await self._owner_alive(session):
             head = await self._close_abandoned(session, head)
         publisher = SessionPublisher(
-            self._js,
+            self._acks,
             session,
             next_seq=head.next_seq + 1,
             max_msg_size=self._settings.max_msg_size,

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import msgspec
 from claude_agent_sdk import ToolResultBlock
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -17,6 +18,7 @@ from agentcast.events import Event, TextDeltaData, ToolResult, ToolResultData
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, session_events
 from producer.normalize import Normalizer
+from producer.acks import AckRouter
 from producer.publisher import SessionPublisher
 
 
@@ -43,8 +45,8 @@ async def read_session(js: JetStreamContext, session: str, expect: int) -> list[
     return events
 
 
-async def test_seq_runs_from_one_without_gaps(js: JetStreamContext, settings: Settings, session_id: str) -> None:
-    pub = SessionPublisher(js, session_id, next_seq=1, max_msg_size=settings.max_msg_size, window=64)
+async def test_seq_runs_from_one_without_gaps(nc: Client, js: JetStreamContext, settings: Settings, session_id: str) -> None:
+    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size, window=64)
     for i in range(1000):
         await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
     await pub.close(timeout_s=30)
@@ -55,14 +57,14 @@ async def test_seq_runs_from_one_without_gaps(js: JetStreamContext, settings: Se
 
 
 async def test_five_megabyte_tool_result_is_truncated_under_the_limit(
-    js: JetStreamContext, settings: Settings, session_id: str
+    nc: Client, js: JetStreamContext, settings: Settings, session_id: str
 ) -> None:
     big = "line of build output\n" * (5 * 1024 * 1024 // 21)
     block = ToolResultBlock(tool_use_id="toolu_big", content=big, is_error=False)
     from claude_agent_sdk import UserMessage
 
     (draft,) = Normalizer().feed(UserMessage(content=[block]))
-    pub = SessionPublisher(js, session_id, next_seq=1, max_msg_size=settings.max_msg_size)
+    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
     sent = await pub.emit(draft.data, run=1)
     await pub.close(timeout_s=30)
     (stored,) = await read_session(js, session_id, 1)
@@ -95,7 +97,7 @@ async def test_nats_killed_mid_run_loses_and_repeats_nothing(tmp_path: Path, ses
         js = nc.jetstream()
         await ensure_streams(js, settings)
         pub = SessionPublisher(
-            js, session_id, next_seq=1, max_msg_size=settings.max_msg_size, ack_timeout_s=1.0
+            await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size, ack_timeout_s=1.0
         )
         for i in range(300):
             await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
@@ -127,7 +129,7 @@ async def test_events_that_cannot_be_delivered_fail_the_run_loudly(tmp_path: Pat
         js = nc.jetstream()
         await ensure_streams(js, settings)
         pub = SessionPublisher(
-            js,
+            await AckRouter(nc).start(),
             session_id,
             next_seq=1,
             max_msg_size=settings.max_msg_size,

@@ -64,8 +64,11 @@ async def _run_produce(settings: Settings, args: argparse.Namespace) -> dict[str
             if not args.json:
                 print(f"\r{elapsed:5.1f}s  {events} events", end="", file=sys.stderr, flush=True)
 
+        from producer.acks import AckRouter
+
+        acks = await AckRouter(nc).start()
         report = await produce(
-            js,
+            acks,
             sessions=args.sessions,
             rate=args.rate,
             seconds=args.seconds,
