@@ -19,7 +19,7 @@ from agentcast.bus import connect, ensure_streams
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
-from gateway import api, errors, sse, ws
+from gateway import api, dashboard, errors, progress, sse, ws
 from gateway.auth import Authenticator
 from gateway.hub import Hub
 from gateway.replay import DirectReader
@@ -116,6 +116,8 @@ def create_app(settings: Settings) -> FastAPI:
         )
     app.include_router(sse.router)
     app.include_router(api.router)
+    app.include_router(progress.router)
+    app.include_router(dashboard.router)
     app.add_api_websocket_route("/v1/ws", ws.endpoint)
 
     @app.get("/healthz", tags=["operations"])
