@@ -46,7 +46,7 @@ class Batch:
 class DirectReader:
     """Direct gets on one stream, multiplexed over one wildcard inbox subscription."""
 
-    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, *, timeout: float = 5.0) -> None:
+    def __init__(self, nc: Client, stream: str = EVENTS_STREAM, *, timeout: float = 15.0) -> None:
         self._nc = nc
         self._stream = stream
         self._api = f"$JS.API.DIRECT.GET.{stream}"

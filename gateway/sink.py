@@ -52,11 +52,15 @@ class Sink:
         """Write a live frame now, or finish as lagged if the client is too far behind."""
         if self.reason is not None:
             return False
-        if self.transport.get_write_buffer_size() > self.limit:
-            self.finish("lagged")
+        transport = self.transport
+        if transport.get_write_buffer_size() > self.limit:
+            self.finish("disconnected" if transport.is_closing() else "lagged")
+            return False
+        if transport.is_closing():
+            self.finish("disconnected")
             return False
         data = frame.sse if self._sse else frame.ws
-        self.transport.write(data)
+        transport.write(data)
         stats = self.stats
         stats.events_out[self.kind] += 1
         stats.bytes_out[self.kind] += len(data)

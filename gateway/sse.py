@@ -210,9 +210,8 @@ class EventStream(Response):
 async def _close(sink: Sink, send: Send) -> None:
     """Say why the stream ends (lagged: the cursor; shutdown: a jittered retry), then end it."""
     if sink.reason == "lagged":
-        cursors = sink.cursors()
         notice = {
-            "cursor": cursors.get(next(iter(cursors), ""), None),
+            "cursor": next(iter(sink.cursors().values()), None),
             "message": "client fell behind; reconnect with Last-Event-ID to resume",
         }
         sink.write(chunk(sse_event(None, "lagged", encode(notice))))

@@ -57,7 +57,7 @@ class GatewayProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", self.nats_url,
                "--port", str(self.port), "--data", str(self.data_dir), "--log-level", "WARNING"]  # fmt: skip
@@ -152,7 +152,7 @@ async def read_sse(
     *,
     params: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
-    timeout: float = 30.0,
+    timeout: float = 60.0,
 ) -> list[ServerSentEvent]:
     """The first `count` SSE events of a stream (comments and retry lines skipped)."""
     events: list[ServerSentEvent] = []
@@ -176,7 +176,7 @@ def envelopes(events: list[ServerSentEvent]) -> list[dict[str, Any]]:
     return [json.loads(e.data) for e in events]
 
 
-async def ws_events(ws: Any, count: int, timeout: float = 30.0) -> list[dict[str, Any]]:
+async def ws_events(ws: Any, count: int, timeout: float = 60.0) -> list[dict[str, Any]]:
     """The next `count` `event` frames on a websockets client (other frames skipped)."""
     out: list[dict[str, Any]] = []
     async with asyncio.timeout(timeout):
