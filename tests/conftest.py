@@ -10,9 +10,10 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from agentcast.bus import connect, ensure_streams
+from agentcast.bus import connect, disconnect, ensure_streams
 from agentcast.embedded import EmbeddedNats
 from agentcast.settings import Settings
+from tests.support.nats import PrivateNats
 
 
 @pytest.fixture(scope="session")
@@ -48,6 +49,20 @@ async def nc(settings: Settings) -> AsyncIterator[Client]:
 @pytest.fixture
 def js(nc: Client) -> JetStreamContext:
     return nc.jetstream()
+
+
+@pytest.fixture
+async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
+    server = EmbeddedNats(tmp_path / "private-nats")
+    await server.start_async()
+    settings = Settings.load({"nats_url": server.url}, environ={})
+    client = await connect(server.url, "private")
+    try:
+        await ensure_streams(client.jetstream(), settings)
+        yield PrivateNats(server, settings, client)
+    finally:
+        await disconnect(client)
+        server.stop()
 
 
 @pytest.fixture

@@ -6,20 +6,21 @@ import asyncio
 from pathlib import Path
 
 import msgspec
+import pytest
 from claude_agent_sdk import ToolResultBlock
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
-from agentcast.bus import connect, disconnect, ensure_streams
 from agentcast.codec import decode_event
-from agentcast.embedded import EmbeddedNats
+from agentcast.errors import DeliveryTimeout
 from agentcast.events import Event, TextDeltaData, ToolResult, ToolResultData
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, session_events
 from producer.normalize import Normalizer
 from producer.acks import AckRouter
 from producer.publisher import SessionPublisher
+from tests.support.nats import PrivateNats
 
 
 async def read_session(js: JetStreamContext, session: str, expect: int) -> list[Event]:
@@ -88,63 +89,40 @@ async def test_list_content_tool_result_is_truncated_too(settings: Settings) -> 
     assert fitted.data.content[1] == {"type": "text", "text": "tail"}
 
 
-async def test_nats_killed_mid_run_loses_and_repeats_nothing(tmp_path: Path, session_id: str) -> None:
-    server = EmbeddedNats(tmp_path / "store")
+async def test_nats_killed_mid_run_loses_and_repeats_nothing(private_nats: PrivateNats, session_id: str) -> None:
+    server, nc = private_nats.server, private_nats.nc
+    pub = SessionPublisher(
+        await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=1 << 20, ack_timeout_s=1.0
+    )
+    for i in range(300):
+        await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+    server.kill()
+    for i in range(300, 600):
+        await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+    await asyncio.sleep(1.0)
     await server.start_async()
-    settings = Settings.load({"nats_url": server.url}, environ={})
-    nc = await connect(server.url, "publisher-test")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings)
-        pub = SessionPublisher(
-            await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size, ack_timeout_s=1.0
-        )
-        for i in range(300):
+    for i in range(600, 900):
+        await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+    await pub.close(timeout_s=60)
+    events = await read_session(nc.jetstream(), session_id, 900)
+    assert [e.seq for e in events] == list(range(1, 901))
+
+
+async def test_events_that_cannot_be_delivered_fail_the_run_loudly(private_nats: PrivateNats, session_id: str) -> None:
+    pub = SessionPublisher(
+        await AckRouter(private_nats.nc).start(),
+        session_id,
+        next_seq=1,
+        max_msg_size=1 << 20,
+        buffer=20,
+        ack_timeout_s=0.5,
+        delivery_timeout_s=2.0,
+    )
+    private_nats.server.kill()
+    with pytest.raises(DeliveryTimeout) as caught:
+        for i in range(100):
             await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
-        server.kill()
-        for i in range(300, 600):
-            await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
-        await asyncio.sleep(1.0)
-        await server.start_async()
-        for i in range(600, 900):
-            await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
-        await pub.close(timeout_s=60)
-        events = await read_session(js, session_id, 900)
-        assert [e.seq for e in events] == list(range(1, 901))
-    finally:
-        await disconnect(nc)
-        server.stop()
-
-
-async def test_events_that_cannot_be_delivered_fail_the_run_loudly(tmp_path: Path, session_id: str) -> None:
-    import pytest
-
-    from agentcast.errors import DeliveryTimeout
-
-    server = EmbeddedNats(tmp_path / "store")
-    await server.start_async()
-    settings = Settings.load({"nats_url": server.url}, environ={})
-    nc = await connect(server.url, "publisher-test")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, settings)
-        pub = SessionPublisher(
-            await AckRouter(nc).start(),
-            session_id,
-            next_seq=1,
-            max_msg_size=settings.max_msg_size,
-            buffer=20,
-            ack_timeout_s=0.5,
-            delivery_timeout_s=2.0,
-        )
-        server.kill()
-        with pytest.raises(DeliveryTimeout) as caught:
-            for i in range(100):
-                await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
-        assert caught.value.session == session_id
-        assert pub.pending <= 20
-        with pytest.raises(DeliveryTimeout):
-            await pub.close(timeout_s=0.5)
-    finally:
-        await disconnect(nc)
-        server.stop()
+    assert caught.value.session == session_id
+    assert pub.pending <= 20
+    with pytest.raises(DeliveryTimeout):
+        await pub.close(timeout_s=0.5)

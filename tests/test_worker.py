@@ -11,12 +11,12 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from agentcast.bus import connect, disconnect, ensure_streams
+from agentcast.bus import connect, disconnect
 from agentcast.codec import encode, json_decoder
 from agentcast.control import ControlReply, ControlRequest
-from agentcast.embedded import EmbeddedNats
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_REJECTED, RUNS_SUBMIT, ctl_subject
+from tests.support.nats import PrivateNats
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, processes_in, running_worker, submit, worker_settings
 
@@ -234,18 +234,13 @@ async def test_requests_outside_policy_fail_on_their_session(
 
 
 async def test_nats_killed_mid_run_and_restarted_loses_nothing(
-    tmp_path: Path, slow_model: ScriptedModel, session_id: str
+    private_nats: PrivateNats, tmp_path: Path, slow_model: ScriptedModel, session_id: str
 ) -> None:
-    server = EmbeddedNats(tmp_path / "nats")
-    await server.start_async()
-    base = Settings.load({"nats_url": server.url}, environ={})
-    nc = await connect(server.url, "worker-under-test")
+    server, nc = private_nats.server, private_nats.nc
+    observer = await connect(server.url, "observer")
+    js = observer.jetstream()
     try:
-        await ensure_streams(nc.jetstream(), base)
-        observer = await connect(server.url, "observer")
-        js = observer.jetstream()
-        ws = worker_settings(base, tmp_path, slow_model.url)
-        async with running_worker(nc, ws):
+        async with running_worker(nc, worker_settings(private_nats.settings, tmp_path, slow_model.url)):
             await submit(js, session_id, "[scenario:slow] keep going through an outage")
             for _ in range(300):
                 if "text.delta" in await _events_so_far(js, session_id):
@@ -255,10 +250,8 @@ async def test_nats_killed_mid_run_and_restarted_loses_nothing(
             await asyncio.sleep(1.5)
             await server.start_async()
             events = await follow(js, session_id, timeout=90)
-        await disconnect(observer)
     finally:
-        await disconnect(nc)
-        server.stop()
+        await disconnect(observer)
     assert events[-1].type == "run.completed"
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert len({e.id for e in events}) == len(events)
