@@ -24,7 +24,7 @@ class RunRequest(msgspec.Struct, frozen=True, kw_only=True):
 ControlOp = Literal["cancel", "message", "status"]
 
 
-class ControlRequest(msgspec.Struct, frozen=True, kw_only=True):
+class ControlRequest(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     op: ControlOp
     text: str | None = None
     """The follow-up message, for op `message`."""

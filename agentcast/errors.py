@@ -5,6 +5,7 @@
     ├── InvalidSubject        a subject that is not an agentcast event subject
     ├── InvalidCursor         a cursor that does not parse
     ├── PolicyViolation       a run option outside server policy
+    │   └── PromptTooLarge    a prompt over max_prompt_bytes
     └── DeliveryTimeout       events could not reach JetStream within the bound
 """
 
@@ -49,6 +50,10 @@ class PolicyViolation(AgentcastError, ValueError):
         self.field = field
         self.reason = reason
         super().__init__(f"{field}: {reason}")
+
+
+class PromptTooLarge(PolicyViolation):
+    code = "prompt_too_large"
 
 
 class DeliveryTimeout(AgentcastError):

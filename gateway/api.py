@@ -14,7 +14,7 @@ from agentcast.codec import json_decoder
 from agentcast.sessions import new_session_id
 from gateway.auth import ReadClaims, RunClaims, checked_session
 from gateway.errors import ApiError
-from gateway.runs import check_prompt, control, submit_run
+from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -73,7 +73,7 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
 async def cancel(request: Request, session: str, claims: RunClaims) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
-    reply = await control(gw.nc, session, "cancel")
+    reply = await cancel_run(gw.nc, session)
     return {"session": session, "ok": reply.ok, "run": reply.run}
 
 
@@ -83,9 +83,8 @@ async def message(
 ) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
-    text = check_prompt(body.text, gw.settings, field="text")
-    reply = await control(gw.nc, session, "message", text)
-    return {"session": session, "ok": reply.ok, "run": reply.run}
+    run = await follow_up(gw.nc, gw.js, gw.reader, gw.settings, session=session, text=body.text)
+    return {"session": session, "ok": True, "run": run}
 
 
 @router.get("/v1/sessions", summary="Progress snapshots of sessions (scope: read)")

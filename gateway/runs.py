@@ -18,62 +18,32 @@ from nats.errors import TimeoutError as NatsTimeoutError
 
 from agentcast.codec import decode_loose, encode
 from agentcast.control import ControlReply, ControlRequest, RunRequest
-from agentcast.errors import PolicyViolation
+from agentcast.errors import PolicyViolation, PromptTooLarge
+from agentcast.policy import resolve_options, validate_prompt
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
 from gateway.errors import ApiError
 from gateway.replay import DirectReader
 
-_CLIENT_OPTIONS = frozenset({"model", "max_turns", "allowed_tools"})
 _reply_decoder = msgspec.json.Decoder(ControlReply)
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
-        raise ApiError(400, "invalid_prompt", f"{field} must be a non-empty string")
-    size = len(prompt.encode())
-    if size > settings.max_prompt_bytes:
-        raise ApiError(
-            413,
-            "prompt_too_large",
-            f"{field} is {size} bytes, over the limit of {settings.max_prompt_bytes}",
-        )
-    return prompt
+    """The prompt, or a 400 (empty) / 413 (too large) ApiError."""
+    try:
+        return validate_prompt(prompt, settings, field)
+    except PromptTooLarge as exc:
+        raise ApiError(413, "prompt_too_large", str(exc)) from exc
+    except PolicyViolation as exc:
+        raise ApiError(400, "invalid_prompt", str(exc)) from exc
 
 
 def check_options(options: object, settings: Settings) -> dict[str, Any]:
-    """The client's options if server policy allows them (the worker fills in defaults)."""
-    if options is None:
-        return {}
-    if not isinstance(options, dict):
-        raise PolicyViolation("options", "must be an object")
-    unknown = sorted(set(options) - _CLIENT_OPTIONS)
-    if unknown:
-        raise PolicyViolation(f"options.{unknown[0]}", "set by server policy, not by clients")
-    model = options.get("model")
-    allowed = set(settings.allowed_models) | {settings.default_model}
-    if model is not None and model not in allowed:
-        raise PolicyViolation("options.model", f"must be one of: {', '.join(sorted(allowed))}")
-    turns = options.get("max_turns")
-    if turns is not None and (
-        isinstance(turns, bool)
-        or not isinstance(turns, int)
-        or not 1 <= turns <= settings.max_turns
-    ):
-        raise PolicyViolation(
-            "options.max_turns", f"must be an integer from 1 to {settings.max_turns}"
-        )
-    tools = options.get("allowed_tools")
-    if tools is not None:
-        if not isinstance(tools, list) or not all(isinstance(t, str) for t in tools):
-            raise PolicyViolation("options.allowed_tools", "must be a list of tool names")
-        outside = sorted(set(tools) - set(settings.allowed_tools))
-        if outside:
-            raise PolicyViolation(
-                "options.allowed_tools", f"not allowed by server policy: {', '.join(outside)}"
-            )
-    return {k: v for k, v in options.items() if v is not None}
+    """The client's own options if server policy allows them (the worker fills in defaults)."""
+    resolve_options(options, settings)  # raises PolicyViolation: a 400 policy_violation
+    assert options is None or isinstance(options, dict)
+    return {k: v for k, v in (options or {}).items() if v is not None}
 
 
 async def submit_run(
@@ -99,27 +69,54 @@ async def submit_run(
     return run
 
 
-async def control(
-    nc: Any, session: str, op: Literal["cancel", "message"], text: str | None = None
-) -> ControlReply:
-    """Ask the worker that owns `session`; 409 `not_running` when none does."""
-    request = ControlRequest(op=op, text=text)
+async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply | None:
+    """The reply of the worker holding `session`, or None when no worker holds it."""
     try:
         msg = await nc.request(ctl_subject(session), encode(request), timeout=5.0)
-    except NoRespondersError as exc:
-        raise ApiError(409, "not_running", f"no run is active in session {session!r}") from exc
+    except NoRespondersError:
+        return None
     except NatsTimeoutError as exc:
         raise ApiError(
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc
     try:
-        reply = _reply_decoder.decode(msg.data)
+        return _reply_decoder.decode(msg.data)
     except msgspec.DecodeError as exc:
         raise ApiError(
             502, "bad_worker_reply", "the worker's reply was not a ControlReply"
         ) from exc
+
+
+def _accepted(reply: ControlReply) -> ControlReply:
     if not reply.ok:
         raise ApiError(
             409, "not_running" if reply.error is None else "refused", reply.error or "refused"
         )
     return reply
+
+
+async def cancel_run(nc: Any, session: str) -> ControlReply:
+    """Ask the worker that holds `session` to cancel; 409 `not_running` when none does."""
+    reply = await _ask(nc, session, ControlRequest(op="cancel"))
+    if reply is None:
+        raise ApiError(409, "not_running", f"no run is active in session {session!r}")
+    return _accepted(reply)
+
+
+async def follow_up(
+    nc: Any, js: Any, reader: DirectReader, settings: Settings, *, session: str, text: object
+) -> int:
+    """Send a follow-up message; returns the run it starts.
+
+    The worker that still holds the session runs it at once. When none does
+    (its hold ended, or its worker restarted), the message becomes a run
+    request for the same session, and whichever worker takes it resumes the
+    conversation. A session with no events at all is a 404.
+    """
+    text = check_prompt(text, settings, field="text")
+    reply = await _ask(nc, session, ControlRequest(op="message", text=text))
+    if reply is not None:
+        return _accepted(reply).run or 0
+    if await reader.last(event_subject(session, "run.queued")) is None:
+        raise ApiError(404, "not_found", f"no session {session!r}")
+    return await submit_run(js, reader, settings, prompt=text, session=session, options=None)

@@ -28,7 +28,7 @@ from gateway.errors import ApiError, from_agentcast_error
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
 from gateway.params import NOW, parse_from, parse_types, replay_filter
-from gateway.runs import check_prompt, control, submit_run
+from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 from gateway.sink import Sink, transport_of
 
 if TYPE_CHECKING:
@@ -159,13 +159,14 @@ class _Connection:
                 self.reply("ack", **{"for": "run"}, session=session, run=run, id=ref)
             case "cancel":
                 session = self._session(frame, "run")
-                reply = await control(gw.nc, session, "cancel")
+                reply = await cancel_run(gw.nc, session)
                 self.reply("ack", **{"for": "cancel"}, session=session, run=reply.run, id=ref)
             case "message":
                 session = self._session(frame, "run")
-                text = check_prompt(frame.get("text"), gw.settings, field="text")
-                reply = await control(gw.nc, session, "message", text)
-                self.reply("ack", **{"for": "message"}, session=session, run=reply.run, id=ref)
+                run = await follow_up(
+                    gw.nc, gw.js, gw.reader, gw.settings, session=session, text=frame.get("text")
+                )
+                self.reply("ack", **{"for": "message"}, session=session, run=run, id=ref)
             case None:
                 raise ApiError(400, "bad_frame", "missing `op`")
             case op:

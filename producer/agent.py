@@ -25,7 +25,7 @@ from agentcast.events import (
     RunFailedData,
 )
 from producer.normalize import Draft, Normalizer
-from producer.policy import RunOptions
+from agentcast.policy import RunOptions
 
 logger = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
 from producer.agent import AgentRun
 from producer.normalize import Draft
-from producer.policy import RunOptions, resolve_options, validate_prompt
+from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from producer.publisher import SessionPublisher
 
 logger = logging.getLogger(__name__)

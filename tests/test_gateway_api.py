@@ -228,15 +228,15 @@ async def test_a_run_request_lands_on_the_work_queue(
     assert generated["session"].startswith("s_") and generated["run"] == 1
 
 
-async def test_cancel_and_messages_without_a_worker_are_409(
+async def test_cancel_without_a_worker_is_409_and_a_message_to_no_session_404(
     http: httpx.AsyncClient, gateway: GatewayProcess, session_id: str
 ) -> None:
     run = auth(("run",))
     _error(await http.post(f"/v1/sessions/{session_id}/cancel", headers=run), 409, "not_running")
     _error(
         await http.post(f"/v1/sessions/{session_id}/messages", json={"text": "go on"}, headers=run),
-        409,
-        "not_running",
+        404,
+        "not_found",
     )
     _error(
         await http.post(f"/v1/sessions/{session_id}/messages", json={"text": ""}, headers=run),
@@ -249,6 +249,20 @@ async def test_cancel_and_messages_without_a_worker_are_409(
             "op": "error", "code": "not_running", "id": "c1",
             "message": f"no run is active in session {session_id!r}",
         }  # fmt: skip
+
+
+async def test_a_message_to_a_finished_session_no_worker_holds_queues_its_next_run(
+    http: httpx.AsyncClient, js: JetStreamContext, session_id: str
+) -> None:
+    await publish_events(js, build_events(session_id, simple_run()))
+    response = await http.post(
+        f"/v1/sessions/{session_id}/messages", json={"text": "and then?"}, headers=auth(("run",))
+    )
+    assert response.status_code == 200, response.text
+    assert response.json() == {"session": session_id, "ok": True, "run": 2}
+    stored = await js.get_last_msg(RUNS_STREAM, RUNS_SUBMIT)
+    request = msgspec.json.decode(stored.data, type=RunRequest)
+    assert (request.session, request.prompt) == (session_id, "and then?")
 
 
 async def test_cancel_reaches_the_worker_that_owns_the_session(
@@ -277,7 +291,7 @@ async def test_cancel_reaches_the_worker_that_owns_the_session(
         assert response.status_code == 200
     finally:
         await sub.unsubscribe()
-    assert asked == [{"op": "cancel", "text": None}, {"op": "message", "text": "and then?"}]
+    assert asked == [{"op": "cancel"}, {"op": "message", "text": "and then?"}]
 
 
 async def test_session_snapshots_come_from_the_kv_bucket(

@@ -1,5 +1,9 @@
 """Server policy over run requests: what a client may ask for, and what it may not.
 
+The gateway checks it when a request comes in (a clear 4xx at once); the
+worker checks it again when it takes the request (anyone can publish to
+NATS directly), so both use this one module.
+
 A request may pick a model from `allowed_models`, lower `max_turns`, and
 narrow the tool list; the working directory and permission mode come from
 policy only. Anything outside raises PolicyViolation naming the field.
@@ -11,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from agentcast.errors import PolicyViolation
+from agentcast.errors import PolicyViolation, PromptTooLarge
 from agentcast.settings import Settings
 
 _CLIENT_OPTIONS = frozenset({"model", "max_turns", "allowed_tools"})
@@ -25,12 +29,12 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     allowed_tools: list[str]
 
 
-def validate_prompt(prompt: object, settings: Settings) -> str:
+def validate_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
     if not isinstance(prompt, str) or not prompt.strip():
-        raise PolicyViolation("prompt", "must be a non-empty string")
+        raise PolicyViolation(field, "must be a non-empty string")
     size = len(prompt.encode())
     if size > settings.max_prompt_bytes:
-        raise PolicyViolation("prompt", f"{size} bytes is over the limit of {settings.max_prompt_bytes}")
+        raise PromptTooLarge(field, f"{size} bytes is over the limit of {settings.max_prompt_bytes}")
     return prompt
 
 
