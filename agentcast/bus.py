@@ -28,8 +28,8 @@ from nats.js.kv import KeyValue
 from agentcast.settings import Settings
 from agentcast.subjects import (
     EVENTS_ALL,
-    LIVE_ALL,
     EVENTS_STREAM,
+    LIVE_ALL,
     RUNS_STREAM,
     RUNS_SUBMIT,
     SESSIONS_BUCKET,

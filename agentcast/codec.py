@@ -21,7 +21,8 @@ def encode(obj: Any) -> bytes:
 
 def decode_event(raw: bytes) -> Event:
     """Decode an envelope of a known type; raises msgspec.ValidationError otherwise."""
-    return event_decoder.decode(raw)
+    event: Event = event_decoder.decode(raw)
+    return event
 
 
 def decode_loose(raw: bytes) -> AnyEvent:

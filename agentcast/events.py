@@ -29,13 +29,13 @@ class _Data(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=False):
 # -- run lifecycle --------------------------------------------------------------
 
 
-class RunQueuedData(_Data, kw_only=True):
+class RunQueuedData(_Data, frozen=True, kw_only=True):
     prompt: str
     options: Json = {}
     truncated: bool = False
 
 
-class RunStartedData(_Data, kw_only=True):
+class RunStartedData(_Data, frozen=True, kw_only=True):
     model: str | None = None
     tools: list[str] = []
     cwd: str | None = None
@@ -43,7 +43,7 @@ class RunStartedData(_Data, kw_only=True):
     claude_session_id: str | None = None
 
 
-class RunCompletedData(_Data, kw_only=True):
+class RunCompletedData(_Data, frozen=True, kw_only=True):
     result: str | None = None
     subtype: str = "success"
     is_error: bool = False
@@ -55,7 +55,7 @@ class RunCompletedData(_Data, kw_only=True):
     stop_reason: str | None = None
 
 
-class RunFailedData(_Data, kw_only=True):
+class RunFailedData(_Data, frozen=True, kw_only=True):
     error: str
     kind: str
     # Carried when the CLI finished with an error result, so cost and turns
@@ -66,57 +66,57 @@ class RunFailedData(_Data, kw_only=True):
     usage: Json | None = None
 
 
-class RunCancelledData(_Data, kw_only=True):
+class RunCancelledData(_Data, frozen=True, kw_only=True):
     reason: str = "cancelled"
 
 
 # -- model output ---------------------------------------------------------------
 
 
-class StatusData(_Data, kw_only=True):
+class StatusData(_Data, frozen=True, kw_only=True):
     status: str | None = None
 
 
-class MessageStartedData(_Data, kw_only=True):
+class MessageStartedData(_Data, frozen=True, kw_only=True):
     message_id: str | None = None
     model: str | None = None
 
 
-class TextDeltaData(_Data, kw_only=True):
+class TextDeltaData(_Data, frozen=True, kw_only=True):
     index: int
     text: str
 
 
-class TextCompletedData(_Data, kw_only=True):
+class TextCompletedData(_Data, frozen=True, kw_only=True):
     message_id: str | None = None
     text: str
     truncated: bool = False
 
 
-class ThinkingDeltaData(_Data, kw_only=True):
+class ThinkingDeltaData(_Data, frozen=True, kw_only=True):
     index: int | None = None
     text: str
 
 
-class ThinkingCompletedData(_Data, kw_only=True):
+class ThinkingCompletedData(_Data, frozen=True, kw_only=True):
     index: int | None = None
     text: str
     truncated: bool = False
 
 
-class ToolStartedData(_Data, kw_only=True):
+class ToolStartedData(_Data, frozen=True, kw_only=True):
     tool_use_id: str
     name: str
     index: int | None = None
     server: bool = False
 
 
-class ToolInputDeltaData(_Data, kw_only=True):
+class ToolInputDeltaData(_Data, frozen=True, kw_only=True):
     tool_use_id: str
     partial_json: str
 
 
-class ToolCalledData(_Data, kw_only=True):
+class ToolCalledData(_Data, frozen=True, kw_only=True):
     tool_use_id: str
     name: str
     input: Json = {}
@@ -124,32 +124,32 @@ class ToolCalledData(_Data, kw_only=True):
     truncated: bool = False
 
 
-class ToolResultData(_Data, kw_only=True):
+class ToolResultData(_Data, frozen=True, kw_only=True):
     tool_use_id: str
     is_error: bool = False
     content: Any = None
     truncated: bool = False
 
 
-class MessageCompletedData(_Data, kw_only=True):
+class MessageCompletedData(_Data, frozen=True, kw_only=True):
     message_id: str | None = None
     stop_reason: str | None = None
     usage: Json | None = None
 
 
-class UserMessageData(_Data, kw_only=True):
+class UserMessageData(_Data, frozen=True, kw_only=True):
     text: str
     truncated: bool = False
 
 
-class RateLimitData(_Data, kw_only=True):
+class RateLimitData(_Data, frozen=True, kw_only=True):
     status: str
     resets_at: int | None = None
     utilization: float | None = None
     type: str | None = None
 
 
-class _TaskData(_Data, kw_only=True):
+class _TaskData(_Data, frozen=True, kw_only=True):
     """Sub-agent task fields shared by task.started / task.progress / task.completed."""
 
     task_id: str
@@ -162,19 +162,19 @@ class _TaskData(_Data, kw_only=True):
     usage: Json | None = None
 
 
-class TaskStartedData(_TaskData, kw_only=True):
+class TaskStartedData(_TaskData, frozen=True, kw_only=True):
     pass
 
 
-class TaskProgressData(_TaskData, kw_only=True):
+class TaskProgressData(_TaskData, frozen=True, kw_only=True):
     pass
 
 
-class TaskCompletedData(_TaskData, kw_only=True):
+class TaskCompletedData(_TaskData, frozen=True, kw_only=True):
     pass
 
 
-class SdkOtherData(_Data, kw_only=True, rename={"class_": "class"}):
+class SdkOtherData(_Data, frozen=True, kw_only=True, rename={"class_": "class"}):
     class_: str
     raw: Any = None
     truncated: bool = False
@@ -195,91 +195,91 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     parent_tool_use_id: str | None = None
 
 
-class RunQueued(Envelope, tag="run.queued", kw_only=True):
+class RunQueued(Envelope, tag="run.queued", frozen=True, kw_only=True):
     data: RunQueuedData
 
 
-class RunStarted(Envelope, tag="run.started", kw_only=True):
+class RunStarted(Envelope, tag="run.started", frozen=True, kw_only=True):
     data: RunStartedData
 
 
-class Status(Envelope, tag="status", kw_only=True):
+class Status(Envelope, tag="status", frozen=True, kw_only=True):
     data: StatusData
 
 
-class MessageStarted(Envelope, tag="message.started", kw_only=True):
+class MessageStarted(Envelope, tag="message.started", frozen=True, kw_only=True):
     data: MessageStartedData
 
 
-class TextDelta(Envelope, tag="text.delta", kw_only=True):
+class TextDelta(Envelope, tag="text.delta", frozen=True, kw_only=True):
     data: TextDeltaData
 
 
-class TextCompleted(Envelope, tag="text.completed", kw_only=True):
+class TextCompleted(Envelope, tag="text.completed", frozen=True, kw_only=True):
     data: TextCompletedData
 
 
-class ThinkingDelta(Envelope, tag="thinking.delta", kw_only=True):
+class ThinkingDelta(Envelope, tag="thinking.delta", frozen=True, kw_only=True):
     data: ThinkingDeltaData
 
 
-class ThinkingCompleted(Envelope, tag="thinking.completed", kw_only=True):
+class ThinkingCompleted(Envelope, tag="thinking.completed", frozen=True, kw_only=True):
     data: ThinkingCompletedData
 
 
-class ToolStarted(Envelope, tag="tool.started", kw_only=True):
+class ToolStarted(Envelope, tag="tool.started", frozen=True, kw_only=True):
     data: ToolStartedData
 
 
-class ToolInputDelta(Envelope, tag="tool.input.delta", kw_only=True):
+class ToolInputDelta(Envelope, tag="tool.input.delta", frozen=True, kw_only=True):
     data: ToolInputDeltaData
 
 
-class ToolCalled(Envelope, tag="tool.called", kw_only=True):
+class ToolCalled(Envelope, tag="tool.called", frozen=True, kw_only=True):
     data: ToolCalledData
 
 
-class ToolResult(Envelope, tag="tool.result", kw_only=True):
+class ToolResult(Envelope, tag="tool.result", frozen=True, kw_only=True):
     data: ToolResultData
 
 
-class MessageCompleted(Envelope, tag="message.completed", kw_only=True):
+class MessageCompleted(Envelope, tag="message.completed", frozen=True, kw_only=True):
     data: MessageCompletedData
 
 
-class UserMessage(Envelope, tag="user.message", kw_only=True):
+class UserMessage(Envelope, tag="user.message", frozen=True, kw_only=True):
     data: UserMessageData
 
 
-class RateLimit(Envelope, tag="rate_limit", kw_only=True):
+class RateLimit(Envelope, tag="rate_limit", frozen=True, kw_only=True):
     data: RateLimitData
 
 
-class TaskStarted(Envelope, tag="task.started", kw_only=True):
+class TaskStarted(Envelope, tag="task.started", frozen=True, kw_only=True):
     data: TaskStartedData
 
 
-class TaskProgress(Envelope, tag="task.progress", kw_only=True):
+class TaskProgress(Envelope, tag="task.progress", frozen=True, kw_only=True):
     data: TaskProgressData
 
 
-class TaskCompleted(Envelope, tag="task.completed", kw_only=True):
+class TaskCompleted(Envelope, tag="task.completed", frozen=True, kw_only=True):
     data: TaskCompletedData
 
 
-class RunCompleted(Envelope, tag="run.completed", kw_only=True):
+class RunCompleted(Envelope, tag="run.completed", frozen=True, kw_only=True):
     data: RunCompletedData
 
 
-class RunFailed(Envelope, tag="run.failed", kw_only=True):
+class RunFailed(Envelope, tag="run.failed", frozen=True, kw_only=True):
     data: RunFailedData
 
 
-class RunCancelled(Envelope, tag="run.cancelled", kw_only=True):
+class RunCancelled(Envelope, tag="run.cancelled", frozen=True, kw_only=True):
     data: RunCancelledData
 
 
-class SdkOther(Envelope, tag="sdk.other", kw_only=True):
+class SdkOther(Envelope, tag="sdk.other", frozen=True, kw_only=True):
     data: SdkOtherData
 
 
@@ -422,7 +422,7 @@ def make_event(
 ) -> Event:
     """Wrap `data` in the envelope of its event type."""
     cls = EVENT_CLASSES[TYPE_OF_DATA[type(data)]]
-    event: Event = cls(  # type: ignore[call-arg]
+    event: Event = cls(  # type: ignore[call-arg,assignment]
         data=data,
         id=id,
         session=session,

@@ -14,8 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient
-from claude_agent_sdk import ResultMessage
+from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
 
 from agentcast.errors import DeliveryTimeout
 from agentcast.events import (
@@ -24,8 +23,8 @@ from agentcast.events import (
     RunCompletedData,
     RunFailedData,
 )
-from producer.normalize import Draft, Normalizer
 from agentcast.policy import RunOptions
+from producer.normalize import Draft, Normalizer
 
 logger = logging.getLogger(__name__)
 

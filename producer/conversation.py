@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 import msgspec
 from nats.aio.client import Client
@@ -23,12 +22,18 @@ from nats.aio.subscription import Subscription
 from agentcast.codec import encode
 from agentcast.control import ControlReply, ControlRequest
 from agentcast.errors import DeliveryTimeout, PolicyViolation
-from agentcast.events import EventData, RunFailedData, RunQueuedData, RunStartedData, UserMessageData
+from agentcast.events import (
+    EventData,
+    RunFailedData,
+    RunQueuedData,
+    RunStartedData,
+    UserMessageData,
+)
+from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
 from producer.agent import AgentRun
 from producer.normalize import Draft
-from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from producer.publisher import SessionPublisher
 
 logger = logging.getLogger(__name__)

@@ -9,9 +9,9 @@ import msgspec
 from agentcast.codec import json_decoder
 from agentcast.control import RunRejected, RunRequest
 from agentcast.errors import PolicyViolation
+from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
-from agentcast.policy import RunOptions, resolve_options, validate_prompt
 
 
 class RefusedRun(msgspec.Struct, frozen=True, kw_only=True):

@@ -75,7 +75,11 @@ def _cut_longest_string(data: dict[str, Any], overflow: int) -> bool:
 
 def _summary(data: dict[str, Any], size: int) -> dict[str, Any]:
     """Last resort when no single string is large: keep the identifying scalars only."""
-    kept = {k: v for k, v in data.items() if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 256)}
+    kept: dict[str, Any] = {
+        k: v
+        for k, v in data.items()
+        if isinstance(v, (int, float, bool)) or (isinstance(v, str) and len(v) < 256)
+    }
     for key, value in data.items():
         if key not in kept:
             kept[key] = f"[truncated: {size} bytes]" if not isinstance(value, (dict, list)) else type(value)()

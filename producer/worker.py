@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Coroutine
+from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -28,8 +30,8 @@ from agentcast.control import ControlRequest, RunRejected
 from agentcast.events import RunFailedData, RunQueuedData
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT, ctl_subject
-from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
 from producer.acks import AckRouter
+from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
 from producer.conversation import Conversation
 from producer.publisher import SessionPublisher
 from producer.requests import AcceptedRun, RefusedRun, parse_run_request
@@ -86,8 +88,8 @@ class Worker:
         finally:
             await self._shutdown()
 
-    def _spawn(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 

@@ -13,7 +13,6 @@ from urllib.parse import urlparse
 from agentcast.embedded import EmbeddedNats
 from agentcast.settings import Settings
 
-
 _NATS_URL_FILE = "nats.url"
 
 

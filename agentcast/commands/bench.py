@@ -8,7 +8,13 @@ import json
 import sys
 
 from agentcast.bus import connect, disconnect, ensure_streams
-from agentcast.commands._common import add_common_args, fail, resolve_nats, settings_from_args, setup_logging
+from agentcast.commands._common import (
+    add_common_args,
+    fail,
+    resolve_nats,
+    settings_from_args,
+    setup_logging,
+)
 from agentcast.settings import Settings
 
 

@@ -10,7 +10,13 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 
 from agentcast.bus import connect, disconnect
 from agentcast.codec import decode_loose
-from agentcast.commands._common import add_common_args, fail, resolve_nats, settings_from_args, setup_logging
+from agentcast.commands._common import (
+    add_common_args,
+    fail,
+    resolve_nats,
+    settings_from_args,
+    setup_logging,
+)
 from agentcast.cursor import parse_cursor
 from agentcast.errors import AgentcastError
 from agentcast.events import TERMINAL_TYPES

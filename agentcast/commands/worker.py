@@ -7,7 +7,12 @@ import asyncio
 import signal
 
 from agentcast.bus import connect, disconnect, ensure_streams
-from agentcast.commands._common import add_common_args, resolve_nats, settings_from_args, setup_logging
+from agentcast.commands._common import (
+    add_common_args,
+    resolve_nats,
+    settings_from_args,
+    setup_logging,
+)
 from agentcast.settings import Settings
 
 
