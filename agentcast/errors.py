@@ -1,12 +1,12 @@
 """Errors of the agentcast contract.
 
-    AgentcastError
-    ├── InvalidSessionId      a session id outside ^[A-Za-z0-9_-]{1,64}$
-    ├── InvalidSubject        a subject that is not an agentcast event subject
-    ├── InvalidCursor         a cursor that does not parse
-    ├── PolicyViolation       a run option outside server policy
-    │   └── PromptTooLarge    a prompt over max_prompt_bytes
-    └── DeliveryTimeout       events could not reach JetStream within the bound
+AgentcastError
+├── InvalidSessionId      a session id outside ^[A-Za-z0-9_-]{1,64}$
+├── InvalidSubject        a subject that is not an agentcast event subject
+├── InvalidCursor         a cursor that does not parse
+├── PolicyViolation       a run option outside server policy
+│   └── PromptTooLarge    a prompt over max_prompt_bytes
+└── DeliveryTimeout       events could not reach JetStream within the bound
 """
 
 from __future__ import annotations
@@ -23,7 +23,11 @@ class InvalidSessionId(AgentcastError, ValueError):
 
     def __init__(self, value: object) -> None:
         self.value = value
-        shown = repr(value) if not isinstance(value, str) or len(value) <= 80 else repr(value[:80]) + "..."
+        shown = (
+            repr(value)
+            if not isinstance(value, str) or len(value) <= 80
+            else repr(value[:80]) + "..."
+        )
         super().__init__(f"invalid session id {shown}: must match ^[A-Za-z0-9_-]{{1,64}}$")
 
 

@@ -72,14 +72,18 @@ class RunView:
                 self._activity = f"Using {name}"
                 self._print(f"[cyan]⏺ Using {escape(name)}[/] {escape(_brief(data.get('input')))}")
             case "tool.result":
-                name, started = self._tools.pop(str(data.get("tool_use_id")), ("tool", time.monotonic()))
+                name, started = self._tools.pop(
+                    str(data.get("tool_use_id")), ("tool", time.monotonic())
+                )
                 took = time.monotonic() - started
                 verdict = "[red]failed[/]" if data.get("is_error") else "[green]done[/]"
                 self._print(f"  [dim]{escape(name)}…[/] {verdict} [dim]({took:.1f}s)[/]")
                 self._activity = "Thinking"
             case "run.failed":
                 self._flush_partial()
-                self._print(f"[bold red]✘ {escape(str(data.get('kind')))}: {escape(str(data.get('error')))}[/]")
+                self._print(
+                    f"[bold red]✘ {escape(str(data.get('kind')))}: {escape(str(data.get('error')))}[/]"
+                )
             case "run.cancelled":
                 self._flush_partial()
                 self._print(f"[bold yellow]■ cancelled: {escape(str(data.get('reason')))}[/]")
@@ -91,11 +95,15 @@ class RunView:
         table = Table(title=f"{closing.session} · run {closing.run}", show_header=False)
         outcome = {"run.completed": "[green]completed[/]", "run.failed": "[red]failed[/]"}
         table.add_row("result", outcome.get(closing.type, "[yellow]cancelled[/]"))
-        table.add_row("duration", f"{data.get('duration_ms') or (time.monotonic() - started) * 1000:.0f} ms")
+        table.add_row(
+            "duration", f"{data.get('duration_ms') or (time.monotonic() - started) * 1000:.0f} ms"
+        )
         table.add_row("turns", str(data.get("num_turns", "–")))
         tools = ", ".join(f"{k} ×{v}" for k, v in sorted(self._tool_counts.items())) or "none"
         table.add_row("tools", tools)
-        table.add_row("tokens", f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out")
+        table.add_row(
+            "tokens", f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out"
+        )
         cost = data.get("total_cost_usd")
         table.add_row("cost", f"${cost:.4f}" if isinstance(cost, (int, float)) else "–")
         return table

@@ -34,7 +34,9 @@ def validate_prompt(prompt: object, settings: Settings, field: str = "prompt") -
         raise PolicyViolation(field, "must be a non-empty string")
     size = len(prompt.encode())
     if size > settings.max_prompt_bytes:
-        raise PromptTooLarge(field, f"{size} bytes is over the limit of {settings.max_prompt_bytes}")
+        raise PromptTooLarge(
+            field, f"{size} bytes is over the limit of {settings.max_prompt_bytes}"
+        )
     return prompt
 
 
@@ -45,9 +47,7 @@ def resolve_options(options: object, settings: Settings) -> RunOptions:
         raise PolicyViolation("options", "must be an object")
     unknown = sorted(set(options) - _CLIENT_OPTIONS)
     if unknown:
-        raise PolicyViolation(
-            "options", f"not settable by clients: {', '.join(map(str, unknown))}"
-        )
+        raise PolicyViolation("options", f"not settable by clients: {', '.join(map(str, unknown))}")
     return RunOptions(
         model=_model(options.get("model"), settings),
         max_turns=_max_turns(options.get("max_turns"), settings),
@@ -60,15 +60,23 @@ def _model(value: Any, settings: Settings) -> str:
         return settings.default_model
     allowed = set(settings.allowed_models) | {settings.default_model}
     if value not in allowed:
-        raise PolicyViolation("options.model", f"{value!r} is not allowed (allowed: {', '.join(sorted(allowed))})")
+        raise PolicyViolation(
+            "options.model", f"{value!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
+        )
     return str(value)
 
 
 def _max_turns(value: Any, settings: Settings) -> int:
     if value is None:
         return settings.max_turns
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= settings.max_turns:
-        raise PolicyViolation("options.max_turns", f"must be an integer from 1 to {settings.max_turns}")
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or not 1 <= value <= settings.max_turns
+    ):
+        raise PolicyViolation(
+            "options.max_turns", f"must be an integer from 1 to {settings.max_turns}"
+        )
     return value
 
 
@@ -79,5 +87,7 @@ def _tools(value: Any, settings: Settings) -> list[str]:
         raise PolicyViolation("options.allowed_tools", "must be a list of tool names")
     outside = sorted(set(value) - set(settings.allowed_tools))
     if outside:
-        raise PolicyViolation("options.allowed_tools", f"not allowed by server policy: {', '.join(outside)}")
+        raise PolicyViolation(
+            "options.allowed_tools", f"not allowed by server policy: {', '.join(outside)}"
+        )
     return list(dict.fromkeys(value))

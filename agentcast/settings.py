@@ -115,7 +115,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         return Path(self.data_dir).expanduser().resolve()
 
     def resolved_workspace_root(self) -> Path:
-        return Path(self.workspace_root) if self.workspace_root else self.resolved_data_dir() / "workspaces"
+        return (
+            Path(self.workspace_root)
+            if self.workspace_root
+            else self.resolved_data_dir() / "workspaces"
+        )
 
     def resolved_archive_dir(self) -> Path:
         return Path(self.archive_dir) if self.archive_dir else self.resolved_data_dir() / "archive"

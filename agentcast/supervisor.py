@@ -32,9 +32,7 @@ class ChildFailed(AgentcastError):
         self.name = name
         self.returncode = returncode
         self.log = log
-        super().__init__(
-            f"{name} keeps exiting (last exit code {returncode}); see {log}"
-        )
+        super().__init__(f"{name} keeps exiting (last exit code {returncode}); see {log}")
 
 
 @dataclass

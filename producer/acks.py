@@ -48,7 +48,10 @@ class AckRouter:
 
     async def start(self) -> AckRouter:
         self._sub = await self.nc.subscribe(
-            f"{self._prefix}.*", cb=self._on_ack, pending_msgs_limit=_PENDING_MSGS, pending_bytes_limit=-1
+            f"{self._prefix}.*",
+            cb=self._on_ack,
+            pending_msgs_limit=_PENDING_MSGS,
+            pending_bytes_limit=-1,
         )
         return self
 

@@ -92,7 +92,9 @@ class AgentRun:
         try:
             streaming = asyncio.ensure_future(self._stream(client, emit))
             cancelled = asyncio.ensure_future(self._cancelled.wait())
-            done, _ = await asyncio.wait({streaming, cancelled}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(
+                {streaming, cancelled}, return_when=asyncio.FIRST_COMPLETED
+            )
             if streaming in done:
                 cancelled.cancel()
                 closing = streaming.result()
@@ -127,7 +129,9 @@ class AgentRun:
                 break
         return RunFailedData(error="the agent ended without a result", kind="cli_exited")
 
-    async def _interrupt(self, client: ClaudeSDKClient, streaming: asyncio.Future[EventData]) -> EventData:
+    async def _interrupt(
+        self, client: ClaudeSDKClient, streaming: asyncio.Future[EventData]
+    ) -> EventData:
         """Ask the agent to stop; give it a grace period, then stop reading."""
         try:
             await asyncio.wait_for(client.interrupt(), self._cancel_grace_s)

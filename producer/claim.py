@@ -84,7 +84,11 @@ async def claim(
     if head.active:
         raise SessionBusy(session)
     item = stamp(
-        first_event, session=session, seq=head.next_seq, run=head.next_run, max_msg_size=max_msg_size
+        first_event,
+        session=session,
+        seq=head.next_seq,
+        run=head.next_run,
+        max_msg_size=max_msg_size,
     )
     headers = dict(item.headers)
     headers["Nats-Expected-Last-Subject-Sequence"] = str(head.stream_seq)

@@ -110,7 +110,9 @@ class Conversation:
         getting = asyncio.ensure_future(self._next.get())
         ending = asyncio.ensure_future(self._hold_ended.wait())
         done, _ = await asyncio.wait(
-            {getting, ending}, timeout=self._settings.session_hold_s, return_when=asyncio.FIRST_COMPLETED
+            {getting, ending},
+            timeout=self._settings.session_hold_s,
+            return_when=asyncio.FIRST_COMPLETED,
         )
         ending.cancel()
         if getting in done:
@@ -148,7 +150,9 @@ class Conversation:
         async def emit(draft: Draft) -> None:
             if isinstance(draft.data, RunStartedData) and draft.parent_tool_use_id is None:
                 self.claude_session = draft.data.claude_session_id or self.claude_session
-            await self.publisher.emit(draft.data, run=run, parent_tool_use_id=draft.parent_tool_use_id)
+            await self.publisher.emit(
+                draft.data, run=run, parent_tool_use_id=draft.parent_tool_use_id
+            )
 
         try:
             closing = await agent.execute(emit)
@@ -163,7 +167,9 @@ class Conversation:
         try:
             await self.publisher.drain()
         except DeliveryTimeout:
-            logger.error("session %s run %d: closing event not yet delivered", self.session, self.run)
+            logger.error(
+                "session %s run %d: closing event not yet delivered", self.session, self.run
+            )
 
     async def abandon(self) -> None:
         """Give the session up before any run started (the claim failed)."""
@@ -195,7 +201,9 @@ class Conversation:
                     return ControlReply(ok=True, run=self.run)
                 return ControlReply(ok=False, error="no run in progress", state="idle")
             case "status":
-                return ControlReply(ok=True, run=self.run, state="running" if self.running else "idle")
+                return ControlReply(
+                    ok=True, run=self.run, state="running" if self.running else "idle"
+                )
             case "message":
                 if self.running or not self._next.empty():
                     return ControlReply(ok=False, error="a run is in progress", state="running")
@@ -203,5 +211,7 @@ class Conversation:
                     text = validate_prompt(request.text, self._settings)
                 except PolicyViolation as exc:
                     return ControlReply(ok=False, error=str(exc))
-                self._next.put_nowait((text, self._options or resolve_options(None, self._settings)))
+                self._next.put_nowait(
+                    (text, self._options or resolve_options(None, self._settings))
+                )
                 return ControlReply(ok=True, run=self.run + 1)

@@ -342,7 +342,11 @@ def _result(message: ResultMessage) -> EventData:
     if message.is_error:
         error = message.result or "; ".join(message.errors or []) or message.subtype
         # "error_max_turns" -> "max_turns"; an API failure reports subtype "success".
-        kind = message.subtype.removeprefix("error_") if message.subtype.startswith("error_") else "api_error"
+        kind = (
+            message.subtype.removeprefix("error_")
+            if message.subtype.startswith("error_")
+            else "api_error"
+        )
         return RunFailedData(
             error=error,
             kind=kind,

@@ -222,7 +222,9 @@ class SessionPublisher:
 
     def _fail(self) -> DeliveryTimeout:
         if self._failure is None:
-            self._failure = DeliveryTimeout(self.session, len(self._queue), self._delivery_timeout_s)
+            self._failure = DeliveryTimeout(
+                self.session, len(self._queue), self._delivery_timeout_s
+            )
             logger.error("%s", self._failure)
         return self._failure
 

@@ -36,7 +36,9 @@ def parse_run_request(raw: bytes, settings: Settings) -> AcceptedRun | RefusedRu
     except msgspec.DecodeError as exc:
         return RunRejected(code="invalid_json", reason=f"not JSON: {exc}", request=excerpt)
     if not isinstance(body, dict):
-        return RunRejected(code="invalid_request", reason="a run request must be a JSON object", request=excerpt)
+        return RunRejected(
+            code="invalid_request", reason="a run request must be a JSON object", request=excerpt
+        )
     session = body.get("session")
     if not is_valid_session_id(session):
         return RunRejected(

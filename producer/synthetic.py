@@ -72,7 +72,9 @@ class _Replay:
         for _ in range(count):
             draft = self.trace[self.position]
             data: EventData = draft.data
-            await self.publisher.emit(data, run=self.run, parent_tool_use_id=draft.parent_tool_use_id)
+            await self.publisher.emit(
+                data, run=self.run, parent_tool_use_id=draft.parent_tool_use_id
+            )
             self.emitted += 1
             self.position += 1
             if self.position == len(self.trace):

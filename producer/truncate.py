@@ -82,5 +82,9 @@ def _summary(data: dict[str, Any], size: int) -> dict[str, Any]:
     }
     for key, value in data.items():
         if key not in kept:
-            kept[key] = f"[truncated: {size} bytes]" if not isinstance(value, (dict, list)) else type(value)()
+            kept[key] = (
+                f"[truncated: {size} bytes]"
+                if not isinstance(value, (dict, list))
+                else type(value)()
+            )
     return kept

@@ -97,7 +97,9 @@ class Worker:
         for conversation in list(self.conversations.values()):
             conversation.end_hold()
         if self._tasks:
-            logger.info("Waiting up to %.0fs for %d runs", self._settings.shutdown_grace_s, len(self._tasks))
+            logger.info(
+                "Waiting up to %.0fs for %d runs", self._settings.shutdown_grace_s, len(self._tasks)
+            )
             _, pending = await asyncio.wait(self._tasks, timeout=self._settings.shutdown_grace_s)
             if pending:
                 for conversation in list(self.conversations.values()):
@@ -189,7 +191,9 @@ class Worker:
 
     async def _owner_alive(self, session: str) -> bool:
         try:
-            await self._nc.request(ctl_subject(session), encode(ControlRequest(op="status")), timeout=2)
+            await self._nc.request(
+                ctl_subject(session), encode(ControlRequest(op="status")), timeout=2
+            )
         except NoRespondersError:
             return False
         except (TimeoutError, NatsTimeoutError):
@@ -198,7 +202,9 @@ class Worker:
 
     async def _close_abandoned(self, session: str, head: SessionHead) -> SessionHead:
         """Close a run whose worker died, so the session can run again."""
-        logger.warning("session %s: closing run %d left open by a lost worker", session, head.next_run)
+        logger.warning(
+            "session %s: closing run %d left open by a lost worker", session, head.next_run
+        )
         try:
             await claim(
                 self._js,
@@ -217,7 +223,9 @@ class Worker:
             return
         await self._reject(
             msg,
-            RunRejected(code="session_busy", reason="the session has a run in progress", session=session),
+            RunRejected(
+                code="session_busy", reason="the session has a run in progress", session=session
+            ),
         )
 
     async def _reject(self, msg: Msg, rejection: RunRejected) -> None:

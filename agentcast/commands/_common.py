@@ -30,8 +30,14 @@ def add_client_args(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get("AGENTCAST_GATEWAY", "http://127.0.0.1:8000"),
         help="gateway URL (default $AGENTCAST_GATEWAY or http://127.0.0.1:8000)",
     )
-    parser.add_argument("--token", default=os.environ.get("AGENTCAST_TOKEN"), help="bearer token (default $AGENTCAST_TOKEN)")
-    parser.add_argument("--data", dest="data_dir", help="data directory whose secret mints a local token")
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("AGENTCAST_TOKEN"),
+        help="bearer token (default $AGENTCAST_TOKEN)",
+    )
+    parser.add_argument(
+        "--data", dest="data_dir", help="data directory whose secret mints a local token"
+    )
     parser.add_argument("--log-level", default="WARNING")
 
 
@@ -43,7 +49,9 @@ def gateway_token(args: argparse.Namespace, scopes: list[str]) -> str:
         return str(args.token)
     settings = settings_from_args(args)
     if not settings.jwt_secret and not (settings.resolved_data_dir() / SECRET_FILE).exists():
-        fail("no token: pass --token (or set AGENTCAST_TOKEN), or run next to `agentcast up --data DIR`")
+        fail(
+            "no token: pass --token (or set AGENTCAST_TOKEN), or run next to `agentcast up --data DIR`"
+        )
     return mint_token(load_secret(settings), scopes=scopes, ttl_s=3600)
 
 
@@ -75,7 +83,9 @@ def fail(message: str, code: int = 2) -> NoReturn:
 def _reachable(url: str, timeout: float = 0.5) -> bool:
     parsed = urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout
+        ):
             return True
     except OSError:
         return False

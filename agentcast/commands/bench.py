@@ -26,8 +26,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_common_args(produce)
     produce.add_argument("--sessions", type=int, default=100, help="concurrent synthetic sessions")
-    produce.add_argument("--rate", type=float, default=20.0, help="events/s per session; 0 = as fast as acks allow")
-    produce.add_argument("--seconds", type=float, default=10.0, help="how long to publish (bounded)")
+    produce.add_argument(
+        "--rate", type=float, default=20.0, help="events/s per session; 0 = as fast as acks allow"
+    )
+    produce.add_argument(
+        "--seconds", type=float, default=10.0, help="how long to publish (bounded)"
+    )
     produce.add_argument("--prefix", default="", help="session id prefix (default: random)")
     produce.add_argument("--json", action="store_true", help="print the report as one JSON line")
     produce.set_defaults(func=_produce, log_level="WARNING")

@@ -30,8 +30,12 @@ _PROGRESS_POLL_S = 0.5
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("run", help="start a run and follow it live in the terminal")
     p.add_argument("prompt", help="what the agent should do")
-    p.add_argument("--session", help="session id (a new one by default; an existing one continues it)")
-    p.add_argument("--json", action="store_true", help="print one event per line instead of the live view")
+    p.add_argument(
+        "--session", help="session id (a new one by default; an existing one continues it)"
+    )
+    p.add_argument(
+        "--json", action="store_true", help="print one event per line instead of the live view"
+    )
     add_client_args(p)
     p.set_defaults(func=_run, log_level="WARNING")
 
@@ -48,7 +52,9 @@ async def _follow_run(args: argparse.Namespace, token: str) -> int:
     if args.session:
         body["session"] = args.session
     console = Console()
-    async with httpx.AsyncClient(base_url=args.gateway, headers=headers, timeout=httpx.Timeout(10, read=None)) as client:
+    async with httpx.AsyncClient(
+        base_url=args.gateway, headers=headers, timeout=httpx.Timeout(10, read=None)
+    ) as client:
         try:
             response = await client.post("/v1/runs", json=body)
         except httpx.HTTPError as exc:
@@ -73,7 +79,9 @@ async def _follow_run(args: argparse.Namespace, token: str) -> int:
         return _EXIT.get(closing.type, 1)
 
 
-async def _watch(client: httpx.AsyncClient, console: Console, session: str, run: int, as_json: bool) -> AnyEvent:
+async def _watch(
+    client: httpx.AsyncClient, console: Console, session: str, run: int, as_json: bool
+) -> AnyEvent:
     """Follow the session's events from its start; show those of our run until it closes."""
     started = time.monotonic()
     view = None if as_json else RunView(console)
@@ -83,7 +91,9 @@ async def _watch(client: httpx.AsyncClient, console: Console, session: str, run:
         with view or contextlib.nullcontext():
             while True:  # reconnect with the last cursor if the stream drops
                 try:
-                    async with aconnect_sse(client, "GET", f"/v1/sessions/{session}/events", params={"from": cursor}) as source:
+                    async with aconnect_sse(
+                        client, "GET", f"/v1/sessions/{session}/events", params={"from": cursor}
+                    ) as source:
                         async for sse in source.aiter_sse():
                             if not sse.data or sse.event in ("lagged", "error"):
                                 continue
@@ -116,7 +126,9 @@ async def _poll_progress(client: httpx.AsyncClient, session: str, view: RunView)
         await asyncio.sleep(_PROGRESS_POLL_S)
 
 
-async def _cancel_when(cancel: asyncio.Event, client: httpx.AsyncClient, session: str, console: Console) -> None:
+async def _cancel_when(
+    cancel: asyncio.Event, client: httpx.AsyncClient, session: str, console: Console
+) -> None:
     await cancel.wait()
     console.print("[yellow]Cancelling…[/]")
     with contextlib.suppress(httpx.HTTPError):
@@ -129,4 +141,3 @@ def _error_of(response: httpx.Response) -> dict[str, str]:
         return {"code": str(error["code"]), "message": str(error["message"])}
     except (ValueError, KeyError, TypeError):
         return {"code": str(response.status_code), "message": response.text[:200]}
-

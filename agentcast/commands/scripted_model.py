@@ -11,7 +11,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("scripted-model", help="local Anthropic Messages API playing scenario files")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8723)
-    p.add_argument("--scenarios", default=None, help="directory of scenario files (default: bundled)")
+    p.add_argument(
+        "--scenarios", default=None, help="directory of scenario files (default: bundled)"
+    )
     p.add_argument(
         "--speed",
         type=float,

@@ -31,7 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("session", nargs="?", help="session id")
     target.add_argument("--all", action="store_true", help="every session")
-    p.add_argument("--from", dest="start", default="start", help="start, now or a cursor (default start)")
+    p.add_argument(
+        "--from", dest="start", default="start", help="start, now or a cursor (default start)"
+    )
     p.add_argument("--types", default="", help="comma-separated types; `tool.*` matches a prefix")
     p.add_argument("--json", action="store_true", help="one envelope JSON per line")
     p.add_argument("--until-done", action="store_true", help="exit when a run of the session ends")
@@ -42,7 +44,9 @@ def filters(session: str | None, types: str) -> list[str]:
     """NATS subject filters for a session (or all) and a type list."""
     token = "*" if session is None else validate_session_id(session)
     patterns = [t.strip() for t in types.split(",") if t.strip()] or [">"]
-    return [session_type_filter(token, p) if p != ">" else f"agentcast.evt.{token}.>" for p in patterns]
+    return [
+        session_type_filter(token, p) if p != ">" else f"agentcast.evt.{token}.>" for p in patterns
+    ]
 
 
 def deliver_config(start: str) -> ConsumerConfig:
@@ -50,7 +54,9 @@ def deliver_config(start: str) -> ConsumerConfig:
         return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     if start == "now":
         return ConsumerConfig(deliver_policy=DeliverPolicy.NEW)
-    return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=parse_cursor(start))
+    return ConsumerConfig(
+        deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=parse_cursor(start)
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -65,7 +71,9 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_tail(settings.replace(nats_url=url), subjects, config, args))
 
 
-async def _tail(settings: Settings, subjects: list[str], config: ConsumerConfig, args: argparse.Namespace) -> int:
+async def _tail(
+    settings: Settings, subjects: list[str], config: ConsumerConfig, args: argparse.Namespace
+) -> int:
     from rich.console import Console
 
     from agentcast.render import Renderer

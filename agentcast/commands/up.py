@@ -24,11 +24,17 @@ _READY_TIMEOUT_S = 60.0
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("up", help="run everything: NATS, gateway, archiver, metrics, workers")
-    p.add_argument("--demo", action="store_true", help="also run the scripted model and demo agents")
+    p.add_argument(
+        "--demo", action="store_true", help="also run the scripted model and demo agents"
+    )
     p.add_argument("--port", type=int, help="gateway port (default 8000)")
     p.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
-    p.add_argument("--nats", dest="nats_url", help="use this NATS server instead of an embedded one")
-    p.add_argument("--nats-port", dest="nats_port", type=int, help="embedded NATS port (default: free)")
+    p.add_argument(
+        "--nats", dest="nats_url", help="use this NATS server instead of an embedded one"
+    )
+    p.add_argument(
+        "--nats-port", dest="nats_port", type=int, help="embedded NATS port (default: free)"
+    )
     p.add_argument("--workers", dest="concurrency", type=int, help="agents run at once (default 4)")
     p.add_argument("--demo-agents", type=int, default=4, help="demo sessions kept running")
     p.add_argument("--speed", type=float, default=1.0, help="demo model pacing (0 = no delays)")
@@ -43,8 +49,15 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.replace(metrics_port=free_port())
     if port_in_use(settings.port, settings.host):
         fail(f"port {settings.port} is already in use: the gateway cannot bind it (pass --port)", 1)
-    if not args.demo and not os.environ.get("ANTHROPIC_API_KEY") and not settings.anthropic_base_url:
-        print("note: no ANTHROPIC_API_KEY set, so runs will fail; try `agentcast up --demo`", file=sys.stderr)
+    if (
+        not args.demo
+        and not os.environ.get("ANTHROPIC_API_KEY")
+        and not settings.anthropic_base_url
+    ):
+        print(
+            "note: no ANTHROPIC_API_KEY set, so runs will fail; try `agentcast up --demo`",
+            file=sys.stderr,
+        )
     try:
         return asyncio.run(_up(settings, args))
     except NatsServerError as exc:
@@ -88,7 +101,9 @@ def _role(*argv: str) -> list[str]:
     return [sys.executable, "-m", "agentcast.cli", *argv]
 
 
-def _start_children(supervisor: Supervisor, settings: Settings, url: str, args: argparse.Namespace) -> str:
+def _start_children(
+    supervisor: Supervisor, settings: Settings, url: str, args: argparse.Namespace
+) -> str:
     data = str(settings.resolved_data_dir())
     common = ["--nats", url, "--data", data]
     # Ctrl+C should not wait for agents to finish: the worker cancels them after this.
@@ -97,12 +112,21 @@ def _start_children(supervisor: Supervisor, settings: Settings, url: str, args: 
     if args.demo:
         model_port = free_port()
         model_url = f"http://127.0.0.1:{model_port}"
-        supervisor.start("scripted-model", _role("scripted-model", "--port", str(model_port), "--speed", str(args.speed)))
+        supervisor.start(
+            "scripted-model",
+            _role("scripted-model", "--port", str(model_port), "--speed", str(args.speed)),
+        )
         env["AGENTCAST_ANTHROPIC_BASE_URL"] = model_url
         env["AGENTCAST_CLAUDE_CONFIG_DIR"] = str(settings.resolved_data_dir() / "claude")
-    supervisor.start("worker", _role("worker", *common, "--concurrency", str(settings.concurrency)), env)
-    supervisor.start("archiver", _role("archiver", *common, "--dir", str(settings.resolved_archive_dir())))
-    supervisor.start("metrics", _role("metrics", *common, "--metrics-port", str(settings.metrics_port)))
+    supervisor.start(
+        "worker", _role("worker", *common, "--concurrency", str(settings.concurrency)), env
+    )
+    supervisor.start(
+        "archiver", _role("archiver", *common, "--dir", str(settings.resolved_archive_dir()))
+    )
+    supervisor.start(
+        "metrics", _role("metrics", *common, "--metrics-port", str(settings.metrics_port))
+    )
     supervisor.start(
         "gateway", _role("gateway", *common, "--host", settings.host, "--port", str(settings.port))
     )
@@ -161,4 +185,3 @@ async def _watch(supervisor: Supervisor, nc: object, args: argparse.Namespace) -
             demo.cancel()
             await asyncio.gather(demo, return_exceptions=True)
     return 0
-

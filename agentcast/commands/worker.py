@@ -20,7 +20,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("worker", help="run agents for run requests (agentcast.runs.submit)")
     add_common_args(p)
     p.add_argument("--concurrency", type=int, help="agents run at once (default 4)")
-    p.add_argument("--workspace-root", dest="workspace_root", help="parent of per-session workspaces")
+    p.add_argument(
+        "--workspace-root", dest="workspace_root", help="parent of per-session workspaces"
+    )
     p.set_defaults(func=_run)
 
 
