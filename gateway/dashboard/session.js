@@ -1,6 +1,6 @@
 // The session view (#/s/<id>): header from the progress store, live transcript, actions.
 
-import { cancelRun, sendMessage } from "./api.js";
+import { cancelRun, sendMessage, startRun } from "./api.js";
 import { renderChecklist } from "./plan.js";
 import { mountRail, setProgress } from "./sessions.js";
 import { ACTIVE, store } from "./store.js";
@@ -32,6 +32,19 @@ export function showFormError(node, error) {
   node.textContent = error ? `${error.message} (${error.code})` : "";
 }
 
+/**
+ * A follow-up: a message to the worker that holds the session (mid-run, or for
+ * a while after), else (409 not_running) a new run that continues the conversation.
+ */
+async function followUp(session, text) {
+  try {
+    return await sendMessage(session, text);
+  } catch (error) {
+    if (error.code !== "not_running") throw error;
+    return startRun(text, session);
+  }
+}
+
 export function mountSessionView() {
   const selectRail = mountRail();
   const bar = { fill: $("s-bar"), label: $("s-pct") };
@@ -52,7 +65,7 @@ export function mountSessionView() {
     const activity = s && ACTIVE.has(s.state) ? s.activity || "Thinking" : "";
     setText($("s-activity"), activity);
     $("s-activity").hidden = !activity;
-    cancel.disabled = Boolean(s) && !ACTIVE.has(s.state);
+    cancel.hidden = Boolean(s) && !ACTIVE.has(s.state);
     const stats = s ? [
       ["Turns", s.turns], ["Tool calls", totalTools(s) + (s.tool_errors ? ` (${s.tool_errors} failed)` : "")],
       ["Tokens in / out", `${formatCount(s.tokens?.input)} / ${formatCount(s.tokens?.output)}`],
@@ -96,6 +109,7 @@ export function mountSessionView() {
     } catch (error) {
       toast(`Cancel failed: ${error.message} (${error.code})`, "error");
     } finally {
+      cancel.disabled = false;
       scheduleHeader();
     }
   });
@@ -106,7 +120,7 @@ export function mountSessionView() {
     const button = $("composer-send");
     button.disabled = true;
     try {
-      await sendMessage(current.session, text.value);
+      await followUp(current.session, text.value);
       text.value = "";
       regrow();
       showFormError($("composer-error"), null);

@@ -48,7 +48,8 @@ export class ToolCard {
     this.node = el(
       "div.tool",
       { dataset: { status: "running", tool: name, toolUseId: id } },
-      el("div.tool-head", null, el("span.tool-icon", { "aria-hidden": "true" }), this.nameNode, this.summary, this.meta),
+      el("div.tool-head", { title: "Show or hide the input", onclick: () => this.node.classList.toggle("collapsed") },
+        el("span.tool-icon", { "aria-hidden": "true" }), this.nameNode, this.summary, this.meta),
       this.inputBox,
     );
     this.childBox = null;
@@ -65,19 +66,29 @@ export class ToolCard {
   }
 
   inputDelta(partial) {
-    if (partial) this.input.appendData(partial);
+    if (partial && this.input.isConnected) this.input.appendData(partial);
   }
 
+  /** The complete input replaces the streamed JSON: one `key  value` row per field. */
   called(input) {
-    const pretty = JSON.stringify(input ?? {}, null, 2);
-    if (this.input.data !== pretty) this.input.data = pretty;
     setText(this.summary, preview(toolSummary(this.name, input), 160));
+    const fields = input && typeof input === "object" && !Array.isArray(input)
+      ? Object.entries(input).filter(([, v]) => v !== null && v !== undefined && v !== false && v !== "")
+      : [["input", input]];
+    const box = el("div.tool-input.kv.mono", null, ...fields.flatMap(([key, value]) => [
+      el("span.k", { text: key }),
+      el("span.v", { text: typeof value === "string" ? value : JSON.stringify(value, null, 2) }),
+    ]));
+    this.inputBox.replaceWith(box);
+    this.inputBox = box;
   }
 
   result(data, ts) {
     this.finished = true;
     const isError = Boolean(data.is_error);
     this.node.dataset.status = isError ? "error" : "done";
+    // A finished call folds its input away (the head shows what it was about); errors stay open.
+    this.node.classList.toggle("collapsed", !isError);
     const took = this.startedAt && ts ? (ts - this.startedAt) / 1e6 : 0;
     this.meta.replaceChildren(el("span.duration", { text: formatDuration(took) }));
     const text = resultText(data.content);

@@ -23,8 +23,10 @@ export const TYPES_PARAM = "run.*,status,message.*,text.*,thinking.*,tool.*,user
 const END = new Set(["run.completed", "run.failed", "run.cancelled"]);
 
 class Block {
-  constructor(kind) {
+  constructor(kind, open) {
     this.kind = kind;
+    this.open = open;
+    open.add(this);
     this.done = false;
     this.text = document.createTextNode("");
     if (kind === "thinking") {
@@ -41,6 +43,7 @@ class Block {
 
   complete(text) {
     this.done = true;
+    this.open.delete(this);
     this.node.classList.remove("streaming");
     if (typeof text === "string" && this.text.data !== text) this.text.data = text;
     if (this.kind === "thinking") {
@@ -61,6 +64,7 @@ export class Transcript {
     this.tools = new Map();
     this.taskTools = new Map();
     this.contexts = new Map();
+    this.openBlocks = new Set();
     this.run = null;
     this.runs = [];
     this.onRuns = onRuns;
@@ -149,6 +153,7 @@ export class Transcript {
   endRun(ev, d) {
     const run = this.currentRun(ev);
     for (const card of this.tools.values()) card.interrupt(ev.type === "run.cancelled" ? "cancelled" : "no result");
+    for (const block of [...this.openBlocks]) block.complete();
     const kind = ev.type.slice(4);
     const usage = d.usage || {};
     const tokensIn = (usage.input_tokens || 0) + (usage.cache_creation_input_tokens || 0) + (usage.cache_read_input_tokens || 0);
@@ -200,7 +205,7 @@ export class Transcript {
     const key = `${kind}:${index ?? msg.order.length}`;
     let block = msg.blocks.get(key);
     if (!block) {
-      block = new Block(kind);
+      block = new Block(kind, this.openBlocks);
       msg.blocks.set(key, block);
       msg.order.push(block);
       msg.node.append(block.node);
@@ -212,7 +217,7 @@ export class Transcript {
     const msg = this.currentMessage(ev, kind === "text" ? d.message_id : null);
     let block = msg.order.find((b) => b.kind === kind && !b.done);
     if (!block) {
-      block = new Block(kind);
+      block = new Block(kind, this.openBlocks);
       msg.order.push(block);
       msg.node.append(block.node);
     }
