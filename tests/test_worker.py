@@ -255,3 +255,21 @@ async def test_nats_killed_mid_run_and_restarted_loses_nothing(
     assert events[-1].type == "run.completed"
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert len({e.id for e in events}) == len(events)
+
+
+async def test_worker_shutdown_cancels_runs_past_the_grace_and_ends_their_cli(
+    nc: Client, js: JetStreamContext, settings: Settings, slow_model: ScriptedModel, tmp_path: Path, session_id: str
+) -> None:
+    ws = worker_settings(settings, tmp_path, slow_model.url, shutdown_grace_s=0.5)
+    following = asyncio.create_task(follow(js, session_id, timeout=60))
+    async with running_worker(nc, ws):
+        await submit(js, session_id, "[scenario:slow] still going when the worker stops")
+        for _ in range(200):
+            if "text.delta" in await _events_so_far(js, session_id):
+                break
+            await asyncio.sleep(0.1)
+    # Leaving the block stopped the worker (as SIGTERM does): the run was cancelled, not lost.
+    events = await asyncio.wait_for(following, 30)
+    assert events[-1].type == "run.cancelled"
+    assert events[-1].data["reason"] == "worker shutdown"
+    assert processes_in(tmp_path / "workspaces" / session_id) == []
