@@ -134,10 +134,11 @@ async def test_dashboard_shows_live_agents_streams_runs_and_cancels(demo: Up, pa
     await page.click("#new-run-submit")
     await expect(page.locator("#new-run-error")).to_contain_text("invalid_session")
 
-    # Two runs from the prompt box: a coding agent works while we watch a slow one.
+    # Runs from the prompt box: a coding agent and a sub-agent work while we watch a slow one.
     tag = uuid.uuid4().hex[:8]
-    code, slow = f"ui_code_{tag}", f"ui_slow_{tag}"
+    code, sub, slow = f"ui_code_{tag}", f"ui_sub_{tag}", f"ui_slow_{tag}"
     await _start_run(page, "[scenario:coding] Build a small word counter and fix its bug", code)
+    await _start_run(page, "[scenario:subagent] Delegate a shell check to a sub-agent", sub)
     await _start_run(
         page, "[scenario:slow] [speed:1] Explain, at length, how streaming works", slow
     )
@@ -162,11 +163,21 @@ async def test_dashboard_shows_live_agents_streams_runs_and_cancels(demo: Up, pa
     # The table, never reloaded, has both new sessions; the state filter works.
     await page.click("a.brand")
     await expect(page.locator(f'#sessions-body tr[data-session="{slow}"]')).to_be_visible()
-    assert await rows.count() >= demo_rows + 2
+    assert await rows.count() >= demo_rows + 3
     await page.click('#state-filter [data-state="cancelled"]')
     await expect(page.locator(f'tr[data-session="{code}"]')).to_be_hidden()
     await expect(page.locator(f'tr[data-session="{slow}"] .badge')).to_have_text("cancelled")
     await page.click('#state-filter [data-state="all"]')
+
+    # The sub-agent's own tool call sits under the call that started it.
+    await page.click(f'tr[data-session="{sub}"] a')
+    agent = page.locator('.tool[data-tool="Agent"]').first
+    await expect(agent.locator('.tool-children .tool[data-tool="Bash"]')).to_have_attribute(
+        "data-status", "done"
+    )
+    await expect(agent.locator(".task-line")).to_contain_text("Sub-agent")
+    await expect(page.locator('.run-summary[data-state="completed"]')).to_be_visible()
+    await page.click("a.brand")
 
     # The coding session, replayed from its start: tool calls, the plan, the summary.
     await page.click(f'tr[data-session="{code}"] a')

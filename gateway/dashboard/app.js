@@ -44,7 +44,7 @@ function main() {
     banner("No token in this page's address. Open the dashboard link that `agentcast up` printed (…/?token=…), or make one with `agentcast token --scope read,run`.");
   }
   store.connect($("progress-conn"), (error) => banner(`The progress stream was refused: ${error.message} (${error.code}). Check the token in the address.`));
-  mountSessionsTable();
+  const table = mountSessionsTable();
   mountNewRun();
   const sessionView = mountSessionView();
   const route = () => {
@@ -56,6 +56,8 @@ function main() {
       ? [el("a", { href: "#/", text: "Sessions" }), el("span.sep", { text: "/" }), el("span.mono", { text: session })]
       : [el("span", { text: "Sessions" })]));
     document.title = session ? `${session} · agentcast` : "agentcast";
+    table.show(!session);
+    sessionView.rail.show(Boolean(session));
     if (session) sessionView.open(session);
     else sessionView.close();
   };

@@ -46,7 +46,7 @@ async function followUp(session, text) {
 }
 
 export function mountSessionView() {
-  const selectRail = mountRail();
+  const rail = mountRail();
   const bar = { fill: $("s-bar"), label: $("s-pct") };
   const cancel = $("s-cancel");
   const composer = $("composer");
@@ -162,9 +162,9 @@ export function mountSessionView() {
     });
     current = { session, transcript, stream };
     stream.start();
-    selectRail(session);
+    rail.select(session);
     renderHeader();
   }
 
-  return { open, close };
+  return { open, close, rail: rail.list };
 }

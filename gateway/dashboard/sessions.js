@@ -23,6 +23,7 @@ class SessionList {
     this.order = [];
     this.dirty = new Set(store.snapshots.keys());
     this.filter = () => true;
+    this.visible = true;
     this.schedule = frameLoop((deadline) => this.flush(deadline));
     store.subscribe((session) => {
       if (session !== null) this.dirty.add(session);
@@ -37,7 +38,14 @@ class SessionList {
     this.onFlush();
   }
 
+  /** A hidden list keeps its changes for later: no DOM work nobody sees. */
+  show(visible) {
+    this.visible = visible;
+    if (visible) this.schedule();
+  }
+
   flush(deadline) {
+    if (!this.visible) return false;
     let done = 0;
     for (const session of this.dirty) {
       this.dirty.delete(session);
@@ -186,6 +194,7 @@ export function mountSessionsTable() {
   };
   search.addEventListener("input", apply);
   apply();
+  return list;
 }
 
 function createRailItem(session) {
@@ -211,13 +220,17 @@ function updateRailItem(item, s) {
   setProgress(item.progress_, s);
 }
 
-/** The session view's left rail; `select(session)` marks the open one. */
+/** The session view's left rail: `select(session)` marks the open one. */
 export function mountRail() {
   const container = document.getElementById("rail-list");
   const list = new SessionList(container, { create: createRailItem, update: updateRailItem });
-  return (session) => {
-    railCurrent = session;
-    for (const [id, row] of list.rows) row.node.classList.toggle("current", id === session);
-    list.rows.get(session)?.node.scrollIntoView({ block: "nearest" });
+  return {
+    list,
+    select(session) {
+      railCurrent = session;
+      list.flush(Infinity);
+      for (const [id, row] of list.rows) row.node.classList.toggle("current", id === session);
+      list.rows.get(session)?.node.scrollIntoView({ block: "nearest" });
+    },
   };
 }

@@ -44,7 +44,7 @@ export function formatCount(n) {
 }
 
 export function formatCost(usd) {
-  if (!usd) return "$0";
+  if (!usd) return "–"; // not known before the run ends
   return usd < 0.01 ? `$${usd.toFixed(4)}` : `$${usd.toFixed(usd < 10 ? 3 : 2)}`;
 }
 
