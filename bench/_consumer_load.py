@@ -13,14 +13,13 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Awaitable, Callable
 from typing import Any
+
+from _procs import nats as server  # noqa: F401 - the benchmarks' own nats-server
 
 from agentcast.bus import connect, ensure_streams
 from agentcast.codec import encode
-from agentcast.embedded import EmbeddedNats
 from agentcast.events import (
     EventData,
     MessageCompletedData,
@@ -70,16 +69,6 @@ def run_datas(n: int) -> list[EventData]:
     datas = datas[: n - 1]
     datas.append(RunCompletedData(result="done", num_turns=turn, total_cost_usd=0.01))
     return datas
-
-
-@contextmanager
-def server(tmp: Path) -> Iterator[EmbeddedNats]:
-    nats = EmbeddedNats(tmp / "nats")
-    nats.start()
-    try:
-        yield nats
-    finally:
-        nats.stop()
 
 
 async def fill(url: str, events: int, sessions: int) -> int:

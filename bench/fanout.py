@@ -1,187 +1,239 @@
-"""Fan-out benchmark: N SSE clients over S sessions, a synthetic producer at R events/s per session.
+"""One fan-out run: N SSE or WebSocket clients over S sessions, R events/s per session, on loopback.
 
-Starts its own nats-server and `agentcast gateway` (loopback only), connects the
-clients (raw asyncio sockets, so the client side stays cheap), publishes for
-`--seconds`, and reports delivered events/s, end-to-end latency p50/p99
-(producer timestamp in the envelope to client receipt), gateway CPU-µs per
-delivery (all gateway processes, from /proc) and gateway memory per idle
-connection.
+Starts its own nats-server and `agentcast gateway --workers W` (or nginx with
+Nchan, `--server nchan`), connects the C load client (bench/loadclient.c),
+publishes for warmup + `--seconds`, and reports, over the measured seconds:
+deliveries/s; CPU-µs per delivery of the gateway (every gateway process,
+from /proc), of nats-server, of the client and of this producer; the CPU
+other programs used meanwhile (`foreign`); latency p50/p99 from the envelope's
+`ts` to receipt; server memory per idle connection (PSS growth after
+connecting, divided by the connections); and loss: every connection's count
+against what its sessions published, plus the client's seq checks.
 
-    python bench/fanout.py --clients 1000 --sessions 100 --rate 20 --seconds 10
+    python bench/fanout.py --clients 1000 --sessions 100 --rate 20 --seconds 10 [--workers 2]
+
+bench/run.py runs the named workloads (W1-W4, WS vs SSE, firehose) three
+times each, side by side with Nchan, and prints the medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
-import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _procs
+from _client import LoadClient, Spec, build
+from _feed import NatsTarget, NchanTarget, feed
+
 from agentcast.bus import connect, ensure_streams
-from agentcast.codec import encode
-from agentcast.embedded import EmbeddedNats, free_port
-from agentcast.events import TextDeltaData, make_event, type_of
 from agentcast.settings import Settings
-from agentcast.subjects import event_subject
 from agentcast.tokens import mint_token
 
-SECRET = "bench-secret-0123456789abcdef0123456789"
-_TS = re.compile(rb'"ts":(\d+)')
+_DRAIN_S = 10.0
 
 
-def _cpu_s(pids: list[int]) -> float:
-    total = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])  # utime + stime, in ticks
-    return total / os.sysconf("SC_CLK_TCK")
+@dataclass(frozen=True)
+class Workload:
+    clients: int
+    sessions: int
+    rate: float
+    """Events/s per session."""
+    transport: str = "sse"
+    firehose: bool = False
+    """Every client follows all sessions (`GET /v1/events`), instead of one each."""
+    stages: int = 1
+    """Connect the clients in this many equal steps, measuring memory after each."""
+    seconds: float = 10.0
+    warmup: float = 2.0
+    size: int = 100
+    client_procs: int = 1
 
 
-def _rss_kib(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1])
-    return total
+def session_ids(count: int) -> list[str]:
+    return [f"s{i}" for i in range(count)]
 
 
-def _gateway_pids(parent: int) -> list[int]:
-    out = subprocess.run(["pgrep", "-P", str(parent)], capture_output=True, text=True).stdout.split()
-    children = [int(p) for p in out]
-    return children or [parent]
+def specs_for(w: Workload, server: str, token: str) -> list[Spec]:
+    sessions = session_ids(w.sessions)
+    specs = []
+    for i in range(w.clients):
+        if w.firehose:
+            # Nchan has no glob subscription; agentcast's firehose is one upstream subscription.
+            specs.append(
+                Spec(f"/v1/events?sessions=*&from=now&token={token}", tuple(sessions), multi=True)
+            )
+            continue
+        s = sessions[i % len(sessions)]
+        if server == "nchan":
+            specs.append(Spec(f"/sub/{s}", (s,)))
+        elif w.transport == "ws":
+            frame = json.dumps(
+                {"op": "subscribe", "session": s, "from": "now"}, separators=(",", ":")
+            )
+            specs.append(Spec(f"/v1/ws?token={token}", (s,), frame=frame))
+        else:
+            specs.append(Spec(f"/v1/sessions/{s}/events?from=now&token={token}", (s,)))
+    return specs
 
 
-class Client:
-    def __init__(self) -> None:
-        self.events = 0
-        self.latencies_ns: list[int] = []
-        self.measuring = False
-
-    async def run(self, port: int, session: str, token: str, ready: asyncio.Event) -> None:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        path = f"/v1/sessions/{session}/events?from=now&token={token}"
-        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
-        await reader.readuntil(b"\r\n\r\n")
-        ready.set()
-        try:
-            while True:
-                data = await reader.read(1 << 16)
-                if not data:
-                    return
-                now = time.time_ns()
-                if self.measuring:
-                    stamps = _TS.findall(data)
-                    self.events += len(stamps)
-                    self.latencies_ns += [now - int(ts) for ts in stamps]
-        finally:
-            writer.close()
+async def run(w: Workload, server: str = "agentcast", workers: int = 1) -> dict[str, object]:
+    """One run in a fresh temp dir with fresh servers; returns the figures as a dict."""
+    _procs.raise_nofile()
+    with tempfile.TemporaryDirectory(prefix="agentcast-bench-") as name:
+        tmp = Path(name)
+        binary = build(tmp)
+        with _procs.nats(tmp) as nats:
+            nc = await connect(nats.url, "bench-setup")
+            await ensure_streams(nc.jetstream(), Settings.load({"nats_url": nats.url}, environ={}))
+            await nc.close()
+            if server == "nchan":
+                with _procs.nchan(tmp, workers) as srv:
+                    return await _measure(w, srv, NchanTarget(srv.port), [], binary, tmp)
+            with _procs.gateway(nats.url, tmp, workers) as srv:
+                assert nats.pid is not None
+                return await _measure(w, srv, NatsTarget(nats.url), [nats.pid], binary, tmp)
 
 
-async def _produce(nc_url: str, sessions: list[str], rate: float, seconds: float, size: int) -> int:
-    nc = await connect(nc_url, "bench-producer")
-    js = nc.jetstream()
-    seq = dict.fromkeys(sessions, 0)
-    text = "x" * size
-    interval = 1.0 / rate
-    sent = 0
-    start = time.monotonic()
-    tick = 0
-    while time.monotonic() - start < seconds:
-        acks = []
-        for session in sessions:
-            seq[session] += 1
-            event = make_event(
-                TextDeltaData(index=0, text=text), id=f"{session}-{seq[session]}",
-                session=session, run=1, seq=seq[session], ts=time.time_ns(),
-            )  # fmt: skip
-            acks.append(js.publish(event_subject(session, type_of(event)), encode(event)))
-        await asyncio.gather(*acks)
-        sent += len(sessions)
-        tick += 1
-        delay = start + tick * interval - time.monotonic()
-        if delay > 0:
-            await asyncio.sleep(delay)
-    await nc.close()
-    return sent
+async def _measure(
+    w: Workload, srv: _procs.Server, target: NatsTarget | NchanTarget,
+    nats_pids: list[int], binary: Path, tmp: Path,
+) -> dict[str, object]:  # fmt: skip
+    token = mint_token(_procs.SECRET, scopes=["read"], ttl_s=3600)
+    specs = specs_for(w, srv.name, token)
+    server_pids = srv.pids()
+    await asyncio.sleep(1)
+    mem0 = _procs.pss_kib(server_pids)
+    memory = []
+    clients: list[LoadClient] = []
+    step = -(-len(specs) // w.stages)
+    try:
+        for i in range(w.stages):
+            part = specs[i * step : (i + 1) * step]
+            client = LoadClient(binary, w.transport, srv.port, part, tmp, procs=w.client_procs)
+            clients.append(client)
+            _, failed = await client.start()
+            if failed:
+                raise RuntimeError(f"{failed} of {len(part)} connections failed")
+            await asyncio.sleep(1.5)
+            connected = min(len(specs), (i + 1) * step)
+            memory.append((connected, (_procs.pss_kib(server_pids) - mem0) / connected))
+        await target.open()
+        marks: dict[str, float] = {}
+        all_pids = {"server": server_pids, "nats": nats_pids,
+                    "client": [p for c in clients for p in c.pids()]}  # fmt: skip
+
+        def sample() -> dict[str, float]:
+            out = {k: _procs.cpu_s(v) for k, v in all_pids.items()}
+            out["producer"] = time.process_time()
+            out["machine"] = _procs.machine_busy_s()
+            out["wall"] = time.monotonic()
+            return out
+
+        def on_t0(t0: int) -> None:
+            marks.update({f"{k}0": v for k, v in sample().items()})
+            for c in clients:
+                for proc in c.procs:
+                    assert proc.stdin is not None
+                    proc.stdin.write(f"measure {t0}\n".encode())
+
+        loadavg = _procs.loadavg()
+        fed = await feed(target, session_ids(w.sessions), w.rate, warmup_s=w.warmup,
+                         seconds=w.seconds, size=w.size, on_t0=on_t0)  # fmt: skip
+        feed_end = time.monotonic()
+        fed.lost_upstream = await target.close()
+        expected_all = sum(fed.total[s] for spec in specs for s in spec.sessions)
+        await _drain(clients, expected_all)
+        end = sample()
+        results = [await c.stop() for c in clients]
+    finally:
+        for c in clients:
+            c.kill()
+    merged = results[0]
+    for r in results[1:]:
+        merged.specs += r.specs
+        merged.per_conn += r.per_conn
+        for key in ("closed_early", "events", "measured", "gaps", "dups", "over"):
+            setattr(merged, key, getattr(merged, key) + getattr(r, key))
+        for b, n in r.hist.items():
+            merged.hist[b] = merged.hist.get(b, 0) + n
+    missing, extra = merged.loss(fed.measured)
+    delivered = merged.measured
+    window = end["wall"] - marks["wall0"]
+    per = {k: (end[k] - marks[f"{k}0"]) / max(1, delivered) * 1e6
+           for k in ("server", "nats", "client", "producer", "machine")}  # fmt: skip
+    ours = sum(end[k] - marks[f"{k}0"] for k in ("server", "nats", "client", "producer"))
+    return {
+        "server": srv.name,
+        "deliveries": delivered,
+        "deliveries_per_s": round(delivered / fed.measured_s),
+        "published_per_s": round(sum(fed.measured.values()) / fed.measured_s),
+        "cpu_us_per_delivery": round(per["server"], 2),
+        "nats_us_per_delivery": round(per["nats"], 2),
+        "client_us_per_delivery": round(per["client"], 2),
+        "producer_us_per_delivery": round(per["producer"], 2),
+        "machine_busy_pct": round((end["machine"] - marks["machine0"]) / window / os.cpu_count() * 100, 1),
+        "foreign_cores": round(max(0.0, end["machine"] - marks["machine0"] - ours) / window, 2),
+        "loadavg": round(loadavg, 2),
+        "p50_ms": round(merged.percentile(0.50), 3),
+        "p99_ms": round(merged.percentile(0.99), 3),
+        "max_ms": round(merged.percentile(1.0), 3),
+        "memory_kib_per_conn": [[n, round(kib, 2)] for n, kib in memory],
+        "missing": missing, "extra": extra, "gaps": merged.gaps, "dups": merged.dups,
+        "closed_early": merged.closed_early, "lost_upstream": fed.lost_upstream,
+        "drain_s": round(time.monotonic() - feed_end, 2),
+    }  # fmt: skip
 
 
-async def main(args: argparse.Namespace) -> None:
-    with tempfile.TemporaryDirectory() as tmp:
-        server = EmbeddedNats(Path(tmp) / "nats")
-        server.start()
-        await ensure_streams((await connect(server.url, "bench-setup")).jetstream(), Settings.load(environ={}))
-        port = free_port()
-        cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", server.url, "--port", str(port),
-               "--data", tmp, "--workers", str(args.workers), "--log-level", "WARNING"]  # fmt: skip
-        gateway = subprocess.Popen(cmd, env={**os.environ, "AGENTCAST_JWT_SECRET": SECRET})
-        try:
-            await _wait_ready(port)
-            pids = _gateway_pids(gateway.pid)
-            rss0 = _rss_kib(pids)
-            token = mint_token(SECRET, scopes=["read"], ttl_s=3600)
-            sessions = [f"bench_{i}" for i in range(args.sessions)]
-            clients = [Client() for _ in range(args.clients)]
-            tasks = []
-            for i, client in enumerate(clients):
-                ready = asyncio.Event()
-                tasks.append(asyncio.create_task(client.run(port, sessions[i % len(sessions)], token, ready)))
-                await ready.wait()
-            await asyncio.sleep(1)
-            rss1 = _rss_kib(pids)
-            for client in clients:
-                client.measuring = True
-            cpu0, t0 = _cpu_s(pids), time.monotonic()
-            sent = await _produce(server.url, sessions, args.rate, args.seconds, args.size)
-            await asyncio.sleep(1)
-            cpu1, t1 = _cpu_s(pids), time.monotonic()
-            delivered = sum(c.events for c in clients)
-            latencies = sorted(lat for c in clients for lat in c.latencies_ns)
-            expected = sent * args.clients // args.sessions
-            for task in tasks:
-                task.cancel()
-            p50 = statistics.median(latencies) / 1e6 if latencies else float("nan")
-            p99 = latencies[int(len(latencies) * 0.99)] / 1e6 if latencies else float("nan")
-            print(f"clients={args.clients} sessions={args.sessions} rate={args.rate}/s/session "
-                  f"size={args.size}B workers={args.workers} seconds={args.seconds}")  # fmt: skip
-            print(f"published={sent} delivered={delivered} expected={expected} "
-                  f"({delivered / max(1, expected):.1%})")  # fmt: skip
-            print(f"deliveries/s={delivered / (t1 - t0 - 1):.0f} latency p50={p50:.2f} ms p99={p99:.2f} ms")
-            print(f"gateway CPU per delivery={(cpu1 - cpu0) / max(1, delivered) * 1e6:.1f} µs")
-            print(f"gateway memory per idle connection={(rss1 - rss0) / args.clients:.1f} KiB")
-        finally:
-            gateway.terminate()
-            gateway.wait(30)
-            server.stop()
+async def _drain(clients: list[LoadClient], expected: int) -> None:
+    """Wait until every delivery arrived, or nothing more comes for a second (bounded)."""
+    deadline = time.monotonic() + _DRAIN_S
+    last, still = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        got = sum([await c.events() for c in clients])
+        if got >= expected:
+            await asyncio.sleep(0.2)  # a late duplicate would show now
+            return
+        if got != last:
+            last, still = got, time.monotonic()
+        elif time.monotonic() - still > 1.0:
+            return
+        await asyncio.sleep(0.05)
 
 
-async def _wait_ready(port: int) -> None:
-    for _ in range(200):
-        try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.write(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            if b" 200 " in await reader.readline():
-                writer.close()
-                return
-            writer.close()
-        except OSError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("gateway not ready")
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--clients", type=int, default=1000)
     parser.add_argument("--sessions", type=int, default=100)
     parser.add_argument("--rate", type=float, default=20.0, help="events/s per session")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
     parser.add_argument("--size", type=int, default=100, help="text bytes per event")
-    parser.add_argument("--workers", type=int, default=1)
-    asyncio.run(main(parser.parse_args()))
+    parser.add_argument(
+        "--workers", type=int, default=1, help="gateway processes (nginx workers for nchan)"
+    )
+    parser.add_argument("--transport", choices=["sse", "ws"], default="sse")
+    parser.add_argument("--firehose", action="store_true", help="clients follow every session")
+    parser.add_argument("--stages", type=int, default=1)
+    parser.add_argument("--client-procs", type=int, default=1)
+    parser.add_argument("--server", choices=["agentcast", "nchan"], default="agentcast")
+    args = parser.parse_args()
+    w = Workload(args.clients, args.sessions, args.rate)
+    w = replace(w, transport=args.transport, firehose=args.firehose, stages=args.stages,
+                seconds=args.seconds, warmup=args.warmup, size=args.size, client_procs=args.client_procs)  # fmt: skip
+    print(json.dumps({"workload": asdict(w), "workers": args.workers,
+                      **asyncio.run(run(w, args.server, args.workers))}))  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
