@@ -48,7 +48,11 @@ export class ToolCard {
     this.node = el(
       "div.tool",
       { dataset: { status: "running", tool: name, toolUseId: id } },
-      el("div.tool-head", { title: "Show or hide the input", onclick: () => this.node.classList.toggle("collapsed") },
+      el("div.tool-head", {
+        title: "Show or hide the input", role: "button", tabindex: "0",
+        onclick: () => this.node.classList.toggle("collapsed"),
+        onkeydown: (e) => (e.key === "Enter" || e.key === " ") && (e.preventDefault(), this.node.classList.toggle("collapsed")),
+      },
         el("span.tool-icon", { "aria-hidden": "true" }), this.nameNode, this.summary, this.meta),
       this.inputBox,
     );
