@@ -98,7 +98,7 @@ class LoadClient:
             spec_file.write_text("".join(s.line() + "\n" for s in group))
             self.procs.append(await asyncio.create_subprocess_exec(
                 str(self.binary), self.mode, str(self.port), str(spec_file),
-                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+                stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=1 << 26,
             ))  # fmt: skip
         opened = failed = 0
         for proc in self.procs:

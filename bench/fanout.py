@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -85,7 +86,9 @@ def specs_for(w: Workload, server: str, token: str) -> list[Spec]:
     return specs
 
 
-async def run(w: Workload, server: str = "agentcast", workers: int = 1) -> dict[str, object]:
+async def run(
+    w: Workload, server: str = "agentcast", workers: int = 1, profile: Path | None = None
+) -> dict[str, object]:
     """One run in a fresh temp dir with fresh servers; returns the figures as a dict."""
     _procs.raise_nofile()
     with tempfile.TemporaryDirectory(prefix="agentcast-bench-") as name:
@@ -97,15 +100,17 @@ async def run(w: Workload, server: str = "agentcast", workers: int = 1) -> dict[
             await nc.close()
             if server == "nchan":
                 with _procs.nchan(tmp, workers) as srv:
-                    return await _measure(w, srv, NchanTarget(srv.port), [], binary, tmp)
+                    return await _measure(w, srv, NchanTarget(srv.port), [], binary, tmp, profile)
             with _procs.gateway(nats.url, tmp, workers) as srv:
                 assert nats.pid is not None
-                return await _measure(w, srv, NatsTarget(nats.url), [nats.pid], binary, tmp)
+                return await _measure(
+                    w, srv, NatsTarget(nats.url), [nats.pid], binary, tmp, profile
+                )
 
 
 async def _measure(
     w: Workload, srv: _procs.Server, target: NatsTarget | NchanTarget,
-    nats_pids: list[int], binary: Path, tmp: Path,
+    nats_pids: list[int], binary: Path, tmp: Path, profile: Path | None,
 ) -> dict[str, object]:  # fmt: skip
     token = mint_token(_procs.SECRET, scopes=["read"], ttl_s=3600)
     specs = specs_for(w, srv.name, token)
@@ -138,7 +143,11 @@ async def _measure(
             out["wall"] = time.monotonic()
             return out
 
+        profilers: list[subprocess.Popen[bytes]] = []
+
         def on_t0(t0: int) -> None:
+            if profile is not None:
+                profilers.extend(_profile(server_pids, profile, w.seconds))
             marks.update({f"{k}0": v for k, v in sample().items()})
             for c in clients:
                 for proc in c.procs:
@@ -154,6 +163,8 @@ async def _measure(
         await _drain(clients, expected_all)
         end = sample()
         results = [await c.stop() for c in clients]
+        for p in profilers:
+            p.wait(60)
     finally:
         for c in clients:
             c.kill()
@@ -193,6 +204,22 @@ async def _measure(
     }  # fmt: skip
 
 
+def _profile(pids: list[int], out: Path, seconds: float) -> list[subprocess.Popen[bytes]]:
+    """py-spy (native frames, collapsed stacks) on every Python server process for the window."""
+    out.mkdir(parents=True, exist_ok=True)
+    spy = str(Path(sys.executable).parent / "py-spy")
+    options = ["--native", "--format", "raw", "--rate", "200", "--duration", str(int(seconds))]
+    return [
+        subprocess.Popen(
+            [spy, "record", *options, "--pid", str(pid), "--output", str(out / f"gw-{pid}.txt")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for pid in pids
+        if "python" in Path(f"/proc/{pid}/comm").read_text()
+    ]
+
+
 async def _drain(clients: list[LoadClient], expected: int) -> None:
     """Wait until every delivery arrived, or nothing more comes for a second (bounded)."""
     deadline = time.monotonic() + _DRAIN_S
@@ -227,12 +254,13 @@ def main() -> None:
     parser.add_argument("--stages", type=int, default=1)
     parser.add_argument("--client-procs", type=int, default=1)
     parser.add_argument("--server", choices=["agentcast", "nchan"], default="agentcast")
+    parser.add_argument("--profile", type=Path, help="write py-spy profiles of the gateway here")
     args = parser.parse_args()
     w = Workload(args.clients, args.sessions, args.rate)
     w = replace(w, transport=args.transport, firehose=args.firehose, stages=args.stages,
                 seconds=args.seconds, warmup=args.warmup, size=args.size, client_procs=args.client_procs)  # fmt: skip
     print(json.dumps({"workload": asdict(w), "workers": args.workers,
-                      **asyncio.run(run(w, args.server, args.workers))}))  # fmt: skip
+                      **asyncio.run(run(w, args.server, args.workers, args.profile))}))  # fmt: skip
 
 
 if __name__ == "__main__":

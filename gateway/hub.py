@@ -4,14 +4,19 @@ A topic is a session (`agentcast.live.<session>.>`) or the firehose
 (`agentcast.live.>`); it is subscribed when its first client arrives and
 unsubscribed when the last leaves. JetStream republishes every stored event
 there with its stream sequence, so a live message is framed without decoding
-its JSON, and the same Frame (the same bytes) goes to every client.
+its JSON, and the same Frame (the same bytes) goes to every client. Messages
+arrive through the Tap (gateway/upstream.py) and are dispatched synchronously:
+no Msg object, task or lock per event.
 
 Core NATS may drop messages during a reconnect or when this process is a slow
 consumer. A topic dispatches in stream order, so a live message whose
 `Nats-Last-Sequence` (the previous sequence on its subject) is above the last
 one dispatched proves a loss; that, a reconnect or a slow-consumer error makes
-the topic refill from JetStream before dispatching anything newer. Its floor
-is set by the first subscription that goes live after replaying.
+the topic refill from JetStream before dispatching anything newer: a refill
+task reads JetStream while live messages are held (bounded; past the bound
+they are dropped and read from JetStream too), then plays the held ones
+through the same sequence check. Its floor is set by the first subscription
+that goes live after replaying.
 """
 
 from __future__ import annotations
@@ -30,14 +35,17 @@ from agentcast.subjects import EVENTS_ALL, LIVE_ALL, LIVE_PREFIX, session_events
 from gateway.feed import Subscription
 from gateway.frames import HEARTBEAT, Frame, chunk
 from gateway.replay import DirectReader, frame_of
-from gateway.sink import Sink
+from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
+from gateway.upstream import Tap
 
 logger = logging.getLogger(__name__)
 
 _LIVE_PREFIX_LEN: Final = len(LIVE_PREFIX) + 1
 _PENDING_MSGS: Final = 65_536
 _PENDING_BYTES: Final = 64 * 1024 * 1024
+_HELD_MAX: Final = 10_000
+_REFILL_RETRY_S: Final = 0.5
 FIREHOSE: Final = "*"
 
 
@@ -50,7 +58,9 @@ class Topic:
         self.subs: set[Subscription] = set()
         self._snapshot: tuple[Subscription, ...] = ()
         self.last_seq = 0
-        self._lock = asyncio.Lock()
+        self._held: list[Frame] | None = None
+        """Live frames that came while a refill runs (None: no refill running)."""
+        self._held_dropped = False
         self._nats: NatsSubscription | None = None
         self.ready = asyncio.get_running_loop().create_future()
         self.closed = False
@@ -63,6 +73,7 @@ class Topic:
                 pending_msgs_limit=_PENDING_MSGS,
                 pending_bytes_limit=_PENDING_BYTES,
             )
+            self.hub.tap.add(self._nats, self.on_message)
         except BaseException as exc:
             self.ready.set_exception(exc)
             self.ready.exception()  # retrieved here: waiters re-raise it themselves
@@ -71,6 +82,7 @@ class Topic:
 
     async def close(self) -> None:
         if self._nats is not None:
+            self.hub.tap.remove(self._nats)
             try:
                 await self._nats.unsubscribe()
             except Exception as exc:  # noqa: BLE001 - the connection may be closed at shutdown
@@ -91,18 +103,34 @@ class Topic:
         return self._nats is not None and self._nats is sub
 
     async def _on_msg(self, msg: Msg) -> None:
+        """The subscription callback: only used when the Tap is off."""
         headers = msg.headers or {}
-        seq = int(headers["Nats-Sequence"])
+        seq, last = int(headers["Nats-Sequence"]), int(headers.get("Nats-Last-Sequence", 0))
+        self.on_message(msg.subject.encode(), msg.data, seq, last)
+
+    def on_message(self, subject: bytes, data: bytes, seq: int, last: int) -> None:
+        """One live message, in stream order; dispatched now unless a refill must come first."""
         self.hub.stats.events_in += 1
-        async with self._lock:
-            if seq <= self.last_seq:
-                return
-            # The previous event on this subject came after everything dispatched so far:
-            # core NATS lost it (and maybe others); JetStream has them all.
-            if self.last_seq and int(headers.get("Nats-Last-Sequence", 0)) > self.last_seq:
-                await self._refill(seq)
-            session, _, event_type = msg.subject[_LIVE_PREFIX_LEN:].partition(".")
-            self._dispatch(Frame(seq, session, event_type, msg.data))
+        held = self._held
+        if held is None and seq <= self.last_seq:
+            return
+        session, _, event_type = subject[_LIVE_PREFIX_LEN:].decode().partition(".")
+        frame = Frame(seq, session, event_type, data)
+        if held is not None:
+            self._hold(held, frame)
+        # The previous event on this subject came after everything dispatched so far:
+        # core NATS lost it (and maybe others); JetStream has them all.
+        elif self.last_seq and last > self.last_seq:
+            self._held = [frame]
+            self.hub.spawn(self._refill())
+        else:
+            self._dispatch(frame)
+
+    def _hold(self, held: list[Frame], frame: Frame) -> None:
+        if len(held) >= _HELD_MAX:
+            held.clear()  # the refill reads these from JetStream instead
+            self._held_dropped = True
+        held.append(frame)
 
     def floor(self, position: int) -> None:
         """A subscription went live at `position`: the topic answers for what follows."""
@@ -114,23 +142,43 @@ class Topic:
         for sub in self._snapshot:
             sub.on_live(frame)
 
-    async def resync(self) -> None:
+    def resync(self) -> None:
         """Dispatch whatever JetStream holds past `last_seq` (after a reconnect or a drop)."""
-        async with self._lock:
-            await self._refill(None)
+        if self._held is None and self.last_seq:
+            self._held = []
+            self.hub.spawn(self._refill())
 
-    async def _refill(self, upto: int | None) -> None:
-        if self.last_seq == 0:
-            return  # no floor yet: every client is still replaying on its own
+    async def _refill(self) -> None:
+        """Read JetStream to its end, then play the held live frames; retried until it succeeds."""
         self.hub.stats.gap_refills += 1
+        try:
+            while not self.closed:
+                try:
+                    await self._read_to_end()
+                except Exception as exc:  # noqa: BLE001 - JetStream unreachable: try again
+                    logger.warning("refill of %s failed, retrying: %r", self.live_subject, exc)
+                    await asyncio.sleep(_REFILL_RETRY_S)
+                    continue
+                # No await from the end of the read to here: held frames follow it exactly.
+                held, self._held = self._held or [], []
+                if self._held_dropped:
+                    self._held_dropped = False
+                    continue
+                for frame in held:
+                    if frame.seq > self.last_seq:
+                        self._dispatch(frame)
+                return
+        finally:
+            self._held = None
+
+    async def _read_to_end(self) -> None:
         reader, batch = self.hub.reader, self.hub.replay_batch
         while True:
             found = await reader.batch(self.last_seq + 1, self.replay_subject, batch, 1 << 20)
             for msg in found.msgs:
                 frame = frame_of(msg)
-                if upto is not None and frame.seq >= upto:
-                    return
-                self._dispatch(frame)
+                if frame.seq > self.last_seq:
+                    self._dispatch(frame)
             if found.pending == 0 or not found.msgs:
                 return
 
@@ -154,6 +202,8 @@ class Hub:
         self.heartbeat_s = heartbeat_s
         self.topics: dict[str, Topic] = {}
         self.sinks: set[Sink] = set()
+        self.tap = Tap(nc)
+        self.flusher = Flusher()
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -199,7 +249,7 @@ class Hub:
 
     async def on_reconnect(self) -> None:
         for topic in list(self.topics.values()):
-            self.spawn(topic.resync())
+            topic.resync()
 
     async def on_error(self, exc: Exception) -> None:
         if isinstance(exc, SlowConsumerError):
@@ -208,7 +258,7 @@ class Hub:
                     logger.warning(
                         "slow consumer on %s: refilling from JetStream", topic.live_subject
                     )
-                    self.spawn(topic.resync())
+                    topic.resync()
 
     async def heartbeats(self) -> None:
         """Write a comment to every SSE client each `heartbeat_s` (proxies, dead peers)."""

@@ -32,7 +32,7 @@ from gateway.params import (
     parse_types,
     replay_filter,
 )
-from gateway.sink import Sink, transport_of
+from gateway.sink import Sink, hand_off, transport_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -154,10 +154,17 @@ class EventStream(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        stats = gw.stats
-        sink = Sink(transport_of(scope), "sse", gw.settings.client_buffer_bytes, stats)
+        self.sink = Sink(
+            transport_of(scope), "sse", gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher
+        )
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        sink.write(chunk(sse_retry(retry_ms(1000, 2000))))
+        self.sink.write(chunk(sse_retry(retry_ms(1000, 2000))))
+        hand_off(scope, self.run)
+
+    async def run(self, receive: Receive, send: Send) -> None:
+        """The stream, once FastAPI has returned (see `hand_off`): events until the sink ends."""
+        gw, sink = self.gw, self.sink
+        stats = gw.stats
         stats.connections["sse"] += 1
         stats.connections_total["sse"] += 1
         gw.hub.sinks.add(sink)
@@ -183,28 +190,26 @@ class EventStream(Response):
         )
         sink.subs.append(sub)
         await self.gw.hub.attach(self.key, sub)
-
-        async def run() -> None:
-            try:
-                if self.after != NOW:
-                    await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
-            except Exception:
-                logger.exception("replay failed for %s", self.name)
-                sink.finish("error")
-            await sink.done.wait()
-
-        async def watch() -> None:
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            sink.finish("disconnected")
-
-        tasks = [asyncio.create_task(run()), asyncio.create_task(watch())]
+        # The one task a connection keeps besides its own: waiting for the client to go away.
+        watcher = asyncio.ensure_future(watch_disconnect(receive, sink))
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if self.after != NOW:
+                try:
+                    await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
+                except Exception:
+                    logger.exception("replay failed for %s", self.name)
+                    sink.finish("error")
+            await sink.wait()
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            watcher.cancel()
+            await asyncio.gather(watcher, return_exceptions=True)
+
+
+async def watch_disconnect(receive: Receive, sink: Sink) -> None:
+    """Finish `sink` when the client disconnects (an SSE client sends nothing else)."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    sink.finish("disconnected")
 
 
 async def _close(sink: Sink, send: Send) -> None:

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 import msgspec
 from starlette.responses import Response
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.types import Receive, Send
+from starlette.websockets import WebSocket
 
 from agentcast.codec import json_decoder
 from agentcast.errors import AgentcastError
@@ -29,7 +30,7 @@ from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
 from gateway.params import NOW, parse_from, parse_types, replay_filter
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
-from gateway.sink import Sink, transport_of
+from gateway.sink import Sink, hand_off, transport_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -53,18 +54,11 @@ async def endpoint(websocket: WebSocket) -> None:
         await websocket.close(_CLOSE_RESTART)
         return
     await websocket.accept()
-    sink = Sink(transport_of(websocket.scope), "ws", gw.settings.client_buffer_bytes, gw.stats)
-    gw.stats.connections["ws"] += 1
-    gw.stats.connections_total["ws"] += 1
-    gw.hub.sinks.add(sink)
-    conn = _Connection(gw, claims, sink, websocket)
-    try:
-        await conn.serve()
-    finally:
-        gw.hub.sinks.discard(sink)
-        gw.stats.connections["ws"] -= 1
-        conn.stop()
-    await conn.close()
+    sink = Sink(
+        transport_of(websocket.scope), "ws", gw.settings.client_buffer_bytes, gw.stats,
+        gw.hub.flusher,
+    )  # fmt: skip
+    hand_off(websocket.scope, _Connection(gw, claims, sink).run)
 
 
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
@@ -78,28 +72,37 @@ async def _deny(websocket: WebSocket, exc: ApiError) -> None:
 
 
 class _Connection:
-    def __init__(self, gw: Gateway, claims: Claims, sink: Sink, websocket: WebSocket) -> None:
+    """An accepted socket after the hand-off: the server's own receive and send, no Starlette."""
+
+    def __init__(self, gw: Gateway, claims: Claims, sink: Sink) -> None:
         self.gw = gw
         self.claims = claims
         self.sink = sink
-        self.websocket = websocket
         self.subs: dict[str, Subscription] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.max_frame = gw.settings.ws_max_frame_bytes
 
-    async def serve(self) -> None:
-        reader = asyncio.create_task(self._read())
-        done = asyncio.create_task(self.sink.done.wait())
+    async def run(self, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        gw.stats.connections["ws"] += 1
+        gw.stats.connections_total["ws"] += 1
+        gw.hub.sinks.add(self.sink)
         try:
-            await asyncio.wait([reader, done], return_when=asyncio.FIRST_COMPLETED)
+            reader = asyncio.ensure_future(self._read(receive))
+            try:
+                await self.sink.wait()
+            finally:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
         finally:
-            for task in (reader, done):
-                task.cancel()
-            await asyncio.gather(reader, done, return_exceptions=True)
+            gw.hub.sinks.discard(self.sink)
+            gw.stats.connections["ws"] -= 1
+            self.stop()
+        await self.close(send)
 
-    async def _read(self) -> None:
+    async def _read(self, receive: Receive) -> None:
         while True:
-            message = await self.websocket.receive()
+            message = await receive()
             if message["type"] == "websocket.disconnect":
                 self.sink.finish("disconnected")
                 return
@@ -234,7 +237,7 @@ class _Connection:
         for task in self.tasks.values():
             task.cancel()
 
-    async def close(self) -> None:
+    async def close(self, send: Send) -> None:
         """Say why the socket ends (lagged: the cursors), then close with the matching code."""
         reason = self.sink.reason
         if reason == "disconnected":
@@ -249,7 +252,7 @@ class _Connection:
             )
             code = _CLOSE_LAGGED
         try:
-            await asyncio.wait_for(self.websocket.close(code), CLOSE_GRACE_S)
-        except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+            await asyncio.wait_for(send({"type": "websocket.close", "code": code}), CLOSE_GRACE_S)
+        except (TimeoutError, RuntimeError, OSError):
             self.sink.transport.abort()
             await asyncio.sleep(0)
