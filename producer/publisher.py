@@ -18,6 +18,14 @@ Failure policy, in order of escalation:
 - If the oldest undelivered event has waited `delivery_timeout_s`, the
   publisher fails: `emit()` and `drain()` raise DeliveryTimeout so the run is
   stopped loudly. The sender keeps trying, so a late recovery still delivers.
+
+A single nats-server acknowledges a write before its file store flushes it
+(a few ms later), so a crash (kill -9) can lose events it already acked.
+The publisher therefore keeps acked events for `_RETAIN_S`, sends nothing
+while disconnected (nats-py would otherwise buffer new events and flush them
+first on reconnect, ahead of any re-send), and after every reconnect re-sends
+the retained and unacknowledged events in order: the duplicate window drops
+what the server still has and stores again what it lost.
 """
 
 from __future__ import annotations
@@ -40,6 +48,9 @@ logger = logging.getLogger(__name__)
 
 SEQ_HEADER = "Agentcast-Seq"
 _RETRY_PAUSE_S = 0.2
+# Longer than nats-server's flush delay by orders of magnitude; short enough
+# that 1,000 sessions at 20 events/s keep only ~20 events each.
+_RETAIN_S = 1.0
 
 
 @dataclass(slots=True)
@@ -50,7 +61,9 @@ class Outgoing:
     subject: str
     payload: bytes
     headers: dict[str, str]
-    first_try: float = field(default=0.0)
+    queued_at: float = field(default_factory=time.monotonic)
+    first_try: float = 0.0
+    acked_at: float = 0.0
 
 
 def stamp(
@@ -112,6 +125,9 @@ class SessionPublisher:
         self._queue: collections.deque[Outgoing] = collections.deque()
         self._in_flight = 0
         self._acked_ahead: set[int] = set()
+        # Acked in the last _RETAIN_S, oldest first: re-sent after a reconnect.
+        self._retained: collections.deque[Outgoing] = collections.deque()
+        self._reconnects = acks.nc.stats["reconnects"]
         self._trouble = False
         self._buffer = buffer
         self._space_freed = asyncio.Event()
@@ -195,15 +211,24 @@ class SessionPublisher:
         if not self._queue or seq < self._queue[0].event.seq:
             return  # a late ack of an event already retired
         self._acked_ahead.add(seq)
-        retired = 0
+        retired = False
         while self._queue and self._queue[0].event.seq in self._acked_ahead:
-            self._acked_ahead.discard(self._queue.popleft().event.seq)
-            retired += 1
+            self._acked_ahead.discard(self._queue[0].event.seq)
+            self._retire()
+            retired = True
         if retired:
-            self._in_flight -= retired
-            self.acked += retired
-            self._space_freed.set()
             self._wake.set()
+
+    def _retire(self) -> None:
+        """The oldest in-flight event is stored: keep it a moment in case the server loses it."""
+        item = self._queue.popleft()
+        self._in_flight -= 1
+        self.acked += 1
+        now = item.acked_at = time.monotonic()
+        self._retained.append(item)
+        while self._retained and now - self._retained[0].acked_at > _RETAIN_S:
+            self._retained.popleft()
+        self._space_freed.set()
 
     # -- internals -----------------------------------------------------------------
 
@@ -231,11 +256,19 @@ class SessionPublisher:
     async def _send_loop(self) -> None:
         nc = self._acks.nc
         while not self._closing:
+            self._check_delivery_bound()
+            if not nc.is_connected:
+                await asyncio.sleep(_RETRY_PAUSE_S)
+                continue
+            if nc.stats["reconnects"] != self._reconnects:
+                self._reconnects = nc.stats["reconnects"]
+                await self._recover(retained=True)
+                continue
             if self._trouble or self._stale():
                 await self._recover()
                 continue
             try:
-                while self._in_flight < min(self._window, len(self._queue)):
+                while self._in_flight < min(self._window, len(self._queue)) and nc.is_connected:
                     item = self._queue[self._in_flight]
                     item.first_try = item.first_try or time.monotonic()
                     # Counted before the attempt: if it raises, the event may or
@@ -259,6 +292,10 @@ class SessionPublisher:
             except TimeoutError:
                 pass
 
+    def _check_delivery_bound(self) -> None:
+        if self._queue and time.monotonic() - self._queue[0].queued_at > self._delivery_timeout_s:
+            self._fail()
+
     def _stale(self) -> bool:
         """The oldest event in flight has waited longer than an ack may take."""
         return (
@@ -266,28 +303,43 @@ class SessionPublisher:
             and time.monotonic() - self._queue[0].first_try > self._ack_timeout_s
         )
 
-    async def _recover(self) -> None:
-        """Stop-and-wait over every unacknowledged sent event, so stream order holds."""
+    async def _recover(self, *, retained: bool = False) -> None:
+        """Stop-and-wait over what may be missing, in seq order, so stream order holds.
+
+        That is every unacknowledged sent event, and after a reconnect also
+        the recently acked ones (the server may have lost them in a crash).
+        """
         self._trouble = True
-        logger.info("session %s: re-sending %d events in order", self.session, self._in_flight)
+        replay = list(self._retained) if retained else []
+        logger.info(
+            "session %s: re-sending %d events in order", self.session, len(replay) + self._in_flight
+        )
+        for item in replay:
+            if not await self._publish_until_stored(item):
+                return
         while self._in_flight > 0 and self._queue and not self._closing:
-            item = self._queue[0]
-            try:
-                await self._acks.js.publish(
-                    item.subject, item.payload, timeout=self._ack_timeout_s, headers=item.headers
-                )
-            except (NatsError, OSError, TimeoutError) as exc:
-                if time.monotonic() - item.first_try > self._delivery_timeout_s:
-                    self._fail()
-                logger.debug("re-send of %s failed: %r", item.event.id, exc)
-                await asyncio.sleep(_RETRY_PAUSE_S)
-                continue
-            self._queue.popleft()
-            self._in_flight -= 1
-            self.acked += 1
-            self._space_freed.set()
+            if not await self._publish_until_stored(self._queue[0]):
+                return
+            self._retire()
         self._in_flight = 0
         self._acked_ahead.clear()
         self._trouble = False
         if self._failure is not None and not self._queue:
             logger.warning("session %s: JetStream reachable again after the failure", self.session)
+
+    async def _publish_until_stored(self, item: Outgoing) -> bool:
+        """Request-reply publish, retried until stored; False if the publisher is closing."""
+        while not self._closing:
+            self._check_delivery_bound()
+            if not self._acks.nc.is_connected:
+                await asyncio.sleep(_RETRY_PAUSE_S)
+                continue
+            try:
+                await self._acks.js.publish(
+                    item.subject, item.payload, timeout=self._ack_timeout_s, headers=item.headers
+                )
+                return True
+            except (NatsError, OSError, TimeoutError) as exc:
+                logger.debug("re-send of %s failed: %r", item.event.id, exc)
+                await asyncio.sleep(_RETRY_PAUSE_S)
+        return False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import msgspec
@@ -23,24 +24,19 @@ from producer.publisher import SessionPublisher
 from tests.support.nats import PrivateNats
 
 
-async def read_session(js: JetStreamContext, session: str, expect: int) -> list[Event]:
-    """Every stored event of a session, in stream order."""
-    sub = await js.subscribe(
-        session_events(session),
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+async def read_session(js: JetStreamContext, session: str) -> list[Event]:
+    """Every stored event of a session, in stream order (an ephemeral pull consumer)."""
+    info = await js.stream_info(EVENTS_STREAM, subjects_filter=session_events(session))
+    stored = sum((info.state.subjects or {}).values())
+    sub = await js.pull_subscribe(
+        session_events(session), stream=EVENTS_STREAM, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
     )
-    events = []
+    events: list[Event] = []
     try:
-        async with asyncio.timeout(20):
-            while len(events) < expect:
-                msg = await sub.next_msg(timeout=10)
+        while len(events) < stored:
+            for msg in await sub.fetch(min(500, stored - len(events)), timeout=10):
                 events.append(decode_event(msg.data))
-        try:
-            extra = await sub.next_msg(timeout=0.3)
-            events.append(decode_event(extra.data))
-        except TimeoutError:
-            pass
+                await msg.ack()
     finally:
         await sub.unsubscribe()
     return events
@@ -51,7 +47,7 @@ async def test_seq_runs_from_one_without_gaps(nc: Client, js: JetStreamContext, 
     for i in range(1000):
         await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
     await pub.close(timeout_s=30)
-    events = await read_session(js, session_id, 1000)
+    events = await read_session(js, session_id)
     assert [e.seq for e in events] == list(range(1, 1001))
     assert "".join(e.data.text for e in events) == "".join(f"t{i} " for i in range(1000))
     assert len({e.id for e in events}) == 1000
@@ -68,7 +64,7 @@ async def test_five_megabyte_tool_result_is_truncated_under_the_limit(
     pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
     sent = await pub.emit(draft.data, run=1)
     await pub.close(timeout_s=30)
-    (stored,) = await read_session(js, session_id, 1)
+    (stored,) = await read_session(js, session_id)
     assert isinstance(stored, ToolResult)
     assert stored.data.truncated is True and sent.data.truncated is True
     assert stored.data.tool_use_id == "toolu_big"
@@ -104,7 +100,7 @@ async def test_nats_killed_mid_run_loses_and_repeats_nothing(private_nats: Priva
     for i in range(600, 900):
         await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
     await pub.close(timeout_s=60)
-    events = await read_session(nc.jetstream(), session_id, 900)
+    events = await read_session(nc.jetstream(), session_id)
     assert [e.seq for e in events] == list(range(1, 901))
 
 
@@ -126,3 +122,39 @@ async def test_events_that_cannot_be_delivered_fail_the_run_loudly(private_nats:
     assert pub.pending <= 20
     with pytest.raises(DeliveryTimeout):
         await pub.close(timeout_s=0.5)
+
+
+async def test_events_the_server_lost_in_a_crash_are_sent_again_in_order(
+    private_nats: PrivateNats, session_id: str
+) -> None:
+    """nats-server acks before its file store flushes: a kill -9 can drop acked events.
+
+    The loss is made exact: after the kill, the stream's block file is cut
+    just before the record of seq 46, as if the last flush never happened.
+    """
+    server, nc = private_nats.server, private_nats.nc
+    js = nc.jetstream()
+    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=1 << 20)
+    for i in range(50):
+        await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+    await pub.drain()
+    await asyncio.sleep(0.3)  # let the server flush, so that the cut below is the only loss
+    server.kill()
+    _cut_block_before(server.store_dir, f"Nats-Msg-Id: {session_id}.46\r\n".encode(), session_id)
+    await server.start_async()
+    assert (await js.stream_info(EVENTS_STREAM)).state.messages == 45
+    for i in range(50, 60):
+        await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
+    await pub.close(timeout_s=30)
+    events = await read_session(js, session_id)
+    assert [e.seq for e in events] == list(range(1, 61))
+
+
+def _cut_block_before(store: Path, marker: bytes, session: str) -> None:
+    """Truncate the stream's last block file at the start of the record holding `marker`."""
+    blocks = sorted((store / "jetstream").glob("*/streams/AGENTCAST_EVENTS/msgs/*.blk"))
+    data = blocks[-1].read_bytes()
+    at = data.index(marker)
+    # A record is: length (4), sequence (8), timestamp (8), subject length (2), subject, ...
+    record = data.rindex(f"agentcast.evt.{session}.".encode(), 0, at) - 22
+    os.truncate(blocks[-1], record)
