@@ -51,4 +51,4 @@ async def _serve(settings: Settings) -> None:
     try:
         await worker.run()
     finally:
-        await disconnect(nc, drain=True)
+        await disconnect(nc)
