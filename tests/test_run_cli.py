@@ -15,29 +15,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.system import System, start_system
+from tests.support.up import Up, running_up
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 @pytest.fixture(scope="module")
-async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[System]:
+async def system(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
     data = tmp_path_factory.mktemp("up") / "data"
-    running = await start_system(data, "--demo", "--demo-agents", "0", "--speed", "0.3")
-    try:
-        yield running
-    finally:
-        await running.stop()
+    async with running_up(data, "--demo", "--demo-agents", "0", "--speed", "0.3") as up:
+        yield up
 
 
 class Terminal:
     """`agentcast run ...` on a pty: what a person would see, and its exit code."""
 
-    def __init__(self, system: System, *args: str) -> None:
+    def __init__(self, system: Up, *args: str) -> None:
         primary, secondary = pty.openpty()
         self._primary = primary
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentcast.cli", "run", *args, "--gateway", system.url, "--token", system.token],
+            [sys.executable, "-m", "agentcast.cli", "run", *args, "--gateway", system.base, "--token", system.token],
             stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
             env={**os.environ, "COLUMNS": "100", "TERM": "xterm-256color"},
         )
@@ -74,7 +71,7 @@ class Terminal:
         return code
 
 
-async def test_a_tool_run_shows_live_and_exits_zero(system: System) -> None:
+async def test_a_tool_run_shows_live_and_exits_zero(system: Up) -> None:
     term = Terminal(system, "[scenario:bash] say hello from the shell")
     code = await asyncio.to_thread(term.finish)
     assert code == 0, term.text[-3000:]
@@ -85,14 +82,14 @@ async def test_a_tool_run_shows_live_and_exits_zero(system: System) -> None:
         assert row in text, row
 
 
-async def test_a_failed_run_exits_one(system: System) -> None:
+async def test_a_failed_run_exits_one(system: Up) -> None:
     term = Terminal(system, "[scenario:api_error] this fails")
     code = await asyncio.to_thread(term.finish)
     assert code == 1, term.text[-2000:]
     assert "api_error" in term.text and "failed" in term.text
 
 
-async def test_ctrl_c_cancels_the_run_and_exits_130(system: System) -> None:
+async def test_ctrl_c_cancels_the_run_and_exits_130(system: Up) -> None:
     term = Terminal(system, "[scenario:slow] a long answer please")
     await asyncio.to_thread(term.read_until, "Streaming an agent")
     term.process.send_signal(signal.SIGINT)
@@ -101,10 +98,10 @@ async def test_ctrl_c_cancels_the_run_and_exits_130(system: System) -> None:
     assert "cancelled" in term.text
 
 
-async def test_json_mode_prints_one_event_per_line(system: System, tmp_path: Path) -> None:
+async def test_json_mode_prints_one_event_per_line(system: Up, tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agentcast.cli", "run", "[scenario:quick] hi", "--json",
-        "--gateway", system.url, "--token", system.token,
+        "--gateway", system.base, "--token", system.token,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -116,10 +113,10 @@ async def test_json_mode_prints_one_event_per_line(system: System, tmp_path: Pat
     assert [e["seq"] for e in events] == list(range(events[0]["seq"], events[0]["seq"] + len(events)))
 
 
-async def test_a_refused_request_prints_the_gateway_error_and_exits_two(system: System) -> None:
+async def test_a_refused_request_prints_the_gateway_error_and_exits_two(system: Up) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "agentcast.cli", "run", "  ", "--session", "bad.id",
-        "--gateway", system.url, "--token", system.token,
+        "--gateway", system.base, "--token", system.token,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import socket
 import sys
 from pathlib import Path
 
 import httpx
 
-from tests.support.system import start_system
+from tests.support.up import Up, running_up
 from tests.support.worker import processes_in
 
 
@@ -31,10 +32,20 @@ def _procs_mentioning(text: str) -> list[int]:
 
 async def test_up_demo_runs_agents_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    system = await start_system(data, "--demo", "--speed", "0.2", "--demo-agents", "2")
-    assert "NATS       nats://127.0.0.1:" in system.banner and str(data / "archive") in system.banner
-    headers = {"Authorization": f"Bearer {system.token}"}
-    async with httpx.AsyncClient(base_url=system.url, headers=headers, timeout=5) as client:
+    async with running_up(data, "--demo", "--speed", "0.2", "--demo-agents", "2") as up:
+        assert "NATS       nats://127.0.0.1:" in up.banner and str(data / "archive") in up.banner
+        await _sessions_appear(up)
+        assert _procs_mentioning(str(data)), "children run with the data dir on their command line"
+        up.proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(up.proc.wait(), 45) == 0
+    await asyncio.sleep(0.5)
+    assert _procs_mentioning(str(data)) == []
+    assert processes_in(data) == []
+
+
+async def _sessions_appear(up: Up) -> None:
+    headers = {"Authorization": f"Bearer {up.token}"}
+    async with httpx.AsyncClient(base_url=up.base, headers=headers, timeout=5) as client:
         assert (await client.get("/readyz")).status_code == 200
         sessions: list = []
         for _ in range(150):  # demo agents appear on their own, bounded wait
@@ -43,11 +54,6 @@ async def test_up_demo_runs_agents_and_sigterm_leaves_no_process(tmp_path: Path)
                 break
             await asyncio.sleep(0.2)
         assert sessions, "demo sessions should show up in the progress snapshots"
-    assert _procs_mentioning(str(data)), "children run with the data dir on their command line"
-    assert await system.stop() == 0
-    await asyncio.sleep(0.5)
-    assert _procs_mentioning(str(data)) == []
-    assert processes_in(data) == []
 
 
 async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
