@@ -27,9 +27,9 @@ import claude_agent_sdk
 
 HERE = Path(__file__).resolve().parent
 TRACES = HERE.parent / "producer" / "traces"
-sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 
-from support.scripted import ScriptedModel
+from tests.support.scripted import ScriptedModel
 
 _TIMEOUT_S = 120
 _FILE_TOOLS = ["Bash", "Read", "Write", "Edit"]

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from support.archive import append, write_session, writer
-from support.events import build_events, simple_run
+from tests.support.archive import append, write_session, writer
+from tests.support.events import build_events, simple_run
 
 from agentcast.events import TextDeltaData
 from consumers.archive import chain

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from support.archive import write_session
-from support.roles import cli
+from tests.support.archive import write_session
+from tests.support.roles import cli
 
 from consumers.archive.verify import verify_file, verify_path
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, simple_run, unique_session
-from support.roles import Role, cli, next_stream_seq, unique_name, wait_until
-from support.transcript_events import transcript_events
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.roles import Role, cli, next_stream_seq, unique_name, wait_until
+from tests.support.transcript_events import transcript_events
 
 from agentcast.codec import encode
 from agentcast.events import Event, EventData, RunQueuedData, TextDeltaData

@@ -19,8 +19,8 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
-from support.gateway import GatewayProcess
-from support.up import Up, running_up
+from tests.support.gateway import GatewayProcess
+from tests.support.up import Up, running_up
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [

@@ -9,8 +9,8 @@ import msgspec
 import pytest
 import websockets
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, simple_run, unique_session
-from support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
 
 from agentcast.codec import encode
 from agentcast.control import RunRequest

@@ -11,8 +11,8 @@ import pytest
 import websockets
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, simple_run
-from support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
+from tests.support.events import build_events, publish_events, simple_run
+from tests.support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
 
 from agentcast.embedded import EmbeddedNats
 

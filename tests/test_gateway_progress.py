@@ -14,8 +14,8 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from support.events import unique_session
-from support.gateway import GatewayProcess, auth, token
+from tests.support.events import unique_session
+from tests.support.gateway import GatewayProcess, auth, token
 
 from agentcast.codec import encode
 from agentcast.progress import ProgressSnapshot

@@ -8,8 +8,8 @@ import socket
 
 import httpx
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, unique_session
-from support.gateway import GATEWAY_ENV, GatewayProcess, envelopes, read_sse, token
+from tests.support.events import build_events, publish_events, unique_session
+from tests.support.gateway import GATEWAY_ENV, GatewayProcess, envelopes, read_sse, token
 
 from agentcast.events import TextDeltaData
 

@@ -8,8 +8,8 @@ import json
 import httpx
 import websockets
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, simple_run, unique_session
-from support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
 
 from agentcast.events import StatusData, TextDeltaData
 from agentcast.subjects import EVENTS_STREAM

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from support.events import build_events
-from support.progress import snapshots_after_each
-from support.transcript_events import transcript_events
+from tests.support.events import build_events
+from tests.support.progress import snapshots_after_each
+from tests.support.transcript_events import transcript_events
 
 from agentcast.codec import encode
 from agentcast.events import (

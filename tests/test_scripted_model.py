@@ -27,7 +27,7 @@ from claude_agent_sdk import (
     query,
 )
 from httpx_sse import aconnect_sse
-from support.scripted import ScriptedModel
+from tests.support.scripted import ScriptedModel
 
 from producer.scripted_model import Scenario, load_scenarios
 from producer.scripted_model.conversation import read_conversation

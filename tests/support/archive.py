@@ -7,7 +7,7 @@ from pathlib import Path
 from agentcast.codec import encode, json_decoder
 from agentcast.events import Event
 from consumers.archive.writer import ArchiveWriter
-from support.events import build_events, simple_run
+from tests.support.events import build_events, simple_run
 
 
 def writer(root: Path, *, compress: bool = False, seal_idle_s: float = 300.0) -> ArchiveWriter:
