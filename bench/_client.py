@@ -48,6 +48,8 @@ class Spec:
 class Result:
     specs: list[Spec]
     per_conn: list[int]
+    last: list[int] = field(default_factory=list)
+    """The last seq each single-session connection received (0 for firehose connections)."""
     opened: int = 0
     failed: int = 0
     closed_early: int = 0
@@ -71,14 +73,23 @@ class Result:
                 return (bucket + 1) * _BUCKET_MS
         return float("inf")
 
-    def loss(self, expected: dict[str, int]) -> tuple[int, int]:
-        """(missing, extra) deliveries against what each connection's sessions published."""
-        missing = extra = 0
+    def loss(self, expected: dict[str, int]) -> tuple[int, int, int]:
+        """(missing, extra, short connections) against what each connection's sessions published."""
+        missing = extra = short = 0
         for spec, got in zip(self.specs, self.per_conn, strict=True):
             want = sum(expected.get(s, 0) for s in spec.sessions)
             missing += max(0, want - got)
             extra += max(0, got - want)
-        return missing, extra
+            short += got < want
+        return missing, extra, short
+
+    def tail_missing(self, final_seq: dict[str, int]) -> int:
+        """Events never received after each single-session connection's last one."""
+        return sum(
+            max(0, final_seq[spec.sessions[0]] - last)
+            for spec, last in zip(self.specs, self.last, strict=True)
+            if not spec.multi and last
+        )
 
 
 class LoadClient:
@@ -139,6 +150,7 @@ class LoadClient:
             out = json.loads(await asyncio.wait_for(proc.stdout.readline(), 60))
             await asyncio.wait_for(proc.wait(), 30)
             result.per_conn += out["per_conn"]
+            result.last += out["last"]
             for key in ("opened", "failed", "closed_early", "events", "measured", "gaps", "dups"):
                 setattr(result, key, getattr(result, key) + out[key])
             result.cpu_s += out["cpu_s"]

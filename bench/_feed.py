@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from agentcast.bus import connect, ensure_streams
@@ -129,39 +129,46 @@ async def feed(
     warmup_s: float,
     seconds: float,
     size: int,
-    on_t0: Callable[[int], None],
+    on_plan: Callable[[int], Awaitable[None]],
+    on_t0: Callable[[], None],
 ) -> Fed:
-    """Publish `rate` events/s per session for warmup + seconds; bounded in time and count."""
+    """Publish `rate` events/s per session for warmup + seconds; bounded in time and count.
+
+    The measurement starts at t0 = now + warmup: `on_plan(t0)` is awaited first (the
+    clients learn t0 before any event they must count can reach them), `on_t0()` is
+    called when t0 passes; events stamped `ts >= t0` are the measured ones.
+    """
     text = "x" * size
     seq = dict.fromkeys(sessions, 0)
     fed = Fed(total=dict.fromkeys(sessions, 0), measured=dict.fromkeys(sessions, 0))
     total_rate = rate * len(sessions)
     limit = int(total_rate * (warmup_s + seconds))
+    fed.t0_ns = t0 = time.time_ns() + int(warmup_s * 1e9)
+    await on_plan(t0)
     start = time.perf_counter()
-    measuring = False
+    measure_start = 0.0
     k = 0
     while k < limit:
         elapsed = time.perf_counter() - start
         if elapsed >= warmup_s + seconds:
             break
-        if not measuring and elapsed >= warmup_s:
-            measuring = True
-            fed.t0_ns = time.time_ns()
-            measure_start = time.perf_counter()
-            on_t0(fed.t0_ns)
         due = min(limit, int(elapsed * total_rate) + 1)
         while k < due:
             session = sessions[k % len(sessions)]
             k += 1
             seq[session] += 1
+            ts = time.time_ns()
             event = make_event(
                 TextDeltaData(index=0, text=text), id=f"{session}.{seq[session]}",
-                session=session, run=1, seq=seq[session], ts=time.time_ns(),
+                session=session, run=1, seq=seq[session], ts=ts,
             )  # fmt: skip
             await target.publish(session, encode(event))
             fed.total[session] += 1
-            if measuring:
+            if ts >= t0:
+                if not measure_start:
+                    measure_start = time.perf_counter()
+                    on_t0()
                 fed.measured[session] += 1
         await asyncio.sleep(_TICK_S)
-    fed.measured_s = time.perf_counter() - measure_start if measuring else 0.0
+    fed.measured_s = time.perf_counter() - measure_start if measure_start else 0.0
     return fed

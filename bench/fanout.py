@@ -145,18 +145,18 @@ async def _measure(
 
         profilers: list[subprocess.Popen[bytes]] = []
 
-        def on_t0(t0: int) -> None:
+        async def on_plan(t0: int) -> None:
+            for c in clients:
+                await c.command(f"measure {t0}")
+
+        def on_t0() -> None:
             if profile is not None:
                 profilers.extend(_profile(server_pids, profile, w.seconds))
             marks.update({f"{k}0": v for k, v in sample().items()})
-            for c in clients:
-                for proc in c.procs:
-                    assert proc.stdin is not None
-                    proc.stdin.write(f"measure {t0}\n".encode())
 
         loadavg = _procs.loadavg()
         fed = await feed(target, session_ids(w.sessions), w.rate, warmup_s=w.warmup,
-                         seconds=w.seconds, size=w.size, on_t0=on_t0)  # fmt: skip
+                         seconds=w.seconds, size=w.size, on_plan=on_plan, on_t0=on_t0)  # fmt: skip
         feed_end = time.monotonic()
         fed.lost_upstream = await target.close()
         expected_all = sum(fed.total[s] for spec in specs for s in spec.sessions)
@@ -172,11 +172,12 @@ async def _measure(
     for r in results[1:]:
         merged.specs += r.specs
         merged.per_conn += r.per_conn
+        merged.last += r.last
         for key in ("closed_early", "events", "measured", "gaps", "dups", "over"):
             setattr(merged, key, getattr(merged, key) + getattr(r, key))
         for b, n in r.hist.items():
             merged.hist[b] = merged.hist.get(b, 0) + n
-    missing, extra = merged.loss(fed.measured)
+    missing, extra, short = merged.loss(fed.measured)
     delivered = merged.measured
     window = end["wall"] - marks["wall0"]
     per = {k: (end[k] - marks[f"{k}0"]) / max(1, delivered) * 1e6
@@ -199,6 +200,7 @@ async def _measure(
         "max_ms": round(merged.percentile(1.0), 3),
         "memory_kib_per_conn": [[n, round(kib, 2)] for n, kib in memory],
         "missing": missing, "extra": extra, "gaps": merged.gaps, "dups": merged.dups,
+        "short_conns": short, "tail_missing": merged.tail_missing(fed.total),
         "closed_early": merged.closed_early, "lost_upstream": fed.lost_upstream,
         "drain_s": round(time.monotonic() - feed_end, 2),
     }  # fmt: skip

@@ -296,6 +296,8 @@ static void print_result(void) {
            "\"measured\":%lu,\"gaps\":%lu,\"dups\":%lu,\"cpu_s\":%.3f,\"hist_over\":%lu,\"per_conn\":[",
            nconns, opened, failed, open_now, closed_early, events, measured, gaps, dups, cpu, hist_over);
     for (int i = 0; i < nconns; i++) printf(i ? ",%lu" : "%lu", conns[i].measured);
+    printf("],\"last\":[");
+    for (int i = 0; i < nconns; i++) printf(i ? ",%ld" : "%ld", (long)conns[i].last_seq);
     printf("],\"hist\":[");
     int first = 1;
     for (int b = 0; b < HIST_BUCKETS; b++)
