@@ -7,7 +7,6 @@ import asyncio
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from support.events import build_events, publish_events, simple_run, unique_session
 
 from agentcast.events import type_of
 from agentcast.subjects import LIVE_PREFIX
@@ -15,6 +14,7 @@ from gateway.frames import Frame
 from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
 from gateway.upstream import Tap, positions
+from tests.support.events import build_events, publish_events, simple_run, unique_session
 
 
 def test_positions_come_from_the_raw_header_block() -> None:
