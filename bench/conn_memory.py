@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import os
 import sys
 import tempfile
 import tracemalloc
+from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -56,6 +58,8 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
         warm = LoadClient(binary, transport, port, specs[:1], tmp)
         await warm.start()
         await asyncio.sleep(0.5)
+        gc.collect()
+        tracked0 = Counter(type(o).__qualname__ for o in gc.get_objects())
         tracemalloc.start(8)
         rss0 = _procs.pss_kib([os.getpid()])
         before = tracemalloc.take_snapshot()
@@ -65,6 +69,11 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
         after = tracemalloc.take_snapshot()
         rss1 = _procs.pss_kib([os.getpid()])
         n = clients - 1
+        gc.collect()
+        tracked = Counter(type(o).__qualname__ for o in gc.get_objects())
+        tracked.subtract(tracked0)
+        print(f"objects the garbage collector tracks, per connection: {tracked.total() / n:.1f}")
+        print("  " + ", ".join(f"{k} {v / n:.1f}" for k, v in tracked.most_common(12)))
         stats = after.compare_to(before, "lineno")
         heap = sum(s.size_diff for s in stats)
         print(f"{n} idle {transport} connections: Python heap +{heap / n / 1024:.2f} KiB each, "
