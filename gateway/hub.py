@@ -46,6 +46,8 @@ _PENDING_MSGS: Final = 65_536
 _PENDING_BYTES: Final = 64 * 1024 * 1024
 _HELD_MAX: Final = 10_000
 _REFILL_RETRY_S: Final = 0.5
+_HEARTBEAT_SLICE: Final = 500
+_BEAT: Final = chunk(HEARTBEAT)
 FIREHOSE: Final = "*"
 
 
@@ -261,16 +263,26 @@ class Hub:
                     topic.resync()
 
     async def heartbeats(self) -> None:
-        """Write a comment to every SSE client each `heartbeat_s` (proxies, dead peers)."""
-        beat = chunk(HEARTBEAT)
+        """Run `beat()` every `heartbeat_s`, until cancelled."""
         while True:
             await asyncio.sleep(self.heartbeat_s)
-            for sink in list(self.sinks):
-                if sink.kind == "sse" and sink.reason is None:
-                    if sink.buffered() > sink.limit:
-                        sink.finish("lagged")
-                    else:
-                        sink.write(beat)
+            await self.beat()
+
+    async def beat(self) -> None:
+        """Write a comment to every SSE client sent nothing since the last pass (proxies, dead
+        peers); drop those still too far behind as lagged.
+        """
+        for i, sink in enumerate(list(self.sinks)):
+            if i % _HEARTBEAT_SLICE == _HEARTBEAT_SLICE - 1:
+                await asyncio.sleep(0)  # 10,000 writes in one go would stall every stream
+            if sink.kind != "sse" or sink.reason is not None:
+                continue
+            if sink.buffered() > sink.limit:
+                sink.finish("lagged")
+            elif sink.active:
+                sink.active = False
+            else:
+                sink.write(_BEAT)
 
     def shutdown(self) -> None:
         """Finish every stream: SSE clients get a retry hint, WebSockets close 1012."""

@@ -62,8 +62,8 @@ class Flusher:
 
 
 class Sink:
-    __slots__ = ("_event", "_out", "_out_bytes", "_sse", "_waiter", "flusher", "kind", "limit",
-                 "reason", "stats", "subs", "transport")  # fmt: skip
+    __slots__ = ("_event", "_out", "_out_bytes", "_sse", "_waiter", "active", "flusher", "kind",
+                 "limit", "reason", "stats", "subs", "transport")  # fmt: skip
 
     def __init__(
         self,
@@ -83,6 +83,8 @@ class Sink:
         self._sse = kind == "sse"
         self._out: list[bytes] | None = None
         self._out_bytes = 0
+        self.active = False
+        """Sent events since the hub's last heartbeat pass (which then skips this client)."""
         # Made on demand: an idle connection carries no Event or Future.
         self._waiter: asyncio.Future[None] | None = None
         self._event: asyncio.Event | None = None
@@ -116,6 +118,7 @@ class Sink:
             self.finish("disconnected")
             return
         self.transport.write(out[0] if len(out) == 1 else b"".join(out))
+        self.active = True
         self.stats.events_out[self.kind] += len(out)
         self.stats.bytes_out[self.kind] += size
 

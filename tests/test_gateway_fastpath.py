@@ -10,7 +10,8 @@ from nats.js import JetStreamContext
 
 from agentcast.events import type_of
 from agentcast.subjects import LIVE_PREFIX
-from gateway.frames import Frame
+from gateway.frames import HEARTBEAT, Frame, chunk
+from gateway.hub import Hub
 from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
 from gateway.upstream import Tap, positions
@@ -112,3 +113,20 @@ async def test_a_closed_transport_ends_the_sink_as_disconnected_at_flush() -> No
     await asyncio.sleep(0)
     await asyncio.wait_for(waiter, 1)
     assert sink.reason == "disconnected" and transport.writes == []
+
+
+async def test_heartbeats_go_to_idle_sse_clients_only() -> None:
+    hub = Hub(object(), None, Stats(), replay_batch=1, heartbeat_s=15)  # type: ignore[arg-type]
+    busy, idle = _Transport(), _Transport()
+    hub.sinks = {
+        Sink(busy, "sse", 1 << 20, hub.stats, hub.flusher),
+        Sink(idle, "sse", 1 << 20, hub.stats, hub.flusher),
+    }
+    for sink in hub.sinks:
+        if sink.transport is busy:
+            sink.offer(Frame(1, "s", "status", b"{}"))
+    await asyncio.sleep(0)
+    await hub.beat()
+    assert idle.writes == [chunk(HEARTBEAT)] and len(busy.writes) == 1
+    await hub.beat()  # nothing sent to either since the last pass
+    assert len(idle.writes) == 2 and busy.writes[1:] == [chunk(HEARTBEAT)]
