@@ -16,6 +16,7 @@ stalled reader never grows memory and never slows the others.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, Final, Literal
@@ -27,6 +28,8 @@ from gateway.telemetry import Stats
 
 if TYPE_CHECKING:
     from gateway.feed import Subscription
+
+logger = logging.getLogger(__name__)
 
 Kind = Literal["sse", "ws"]
 Reason = Literal["lagged", "shutdown", "disconnected", "error"]
@@ -58,7 +61,12 @@ class Flusher:
     def flush(self) -> None:
         dirty, self._dirty = self._dirty, []
         for sink in dirty:
-            sink.flush()
+            try:
+                sink.flush()
+            except Exception:  # one broken connection must not leave the others unflushed
+                logger.exception("write to a %s client failed", sink.kind)
+                sink._out = None
+                sink.finish("error")
 
 
 class Sink:

@@ -69,7 +69,12 @@ class Tap:
             except ValueError:
                 await original(sid, subject, reply, data, headers)
                 return
-            route(subject, data, seq, last)
+            try:
+                route(subject, data, seq, last)
+            except (
+                Exception
+            ):  # inside nats-py's parser, an escaping error would drop the connection
+                logger.exception("live message on %r failed", subject)
 
         nc._process_msg = process_msg  # type: ignore[method-assign]
 
