@@ -68,3 +68,48 @@ async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
     assert f"port {port} is already in use" in err.decode()
+
+
+def _child_pid(data: Path, role: str) -> int | None:
+    for pid in _procs_mentioning(str(data)):
+        try:
+            argv = (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"agentcast.cli" in argv and role.encode() in argv:
+            return pid
+    return None
+
+
+async def _wait_for_pid(data: Path, role: str, not_pid: int | None = None) -> int:
+    for _ in range(200):  # bounded: about 20 s
+        pid = _child_pid(data, role)
+        if pid is not None and pid != not_pid:
+            return pid
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"no {role} process")
+
+
+async def test_a_child_that_dies_is_reported_and_restarted_one_that_keeps_dying_stops_all(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    async with running_up(data) as up:
+        first = await _wait_for_pid(data, "archiver")
+        os.kill(first, signal.SIGKILL)
+        second = await _wait_for_pid(data, "archiver", not_pid=first)
+        stderr = (data / "up.stderr").read_text()
+        assert "archiver exited with code -9; restarting" in stderr
+        # Dying again and again within a minute: up gives up loudly, and cleanly.
+        victim = second
+        for _ in range(4):
+            os.kill(victim, signal.SIGKILL)
+            try:
+                victim = await _wait_for_pid(data, "archiver", not_pid=victim)
+            except AssertionError:
+                break
+        assert await asyncio.wait_for(up.proc.wait(), 60) == 1
+    stderr = (data / "up.stderr").read_text()
+    assert "archiver keeps exiting" in stderr and "stopping everything" in stderr
+    await asyncio.sleep(0.5)
+    assert _procs_mentioning(str(data)) == []
