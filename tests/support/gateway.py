@@ -37,8 +37,11 @@ def token(scopes: tuple[str, ...] = ("read",), sessions: str = "*", ttl_s: int =
 class GatewayProcess:
     """`agentcast gateway` as a child process; start() waits for /readyz."""
 
-    def __init__(self, nats_url: str, data_dir: Path, port: int | None = None) -> None:
+    def __init__(
+        self, nats_url: str, data_dir: Path, port: int | None = None, *args: str
+    ) -> None:
         self.nats_url = nats_url
+        self.args = args
         self.data_dir = data_dir
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
@@ -60,7 +63,8 @@ class GatewayProcess:
     def start(self, timeout: float = 60.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", self.nats_url,
-               "--port", str(self.port), "--data", str(self.data_dir), "--log-level", "WARNING"]  # fmt: skip
+               "--port", str(self.port), "--data", str(self.data_dir), "--log-level", "WARNING",
+               *self.args]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
                 cmd, env={**os.environ, **GATEWAY_ENV}, stdout=log, stderr=log
