@@ -59,15 +59,24 @@ def descendants(pid: int) -> list[int]:
 
 
 def cpu_s(pids: list[int]) -> float:
-    """user + system CPU seconds of these processes (those still alive)."""
+    """CPU seconds these processes (every thread) have run, from the scheduler's own clock.
+
+    /proc/<pid>/stat's utime and stime are sampled at timer ticks, which misjudges
+    processes that run in short bursts (a mostly idle server: runs of the same
+    workload gave 19 and 51 µs per event); schedstat's run time is exact to the ns.
+    """
     total = 0
     for pid in pids:
         try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            tids = os.listdir(f"/proc/{pid}/task")
         except OSError:
             continue
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICK
+        for tid in tids:
+            try:
+                total += int(Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split()[0])
+            except (OSError, ValueError, IndexError):
+                continue
+    return total / 1e9
 
 
 def pss_kib(pids: list[int]) -> int:

@@ -10,8 +10,8 @@ Fan-out workloads (bench/fanout.py does one run; this repeats it):
             connection measured after the first 5,000 and after all 10,000
   w4        1,000 SSE clients over 100 sessions at 40,000, 60,000 and 80,000 deliveries/s
   ws        w1 over WebSocket and over SSE, alternately (the ratio of their costs)
-  firehose  one dashboard following 1,000 sessions (2 events/s each, GET /v1/events)
-            against one client on a single session at the same 2,000 events/s
+  firehose  one dashboard following 1,000 sessions (GET /v1/events) at 2 and at 10 events/s
+            each, against one client on a single session at the same 2,000 and 10,000 events/s
 Each run of a workload runs agentcast, then nginx + Nchan on the same workload
 (unless --no-nchan; Nchan has no glob subscription, so not for the firehose).
 Before each run the script waits (up to a minute) for other programs to leave
@@ -46,8 +46,10 @@ WORKLOADS: dict[str, list[tuple[str, Workload]]] = {
     "w4": [(f"W4 {r}k", replace(_W1, rate=r)) for r in (40, 60, 80)],
     "ws": [("W1 SSE", _W1), ("W1 WS", replace(_W1, transport="ws"))],
     "firehose": [
-        ("firehose", Workload(clients=1, sessions=1000, rate=2, firehose=True)),
-        ("single session", Workload(clients=1, sessions=1, rate=2000)),
+        ("firehose 2k", Workload(clients=1, sessions=1000, rate=2, firehose=True)),
+        ("single session 2k", Workload(clients=1, sessions=1, rate=2000)),
+        ("firehose 10k", Workload(clients=1, sessions=1000, rate=10, firehose=True)),
+        ("single session 10k", Workload(clients=1, sessions=1, rate=10000)),
     ],
 }
 OTHERS = {
