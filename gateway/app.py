@@ -180,4 +180,5 @@ class _GatewayApp(FastAPI):
             kept = {k: v for k, v in scope.items() if k in _ASGI_SCOPE_KEYS}
             scope.clear()
             scope.update(kept)
+            del kept  # this frame lives as long as the stream
             await stream(receive, send)

@@ -219,6 +219,49 @@ def hand_off(scope: MutableMapping[str, Any], stream: Stream) -> None:
     scope[STREAM] = stream
 
 
+class Watch(asyncio.Protocol):
+    """The connection's own protocol, unchanged, except that losing the peer finishes the sink.
+
+    An SSE client sends nothing after its request, so rather than a task
+    awaiting ASGI `receive()` for the disconnect (a task, four coroutines and
+    a future per idle connection), `Watch(sink)` wraps the server's protocol to
+    hear `connection_lost` itself; every call still reaches the server's
+    protocol. `stop()` puts the server's protocol back.
+    """
+
+    __slots__ = ("_inner", "_sink")
+
+    def __init__(self, sink: Sink) -> None:
+        self._sink = sink
+        self._inner: asyncio.Protocol = sink.transport.get_protocol()  # type: ignore[assignment]
+        sink.transport.set_protocol(self)
+        if sink.transport.is_closing():  # gone before the wrapper was in place
+            sink.finish("disconnected")
+
+    def stop(self) -> None:
+        if self._sink.transport.get_protocol() is self:
+            self._sink.transport.set_protocol(self._inner)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self._inner.connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        self._inner.data_received(data)
+
+    def eof_received(self) -> bool | None:
+        return self._inner.eof_received()
+
+    def pause_writing(self) -> None:
+        self._inner.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._inner.resume_writing()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._sink.finish("disconnected")
+        self._inner.connection_lost(exc)
+
+
 def transport_of(scope: MutableMapping[str, Any]) -> asyncio.WriteTransport:
     """The connection's transport, from the server's `send` (uvicorn's protocols hold it)."""
     transport = getattr(getattr(scope.get(RAW_SEND), "__self__", None), "transport", None)

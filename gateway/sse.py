@@ -32,7 +32,7 @@ from gateway.params import (
     parse_types,
     replay_filter,
 )
-from gateway.sink import Sink, hand_off, transport_of
+from gateway.sink import Sink, Watch, hand_off, transport_of
 
 if TYPE_CHECKING:
     from gateway.app import Gateway
@@ -190,8 +190,8 @@ class EventStream(Response):
         )
         sink.subs.append(sub)
         await self.gw.hub.attach(self.key, sub)
-        # The one task a connection keeps besides its own: waiting for the client to go away.
-        watcher = asyncio.ensure_future(watch_disconnect(receive, sink))
+        # An SSE client sends nothing more: its disconnect is heard on the transport.
+        watch = Watch(sink)
         try:
             if self.after != NOW:
                 try:
@@ -201,15 +201,7 @@ class EventStream(Response):
                     sink.finish("error")
             await sink.wait()
         finally:
-            watcher.cancel()
-            await asyncio.gather(watcher, return_exceptions=True)
-
-
-async def watch_disconnect(receive: Receive, sink: Sink) -> None:
-    """Finish `sink` when the client disconnects (an SSE client sends nothing else)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
-    sink.finish("disconnected")
+            watch.stop()
 
 
 async def _close(sink: Sink, send: Send) -> None:

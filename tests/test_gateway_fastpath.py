@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import struct
+from collections.abc import Callable
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -16,6 +19,7 @@ from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
 from gateway.upstream import Tap, positions
 from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.gateway import GatewayProcess, token
 
 
 def test_positions_come_from_the_raw_header_block() -> None:
@@ -130,3 +134,39 @@ async def test_heartbeats_go_to_idle_sse_clients_only() -> None:
     assert idle.writes == [chunk(HEARTBEAT)] and len(busy.writes) == 1
     await hub.beat()  # nothing sent to either since the last pass
     assert len(idle.writes) == 2 and busy.writes[1:] == [chunk(HEARTBEAT)]
+
+
+async def test_sse_clients_that_go_away_are_released_with_their_subscriptions(
+    gateway: GatewayProcess,
+) -> None:
+    """No task waits on an SSE client's socket: the transport itself reports it gone."""
+    session = unique_session("gone")
+    open_before = gateway.metric("agentcast_gateway_connections", transport="sse")
+    subs_before = gateway.metric("agentcast_gateway_subscriptions")
+    socks = []
+    for i in range(20):
+        sock = socket.create_connection(("127.0.0.1", gateway.port))
+        sock.sendall(
+            f"GET /v1/sessions/{session}/events?from=now HTTP/1.1\r\nHost: x\r\n"
+            f"Authorization: Bearer {token()}\r\n\r\n".encode()
+        )
+        if i % 2:  # half reset, half closed in order
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        socks.append(sock)
+    await _until(lambda: gateway.metric("agentcast_gateway_subscriptions") >= subs_before + 20)
+    for sock in socks:
+        sock.close()
+    await _until(
+        lambda: (
+            gateway.metric("agentcast_gateway_connections", transport="sse") <= open_before
+            and gateway.metric("agentcast_gateway_subscriptions") <= subs_before
+        )
+    )
+
+
+async def _until(predicate: Callable[[], bool], rounds: int = 400) -> None:
+    for _ in range(rounds):
+        if await asyncio.to_thread(predicate):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("never happened")
