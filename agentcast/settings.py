@@ -70,6 +70,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Messages API the agents use (e.g. the scripted model); empty means Anthropic's."""
     claude_config_dir: str = ""
     """CLAUDE_CONFIG_DIR for the agents' CLI; empty keeps the CLI's default (~/.claude)."""
+    worker_lost_after_s: float = 30.0
+    """Bound on how long a dead worker's runs stay open before `run.failed` worker_lost.
+
+    Also how long a run request a dead worker had taken waits to be redelivered."""
 
     # -- gateway -----------------------------------------------------------------
     host: str = "127.0.0.1"

@@ -24,6 +24,7 @@ from agentcast.events import (
     RunFailedData,
 )
 from agentcast.policy import RunOptions
+from producer.cli_guard import guarded_cli_path
 from producer.normalize import Draft, Normalizer
 
 logger = logging.getLogger(__name__)
@@ -83,6 +84,8 @@ class AgentRun:
             env=self._env,
             resume=self._resume,
             stderr=self._on_stderr,
+            # The CLI under a guard that ends it, and its tools, when the worker dies.
+            cli_path=guarded_cli_path(),
         )
 
     async def execute(self, emit: Emit) -> EventData:

@@ -5,15 +5,22 @@ Request flow: parse (producer/requests.py) -> reject, or claim the session
 (producer/conversation.py), which runs the agent and its follow-ups.
 
 A request for a session whose run is still open elsewhere is put back with a
-delay (`nak`) and tried again, up to `_BUSY_REDELIVERIES` times; a session
-whose last run was left open by a worker that died (nobody answers its
-control subject) is closed with `run.failed` kind `worker_lost` first.
+delay (`nak`) and tried again for at least twice `worker_lost_after_s`; a
+session whose last run was left open by a worker that died is closed with
+`run.failed` kind `worker_lost` first: by the scan of producer/worker_leases.py
+within that bound, or at once when the session has no record and nobody
+answers its control subject.
+
+A request is acknowledged only once its run is claimed: a request that a
+worker took and died with comes back after `ack_wait` = `worker_lost_after_s`
+and goes to a surviving worker.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 from collections.abc import Coroutine
 from typing import Any
@@ -35,6 +42,7 @@ from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, r
 from producer.conversation import Conversation
 from producer.publisher import SessionPublisher
 from producer.requests import AcceptedRun, RefusedRun, parse_run_request
+from producer.worker_leases import WorkerLeases
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +65,10 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._env = agent_env(settings)
         self._acks = AckRouter(nc)
+        self.leases = WorkerLeases(nc, settings, close_lost=self._close_lost)
+        self._busy_redeliveries = max(
+            _BUSY_REDELIVERIES, math.ceil(2 * settings.worker_lost_after_s / _BUSY_DELAY_S)
+        )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -64,11 +76,16 @@ class Worker:
     async def run(self) -> None:
         """Take requests until stopped, then finish or cancel the runs in flight."""
         await self._acks.start()
+        await self.leases.start()
         sub = await self._js.pull_subscribe(
             RUNS_SUBMIT,
             durable=WORKERS_DURABLE,
             stream=RUNS_STREAM,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=30, max_ack_pending=-1),
+            config=ConsumerConfig(
+                ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=self._settings.worker_lost_after_s,
+                max_ack_pending=-1,
+            ),
         )
         logger.info("Worker ready: up to %d agents at once", self._settings.concurrency)
         try:
@@ -105,6 +122,7 @@ class Worker:
                 for conversation in list(self.conversations.values()):
                     conversation.cancel("worker shutdown")
                 await asyncio.wait(pending, timeout=self._settings.cancel_grace_s + 15)
+        await self.leases.stop()
         await self._acks.stop()
         logger.info("Worker stopped")
 
@@ -122,16 +140,25 @@ class Worker:
             if held is not None:
                 await msg.nak(delay=_BUSY_DELAY_S)
                 return
-            conversation = await self._claim(msg, session, parsed)
-            if conversation is None:
+            # The record comes first: a worker that dies after its claim leaves
+            # a record for the survivors' scan to find.
+            record = await self.leases.hold(session)
+            if record is None:
+                await self._busy(msg, session)
                 return
-            if isinstance(parsed, RefusedRun):
-                await conversation.fail_queued(parsed.error, "policy")
-                return
-            slot_held = False  # the conversation releases it after the first run
-            if conversation.run > 1:
-                conversation.claude_session = await claude_session_of(self._js, session)
-            await conversation.serve(parsed.request.prompt, parsed.options, slots=self._slots)
+            try:
+                conversation = await self._claim(msg, session, parsed)
+                if conversation is None:
+                    return
+                if isinstance(parsed, RefusedRun):
+                    await conversation.fail_queued(parsed.error, "policy")
+                    return
+                slot_held = False  # the conversation releases it after the first run
+                if conversation.run > 1:
+                    conversation.claude_session = await claude_session_of(self._js, session)
+                await conversation.serve(parsed.request.prompt, parsed.options, slots=self._slots)
+            finally:
+                await self.leases.release(session, record)
         except Exception:
             logger.exception("run request failed")
         finally:
@@ -200,6 +227,12 @@ class Worker:
             return True  # someone is subscribed but slow: do not steal the session
         return True
 
+    async def _close_lost(self, session: str) -> None:
+        """For the leases' scan: close the session's run if its lost worker left one open."""
+        head = await read_head(self._js, session)
+        if head.active:
+            await self._close_abandoned(session, head)
+
     async def _close_abandoned(self, session: str, head: SessionHead) -> SessionHead:
         """Close a run whose worker died, so the session can run again."""
         logger.warning(
@@ -218,7 +251,7 @@ class Worker:
         return await read_head(self._js, session)
 
     async def _busy(self, msg: Msg, session: str) -> None:
-        if msg.metadata.num_delivered < _BUSY_REDELIVERIES:
+        if msg.metadata.num_delivered < self._busy_redeliveries:
             await msg.nak(delay=_BUSY_DELAY_S)
             return
         await self._reject(
