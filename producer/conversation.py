@@ -5,7 +5,9 @@ The worker that claims a session keeps it while a run is in progress and for
 the current run, `message` starts the next run of the same conversation (the
 CLI resumes its transcript), `status` says what it is doing. When the hold
 ends, the session is released; a later follow-up arrives as a run request
-instead, and any worker resumes it the same way.
+instead, and any worker resumes it the same way: each run's transcript is
+saved to the object store before its closing event, and restored from there
+by a worker that does not have it (producer/transcripts.py).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from agentcast.subjects import ctl_subject
 from producer.agent import AgentRun
 from producer.normalize import Draft
 from producer.publisher import SessionPublisher
+from producer.transcripts import TranscriptStore
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class Conversation:
         self._options: RunOptions | None = None
         self.claude_session: str | None = None
         """The Claude Code session this conversation resumes (from its run.started)."""
+        self.transcripts: TranscriptStore | None = None
+        """Where transcripts are saved after each run and restored from before a resume."""
         self._next: asyncio.Queue[tuple[str, RunOptions]] = asyncio.Queue()
         self._ctl: Subscription | None = None
         self._hold_ended = asyncio.Event()
@@ -133,6 +138,10 @@ class Conversation:
 
     async def _execute(self, prompt: str, options: RunOptions) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
+        if self.transcripts is not None and self.claude_session:
+            self.claude_session = await self.transcripts.restore(
+                self.session, self.claude_session, self.workspace
+            )
         agent = AgentRun(
             session=self.session,
             prompt=prompt,
@@ -160,6 +169,9 @@ class Conversation:
             closing = RunFailedData(error=str(exc), kind="delivery_timeout")
         finally:
             self._current = None
+        if self.transcripts is not None:
+            # Before the closing event: a follow-up may start elsewhere right after it.
+            await self.transcripts.save(self.session, self.claude_session, self.workspace)
         await self._close_run(closing)
 
     async def _close_run(self, closing: EventData) -> None:

@@ -42,6 +42,7 @@ from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, r
 from producer.conversation import Conversation
 from producer.publisher import SessionPublisher
 from producer.requests import AcceptedRun, RefusedRun, parse_run_request
+from producer.transcripts import TranscriptStore
 from producer.worker_leases import WorkerLeases
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,7 @@ class Worker:
         self._env = agent_env(settings)
         self._acks = AckRouter(nc)
         self.leases = WorkerLeases(nc, settings, close_lost=self._close_lost)
+        self.transcripts = TranscriptStore(self._js, settings, self._env)
         self._busy_redeliveries = max(
             _BUSY_REDELIVERIES, math.ceil(2 * settings.worker_lost_after_s / _BUSY_DELAY_S)
         )
@@ -77,6 +79,7 @@ class Worker:
         """Take requests until stopped, then finish or cancel the runs in flight."""
         await self._acks.start()
         await self.leases.start()
+        await self.transcripts.start()
         sub = await self._js.pull_subscribe(
             RUNS_SUBMIT,
             durable=WORKERS_DURABLE,
@@ -154,6 +157,7 @@ class Worker:
                     await conversation.fail_queued(parsed.error, "policy")
                     return
                 slot_held = False  # the conversation releases it after the first run
+                conversation.transcripts = self.transcripts
                 if conversation.run > 1:
                     conversation.claude_session = await claude_session_of(self._js, session)
                 await conversation.serve(parsed.request.prompt, parsed.options, slots=self._slots)

@@ -20,6 +20,7 @@ from agentcast.events import TERMINAL_TYPES, AnyEvent
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, session_events
 from producer.worker import WORKERS_DURABLE, Worker
+from tests.support.roles import Role
 
 
 def worker_settings(settings: Settings, tmp: Path, model_url: str, **changes: object) -> Settings:
@@ -91,3 +92,24 @@ def processes_in(directory: Path) -> list[int]:
         if state != "Z" and (cwd == root or cwd.startswith(root + "/")):
             found.append(int(entry.name))
     return found
+
+
+def worker_role(settings: Settings, tmp: Path, name: str, model_url: str, **changes: object) -> Role:
+    """`agentcast worker` as a real process (for kill -9), with a disk of its own under tmp/name."""
+    home = tmp / name
+    values: dict[str, object] = {
+        "nats_url": settings.nats_url,
+        "data_dir": str(home / "data"),
+        "anthropic_base_url": model_url,
+        "workspace_root": str(home / "workspaces"),
+        "claude_config_dir": str(home / "claude"),
+        "session_hold_s": 0.5,
+        "concurrency": 1,
+    }
+    # Whatever credentials the test's settings carry, the worker gets too (via env, never argv).
+    for field in ("nats_user", "nats_password"):
+        if getattr(settings, field, None):
+            values[field] = getattr(settings, field)
+    values.update(changes)
+    env = {"AGENTCAST_" + key.upper(): str(value) for key, value in values.items() if value is not None}
+    return Role("worker", ["--log-level", "INFO"], env, tmp / f"{name}.log", "Worker ready")
