@@ -246,3 +246,49 @@ async def wait_until_async(probe, expected, timeout: float) -> None:  # type: ig
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"still {last!r}, expected {expected!r}")
+
+
+_SLEEPER = {
+    "name": "sleeper",
+    "description": "A Bash call that outlives its worker unless it is killed with it.",
+    "keywords": ["sleeper"],
+    "turns": [
+        {"blocks": [
+            {"type": "text", "text": "Starting long commands."},
+            # One child in the CLI's process group, one that left it (setsid).
+            {"type": "tool_use", "name": "Bash", "input": {"command": "setsid sleep 617 & sleep 613", "description": "Wait"}},
+        ]},
+        {"blocks": [{"type": "text", "text": "Done."}]},
+    ],
+}
+
+
+async def test_kill_9_mid_tool_call_leaves_no_cli_and_no_tool_process(
+    private_nats: PrivateNats, tmp_path: Path
+) -> None:
+    scenarios = tmp_path / "scenarios"
+    scenarios.mkdir()
+    (scenarios / "sleeper.json").write_text(json.dumps(_SLEEPER))
+    js = private_nats.nc.jetstream()
+    session = unique_name("sleeper")
+    async with ScriptedModel(speed=0, scenarios_dir=scenarios) as model:
+        worker = worker_role(private_nats.settings, tmp_path, "x", model.url)
+        workspace = tmp_path / "x" / "workspaces" / session
+        try:
+            worker.start()
+            await submit(js, session, "[scenario:sleeper] wait a long time")
+
+            def sleeping() -> bool:
+                names = []
+                for pid in processes_in(workspace):
+                    try:
+                        names.append(Path(f"/proc/{pid}/cmdline").read_bytes())
+                    except OSError:
+                        pass
+                return sum(b"sleep\x0061" in name for name in names) == 2
+
+            await wait_until(sleeping, 60, "both sleeps to run")
+            worker.kill()
+            await _no_cli_left(workspace)
+        finally:
+            worker.stop()
