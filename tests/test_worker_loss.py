@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from nats.js import JetStreamContext
@@ -25,6 +26,7 @@ from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, SESSIONS_BUCKET, EVENTS
 from producer.worker import WORKERS_DURABLE
 from producer.worker_leases import RUNNING_BUCKET
 from tests.support.nats import PrivateNats
+from tests.support.proxy import Partition
 from tests.support.roles import Role, unique_name, wait_until
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, processes_in, running_worker, submit, worker_role, worker_settings
@@ -292,3 +294,38 @@ async def test_kill_9_mid_tool_call_leaves_no_cli_and_no_tool_process(
             await _no_cli_left(workspace)
         finally:
             worker.stop()
+
+
+async def test_a_worker_cut_off_from_nats_is_lost_and_writes_nothing_when_it_comes_back(
+    private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
+) -> None:
+    settings = private_nats.settings
+    js = private_nats.nc.jetstream()
+    target = urlparse(str(settings.nats_url))
+    assert target.hostname and target.port
+    partition = Partition(target.hostname, target.port)
+    await partition.start()
+    cut_off = worker_role(
+        settings.replace(nats_url=partition.url), tmp_path, "x", model.url, worker_lost_after_s=LOST_AFTER_S
+    )
+    survivor = worker_role(settings, tmp_path, "y", model.url, worker_lost_after_s=LOST_AFTER_S)
+    session = unique_name("cut")
+    try:
+        await asyncio.to_thread(cut_off.start)  # the proxy serves it from this loop
+        await submit(js, session, "[scenario:slow] a long answer please")
+        await _streaming(js, session)
+        await asyncio.to_thread(survivor.start)
+        following = asyncio.create_task(follow(js, session, timeout=120))
+        partition.cut()
+        events = await following
+        assert events[-1].type == "run.failed" and events[-1].data["kind"] == "worker_lost"
+        lost_seq = events[-1].seq
+
+        # It comes back: its next event is refused (one writer per session), so it stops its agent.
+        partition.heal()
+        await _no_cli_left(tmp_path / "x" / "workspaces" / session)
+        last = await js.get_last_msg(EVENTS_STREAM, f"agentcast.evt.{session}.>", direct=True)
+        assert json.loads(last.data or b"{}")["seq"] == lost_seq
+    finally:
+        await asyncio.to_thread(_stop, cut_off, survivor)
+        await partition.stop()
