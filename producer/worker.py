@@ -27,16 +27,15 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 
 from agentcast.codec import encode
-from agentcast.control import ControlRequest, RunRejected
+from agentcast.control import RunRejected
 from agentcast.events import RunFailedData, RunQueuedData
 from agentcast.settings import Settings
-from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT, ctl_subject
+from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT
 from producer.acks import AckRouter
 from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
 from producer.conversation import Conversation
@@ -90,6 +89,7 @@ class Worker:
                 max_ack_pending=-1,
             ),
         )
+        await self._check_redelivery(sub)
         logger.info("Worker ready: up to %d agents at once", self._settings.concurrency)
         try:
             while not self._stopping.is_set():
@@ -107,6 +107,22 @@ class Worker:
                 self._spawn(self._handle(msgs[0]))
         finally:
             await self._shutdown()
+
+    async def _check_redelivery(self, sub: JetStreamContext.PullSubscription) -> None:
+        """Say so when the durable, made earlier, redelivers after another bound than ours."""
+        try:
+            ack_wait = (await sub.consumer_info()).config.ack_wait
+        except Exception as exc:
+            logger.debug("consumer info failed: %r", exc)
+            return
+        if ack_wait is not None and abs(ack_wait - self._settings.worker_lost_after_s) > 0.5:
+            logger.warning(
+                "consumer %s redelivers a dead worker's request after %.0fs, "
+                "not worker_lost_after_s %.0fs: it was made with another setting",
+                WORKERS_DURABLE,
+                ack_wait,
+                self._settings.worker_lost_after_s,
+            )
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -173,7 +189,7 @@ class Worker:
         self, msg: Msg, session: str, parsed: AcceptedRun | RefusedRun
     ) -> Conversation | None:
         head = await read_head(self._js, session)
-        if head.active and not await self._owner_alive(session):
+        if head.active and not await self.leases.answers(session):
             head = await self._close_abandoned(session, head)
         publisher = SessionPublisher(
             self._acks,
@@ -219,17 +235,6 @@ class Worker:
     def _released(self, conversation: Conversation) -> None:
         if self.conversations.get(conversation.session) is conversation:
             del self.conversations[conversation.session]
-
-    async def _owner_alive(self, session: str) -> bool:
-        try:
-            await self._nc.request(
-                ctl_subject(session), encode(ControlRequest(op="status")), timeout=2
-            )
-        except NoRespondersError:
-            return False
-        except (TimeoutError, NatsTimeoutError):
-            return True  # someone is subscribed but slow: do not steal the session
-        return True
 
     async def _close_lost(self, session: str) -> None:
         """For the leases' scan: close the session's run if its lost worker left one open."""

@@ -165,7 +165,7 @@ class WorkerLeases:
             since = self._missing_since.setdefault(worker, now)
             if now - since < self._ttl / 2 or self._beat_ok_at <= since:
                 continue  # not missing long enough, or we may be the one cut off
-            if await self._answers(session):
+            if await self.answers(session):
                 continue  # its conversation still answers: alive after all
             logger.warning("session %s: worker %s is lost, closing its run", session, worker)
             await self._close_lost(session)
@@ -196,7 +196,8 @@ class WorkerLeases:
             return False
         return True
 
-    async def _answers(self, session: str) -> bool:
+    async def answers(self, session: str) -> bool:
+        """Whether some worker's conversation answers the session's control subject."""
         try:
             await self._nc.request(
                 ctl_subject(session), encode(ControlRequest(op="status")), timeout=2

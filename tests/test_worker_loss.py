@@ -16,20 +16,33 @@ from urllib.parse import urlparse
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import KeyNotFoundError, NoKeysError
+from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from agentcast.bus import connect, disconnect
 from agentcast.embedded import free_port
 from agentcast.events import TERMINAL_TYPES
 from agentcast.progress import decode_snapshot
-from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, SESSIONS_BUCKET, EVENTS_STREAM, session_type_filter
+from agentcast.subjects import (
+    EVENTS_STREAM,
+    RUNS_STREAM,
+    RUNS_SUBMIT,
+    SESSIONS_BUCKET,
+    session_type_filter,
+)
 from producer.worker import WORKERS_DURABLE
 from producer.worker_leases import RUNNING_BUCKET
 from tests.support.nats import PrivateNats
 from tests.support.proxy import Partition
 from tests.support.roles import Role, unique_name, wait_until
 from tests.support.scripted import ScriptedModel
-from tests.support.worker import follow, processes_in, running_worker, submit, worker_role, worker_settings
+from tests.support.worker import (
+    follow,
+    processes_in,
+    running_worker,
+    submit,
+    worker_role,
+    worker_settings,
+)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -52,7 +65,7 @@ async def _streaming(js: JetStreamContext, session: str, timeout: float = 60) ->
         try:
             await js.get_last_msg(EVENTS_STREAM, session_type_filter(session, "text.delta"), direct=True)
             return
-        except Exception:
+        except NotFoundError:
             await asyncio.sleep(0.1)
     raise AssertionError(f"{session} never streamed text")
 
