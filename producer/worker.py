@@ -65,7 +65,9 @@ class Worker:
         self._tasks: set[asyncio.Task[None]] = set()
         self._env = agent_env(settings)
         self._acks = AckRouter(nc)
-        self.leases = WorkerLeases(nc, settings, close_lost=self._close_lost)
+        self.leases = WorkerLeases(
+            nc, settings, close_lost=self._close_lost, taken_over=self._taken_over
+        )
         self.transcripts = TranscriptStore(self._js, settings, self._env)
         self._busy_redeliveries = max(
             _BUSY_REDELIVERIES, math.ceil(2 * settings.worker_lost_after_s / _BUSY_DELAY_S)
@@ -161,8 +163,7 @@ class Worker:
                 return
             # The record comes first: a worker that dies after its claim leaves
             # a record for the survivors' scan to find.
-            record = await self.leases.hold(session)
-            if record is None:
+            if not await self.leases.hold(session):
                 await self._busy(msg, session)
                 return
             try:
@@ -178,7 +179,7 @@ class Worker:
                     conversation.claude_session = await claude_session_of(self._js, session)
                 await conversation.serve(parsed.request.prompt, parsed.options, slots=self._slots)
             finally:
-                await self.leases.release(session, record)
+                await self.leases.release(session)
         except Exception:
             logger.exception("run request failed")
         finally:
@@ -235,6 +236,12 @@ class Worker:
     def _released(self, conversation: Conversation) -> None:
         if self.conversations.get(conversation.session) is conversation:
             del self.conversations[conversation.session]
+
+    def _taken_over(self, session: str) -> None:
+        conversation = self.conversations.get(session)
+        if conversation is not None:
+            conversation.end_hold()
+            conversation.cancel("another worker took the session over")
 
     async def _close_lost(self, session: str) -> None:
         """For the leases' scan: close the session's run if its lost worker left one open."""

@@ -14,6 +14,12 @@ run is closed (`close_lost`, the session claim with the expected last subject
 sequence, so of several survivors exactly one writes the `run.failed`), and
 the record is deleted. Worst case from death to close: TTL + 4 scans = two
 thirds of the bound, the rest is slack for a loaded machine.
+
+A worker that was cut off for long enough to be presumed lost checks its
+records when its heartbeat goes through again: one that is gone is put back
+(so a later death is still found), one that another worker holds now is given
+up (`taken_over`). Its events are refused anyway: every publish expects the
+session's last stream sequence.
 """
 
 from __future__ import annotations
@@ -52,6 +58,8 @@ _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 CloseLost = Callable[[str], Awaitable[None]]
 """Closes the session's open run (if any) as worker_lost."""
+TakenOver = Callable[[str], None]
+"""Gives up a session this worker held: another worker has it now."""
 
 
 class Heartbeat(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,12 +86,17 @@ def new_worker_id() -> str:
 class WorkerLeases:
     """This worker's heartbeat and records, and the scan for lost workers' runs."""
 
-    def __init__(self, nc: Client, settings: Settings, close_lost: CloseLost) -> None:
+    def __init__(
+        self, nc: Client, settings: Settings, close_lost: CloseLost, taken_over: TakenOver
+    ) -> None:
         self.worker_id = new_worker_id()
         self._nc = nc
         self._js: JetStreamContext = nc.jetstream()
         self._settings = settings
         self._close_lost = close_lost
+        self._taken_over = taken_over
+        self._held: dict[str, int] = {}
+        """Session -> revision of this worker's record."""
         self._ttl = settings.worker_lost_after_s / 3
         self._workers: KeyValue | None = None
         self._running: KeyValue | None = None
@@ -129,22 +142,48 @@ class WorkerLeases:
 
     # -- this worker's records ---------------------------------------------------
 
-    async def hold(self, session: str) -> int | None:
-        """Record that this worker holds `session`; its revision, or None if another does."""
+    async def hold(self, session: str) -> bool:
+        """Record that this worker holds `session`; False if another worker does."""
         assert self._running is not None
         record = encode(RunningRecord(worker=self.worker_id, since=time.time()))
         try:
-            return await self._running.create(session, record)
+            self._held[session] = await self._running.create(session, record)
         except KeyWrongLastSequenceError:
-            return None  # held elsewhere; if that worker is lost, a scan frees it
+            return False  # held elsewhere; if that worker is lost, a scan frees it
+        return True
 
-    async def release(self, session: str, revision: int) -> None:
+    async def release(self, session: str) -> None:
         """Delete our record, unless someone replaced it since (then it is theirs)."""
+        revision = self._held.pop(session, None)
+        if revision is not None:
+            await self._delete(session, revision)
+
+    async def _delete(self, session: str, revision: int) -> None:
         assert self._running is not None
         try:
             await self._running.delete(session, last=revision)
         except Exception as exc:
             logger.debug("session %s: record not deleted (%r)", session, exc)
+
+    async def _reassert(self) -> None:
+        """After a gap in our heartbeat: put back records a scan deleted, give up taken ones."""
+        assert self._running is not None
+        for session, revision in list(self._held.items()):
+            try:
+                entry = await self._running.get(session)
+            except KeyNotFoundError:
+                entry = None
+            if entry is not None and entry.revision == revision:
+                continue
+            if entry is None and session in self._held:
+                record = encode(RunningRecord(worker=self.worker_id, since=time.time()))
+                with contextlib.suppress(KeyWrongLastSequenceError):
+                    self._held[session] = await self._running.create(session, record)
+                    logger.warning("session %s: record put back after a gap", session)
+                    continue
+            logger.error("session %s: taken over while this worker was cut off", session)
+            self._held.pop(session, None)
+            self._taken_over(session)
 
     # -- the scan ------------------------------------------------------------------
 
@@ -169,7 +208,7 @@ class WorkerLeases:
                 continue  # its conversation still answers: alive after all
             logger.warning("session %s: worker %s is lost, closing its run", session, worker)
             await self._close_lost(session)
-            await self.release(session, revision)
+            await self._delete(session, revision)
         for worker in set(self._missing_since) - {r.worker for r, _ in records.values()}:
             del self._missing_since[worker]
 
@@ -212,7 +251,10 @@ class WorkerLeases:
         assert self._workers is not None
         beat = Heartbeat(host=socket.gethostname(), pid=os.getpid(), started_at=self._started_at)
         await self._workers.put(self.worker_id, encode(beat))
-        self._beat_ok_at = time.monotonic()
+        now, previous = time.monotonic(), self._beat_ok_at
+        self._beat_ok_at = now
+        if previous and now - previous > self._ttl / 2:  # our key may have expired meanwhile
+            await self._reassert()
 
     async def _every(self, step: Callable[[], Awaitable[None]], *, first: bool = False) -> None:
         if not first:

@@ -19,6 +19,8 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
 
 from agentcast.bus import connect, disconnect
+from agentcast.codec import encode
+from agentcast.control import ControlRequest
 from agentcast.embedded import free_port
 from agentcast.events import TERMINAL_TYPES
 from agentcast.progress import decode_snapshot
@@ -27,6 +29,7 @@ from agentcast.subjects import (
     RUNS_STREAM,
     RUNS_SUBMIT,
     SESSIONS_BUCKET,
+    ctl_subject,
     session_type_filter,
 )
 from producer.worker import WORKERS_DURABLE
@@ -342,3 +345,61 @@ async def test_a_worker_cut_off_from_nats_is_lost_and_writes_nothing_when_it_com
     finally:
         await asyncio.to_thread(_stop, cut_off, survivor)
         await partition.stop()
+
+
+async def test_a_worker_back_from_a_cut_during_the_hold_is_found_again_when_it_dies(
+    private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
+) -> None:
+    settings = private_nats.settings
+    nc, js = private_nats.nc, private_nats.nc.jetstream()
+    target = urlparse(str(settings.nats_url))
+    assert target.hostname and target.port
+    partition = Partition(target.hostname, target.port)
+    await partition.start()
+    held = worker_role(
+        settings.replace(nats_url=partition.url),
+        tmp_path,
+        "x",
+        model.url,
+        worker_lost_after_s=LOST_AFTER_S,
+        session_hold_s=300,
+    )
+    survivor = worker_role(settings, tmp_path, "y", model.url, worker_lost_after_s=LOST_AFTER_S)
+    session = unique_name("hold")
+
+    async def recorded() -> bool:
+        try:
+            await (await js.key_value(RUNNING_BUCKET)).get(session)
+        except KeyNotFoundError:
+            return False
+        return True
+
+    try:
+        await asyncio.to_thread(held.start)
+        await asyncio.to_thread(survivor.start)
+        await submit(js, session, "[scenario:quick] remember the word pelican")
+        await follow(js, session)
+        assert await recorded()
+        # Cut off while it holds the session (no run open): presumed lost, its record freed.
+        partition.cut()
+        await wait_until_async(recorded, False, LOST_AFTER_S + SLACK_S)
+        # Back: it still holds the session, so it puts its record back...
+        partition.heal()
+        await wait_until_async(recorded, True, LOST_AFTER_S + SLACK_S)
+        reply = await nc.request(
+            ctl_subject(session),
+            encode(ControlRequest(op="message", text="[scenario:slow] a long follow-up")),
+            timeout=10,
+        )
+        assert json.loads(reply.data)["ok"] is True
+        await wait_until(
+            lambda: bool(processes_in(tmp_path / "x" / "workspaces" / session)), 60, "run 2 on x"
+        )
+        # ...and when it dies in its next run, that run is found and closed too.
+        held.kill()
+        events = await follow(js, session, runs=2, timeout=120)
+    finally:
+        await asyncio.to_thread(_stop, held, survivor)
+        await partition.stop()
+    assert events[-1].run == 2 and events[-1].type == "run.failed"
+    assert events[-1].data["kind"] == "worker_lost"
