@@ -11,31 +11,24 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
-from nats.js.errors import KeyNotFoundError, NoKeysError, NotFoundError
+from nats.js.errors import KeyNotFoundError, NoKeysError
 
 from agentcast.bus import connect, disconnect
-from agentcast.codec import encode
-from agentcast.control import ControlRequest
 from agentcast.embedded import free_port
 from agentcast.events import TERMINAL_TYPES
 from agentcast.progress import decode_snapshot
 from agentcast.subjects import (
-    EVENTS_STREAM,
     RUNS_STREAM,
     RUNS_SUBMIT,
     SESSIONS_BUCKET,
-    ctl_subject,
-    session_type_filter,
 )
 from producer.worker import WORKERS_DURABLE
 from producer.worker_leases import RUNNING_BUCKET
 from tests.support.nats import PrivateNats
-from tests.support.proxy import Partition
 from tests.support.roles import Role, unique_name, wait_until
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import (
@@ -46,12 +39,16 @@ from tests.support.worker import (
     worker_role,
     worker_settings,
 )
+from tests.support.worker_loss import (
+    LOST_AFTER_S,
+    SLACK_S,
+    no_cli_left,
+    stop_all,
+    streaming,
+    wait_for_value,
+)
 
 pytestmark = pytest.mark.timeout(240)
-
-LOST_AFTER_S = 6.0
-"""Small, for quick tests; still twice the heartbeat TTL a loaded machine needs."""
-SLACK_S = 30.0
 
 
 @pytest.fixture(scope="module")
@@ -61,27 +58,11 @@ async def model() -> AsyncIterator[ScriptedModel]:
         yield scripted
 
 
-async def _streaming(js: JetStreamContext, session: str, timeout: float = 60) -> None:
-    """Until the session's agent has streamed text (its CLI is running), bounded."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            await js.get_last_msg(EVENTS_STREAM, session_type_filter(session, "text.delta"), direct=True)
-            return
-        except NotFoundError:
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"{session} never streamed text")
-
-
 def _runner(workers: dict[str, Role], tmp: Path, session: str) -> str:
     """Which worker runs the session: the one whose workspace holds its CLI."""
     found = [name for name in workers if processes_in(tmp / name / "workspaces" / session)]
     assert len(found) == 1, found
     return found[0]
-
-
-async def _no_cli_left(workspace: Path) -> None:
-    await wait_until(lambda: processes_in(workspace) == [], 20, f"no process left in {workspace}")
 
 
 def _terminals(events: list, run: int) -> list:
@@ -96,11 +77,6 @@ async def _records(js: JetStreamContext) -> list[str]:
         return []
 
 
-def _stop(*roles: Role) -> None:
-    for role in roles:
-        role.stop()
-
-
 async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_queue(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
@@ -113,7 +89,14 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
     metrics_port = free_port()
     metrics = Role(
         "metrics",
-        ["--nats", str(settings.nats_url), "--data", str(tmp_path / "metrics"), "--metrics-port", str(metrics_port)],
+        [
+            "--nats",
+            str(settings.nats_url),
+            "--data",
+            str(tmp_path / "metrics"),
+            "--metrics-port",
+            str(metrics_port),
+        ],
         {"AGENTCAST_METRICS_CONSUMER": unique_name("met"), "AGENTCAST_PROGRESS_INTERVAL_S": "0.05"},
         tmp_path / "metrics.log",
         "Metrics ready",
@@ -125,9 +108,9 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
             role.start()
         # Both workers busy (one agent each), then one more request waits in the queue.
         await submit(js, lost, "[scenario:slow] a long answer please")
-        await _streaming(js, lost)
+        await streaming(js, lost)
         await submit(js, busy, "[scenario:slow] another long answer")
-        await _streaming(js, busy)
+        await streaming(js, busy)
         await submit(js, queued, "[scenario:quick] hi")
         dead = _runner(workers, tmp_path, lost)
         survivor = next(name for name in workers if name != dead)
@@ -135,7 +118,7 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
 
         workers[dead].kill()
         killed_at = time.monotonic()
-        await _no_cli_left(tmp_path / dead / "workspaces" / lost)  # the CLI died with it
+        await no_cli_left(tmp_path / dead / "workspaces" / lost)  # the CLI died with it
 
         events = await following
         closed_after = time.monotonic() - killed_at
@@ -163,10 +146,10 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
                 return ""
             return decode_snapshot(entry.value or b"").state
 
-        await wait_until_async(lambda: snapshot_state(), {"completed"}, 30)
-        await wait_until_async(lambda: _records(js), [], 30)
+        await wait_for_value(snapshot_state, "completed", 30)
+        await wait_for_value(lambda: _records(js), [], 30)
     finally:
-        _stop(*workers.values(), metrics)
+        stop_all(*workers.values(), metrics)
     assert "is lost, closing its run" in workers[survivor].output()
 
 
@@ -185,9 +168,9 @@ async def test_kill_9_with_no_survivor_the_next_workers_close_the_run_exactly_on
     try:
         first.start()
         await submit(js, session, "[scenario:slow] a long answer please")
-        await _streaming(js, session)
+        await streaming(js, session)
         first.kill()
-        await _no_cli_left(tmp_path / "x" / "workspaces" / session)
+        await no_cli_left(tmp_path / "x" / "workspaces" / session)
         # Nobody is left to notice. Two new workers start at once and race to close it.
         for worker in later:
             worker.start()
@@ -196,7 +179,7 @@ async def test_kill_9_with_no_survivor_the_next_workers_close_the_run_exactly_on
         await submit(js, session, "[scenario:quick] still there?")
         events = await follow(js, session, runs=2, timeout=120)
     finally:
-        _stop(first, *later)
+        stop_all(first, *later)
     assert len(_terminals(events, 1)) == 1
     assert events[-1].type == "run.completed"
     closers = [w for w in later if "is lost, closing its run" in w.output()]
@@ -232,50 +215,22 @@ async def test_a_request_a_dead_worker_had_taken_is_redelivered_to_a_survivor(
     assert [e.type for e in events].count("run.queued") == 1
 
 
-async def test_a_follow_up_resumes_the_conversation_on_another_worker_without_a_shared_disk(
-    private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
-) -> None:
-    nc, js = private_nats.nc, private_nats.nc.jetstream()
-    session = unique_name("travel")
-    first = worker_settings(private_nats.settings, tmp_path / "x", model.url, session_hold_s=0.1)
-    second = worker_settings(private_nats.settings, tmp_path / "y", model.url, session_hold_s=0.1)
-    async with running_worker(nc, first):
-        await submit(js, session, "[scenario:quick] the secret is heron")
-        await follow(js, session)
-    async with running_worker(nc, second):
-        await submit(js, session, "[scenario:followup] and the secret?")
-        events = await follow(js, session, runs=2)
-    assert events[-1].type == "run.completed" and events[-1].run == 2
-    bodies = await model.requests()
-    resumed = [b for b in bodies if "and the secret?" in json.dumps(b.get("messages", []))]
-    assert resumed and "the secret is heron" in json.dumps(resumed[-1]["messages"])
-    # The second worker had the transcript from the store, not from the first one's disk.
-    restored = list((tmp_path / "y" / "claude" / "projects").rglob("*.jsonl"))
-    assert restored and "the secret is heron" in restored[0].read_text()
-
-
-async def wait_until_async(probe, expected, timeout: float) -> None:  # type: ignore[no-untyped-def]
-    """Poll an async probe until it returns `expected` (or is in a set of them), bounded."""
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = await probe()
-        if last == expected or (isinstance(expected, set) and last in expected):
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"still {last!r}, expected {expected!r}")
-
-
 _SLEEPER = {
     "name": "sleeper",
     "description": "A Bash call that outlives its worker unless it is killed with it.",
     "keywords": ["sleeper"],
     "turns": [
-        {"blocks": [
-            {"type": "text", "text": "Starting long commands."},
-            # One child in the CLI's process group, one that left it (setsid).
-            {"type": "tool_use", "name": "Bash", "input": {"command": "setsid sleep 617 & sleep 613", "description": "Wait"}},
-        ]},
+        {
+            "blocks": [
+                {"type": "text", "text": "Starting long commands."},
+                # One child in the CLI's process group, one that left it (setsid).
+                {
+                    "type": "tool_use",
+                    "name": "Bash",
+                    "input": {"command": "setsid sleep 617 & sleep 613", "description": "Wait"},
+                },
+            ]
+        },
         {"blocks": [{"type": "text", "text": "Done."}]},
     ],
 }
@@ -307,99 +262,6 @@ async def test_kill_9_mid_tool_call_leaves_no_cli_and_no_tool_process(
 
             await wait_until(sleeping, 60, "both sleeps to run")
             worker.kill()
-            await _no_cli_left(workspace)
+            await no_cli_left(workspace)
         finally:
             worker.stop()
-
-
-async def test_a_worker_cut_off_from_nats_is_lost_and_writes_nothing_when_it_comes_back(
-    private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
-) -> None:
-    settings = private_nats.settings
-    js = private_nats.nc.jetstream()
-    target = urlparse(str(settings.nats_url))
-    assert target.hostname and target.port
-    partition = Partition(target.hostname, target.port)
-    await partition.start()
-    cut_off = worker_role(
-        settings.replace(nats_url=partition.url), tmp_path, "x", model.url, worker_lost_after_s=LOST_AFTER_S
-    )
-    survivor = worker_role(settings, tmp_path, "y", model.url, worker_lost_after_s=LOST_AFTER_S)
-    session = unique_name("cut")
-    try:
-        await asyncio.to_thread(cut_off.start)  # the proxy serves it from this loop
-        await submit(js, session, "[scenario:slow] a long answer please")
-        await _streaming(js, session)
-        await asyncio.to_thread(survivor.start)
-        following = asyncio.create_task(follow(js, session, timeout=120))
-        partition.cut()
-        events = await following
-        assert events[-1].type == "run.failed" and events[-1].data["kind"] == "worker_lost"
-        lost_seq = events[-1].seq
-
-        # It comes back: its next event is refused (one writer per session), so it stops its agent.
-        partition.heal()
-        await _no_cli_left(tmp_path / "x" / "workspaces" / session)
-        last = await js.get_last_msg(EVENTS_STREAM, f"agentcast.evt.{session}.>", direct=True)
-        assert json.loads(last.data or b"{}")["seq"] == lost_seq
-    finally:
-        await asyncio.to_thread(_stop, cut_off, survivor)
-        await partition.stop()
-
-
-async def test_a_worker_back_from_a_cut_during_the_hold_is_found_again_when_it_dies(
-    private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
-) -> None:
-    settings = private_nats.settings
-    nc, js = private_nats.nc, private_nats.nc.jetstream()
-    target = urlparse(str(settings.nats_url))
-    assert target.hostname and target.port
-    partition = Partition(target.hostname, target.port)
-    await partition.start()
-    held = worker_role(
-        settings.replace(nats_url=partition.url),
-        tmp_path,
-        "x",
-        model.url,
-        worker_lost_after_s=LOST_AFTER_S,
-        session_hold_s=300,
-    )
-    survivor = worker_role(settings, tmp_path, "y", model.url, worker_lost_after_s=LOST_AFTER_S)
-    session = unique_name("hold")
-
-    async def recorded() -> bool:
-        try:
-            await (await js.key_value(RUNNING_BUCKET)).get(session)
-        except KeyNotFoundError:
-            return False
-        return True
-
-    try:
-        await asyncio.to_thread(held.start)
-        await asyncio.to_thread(survivor.start)
-        await submit(js, session, "[scenario:quick] remember the word pelican")
-        await follow(js, session)
-        assert await recorded()
-        # Cut off while it holds the session (no run open): presumed lost, its record freed.
-        partition.cut()
-        await wait_until_async(recorded, False, LOST_AFTER_S + SLACK_S)
-        # Back: it still holds the session, so it puts its record back...
-        partition.heal()
-        await wait_until_async(recorded, True, LOST_AFTER_S + SLACK_S)
-        reply = await nc.request(
-            ctl_subject(session),
-            encode(ControlRequest(op="message", text="[scenario:slow] a long follow-up")),
-            timeout=10,
-        )
-        assert json.loads(reply.data)["ok"] is True
-        await wait_until(
-            lambda: bool(processes_in(tmp_path / "x" / "workspaces" / session)), 60, "run 2 on x"
-        )
-        # ...and when it dies in its next run, that run is found and closed too.
-        held.kill()
-        events = await follow(js, session, runs=2, timeout=120)
-    finally:
-        await asyncio.to_thread(_stop, held, survivor)
-        await partition.stop()
-    assert events[-1].run == 2 and events[-1].type == "run.failed"
-    assert events[-1].data["kind"] == "worker_lost"
