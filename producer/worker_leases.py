@@ -215,7 +215,10 @@ class WorkerLeases:
     async def _records(self) -> dict[str, tuple[RunningRecord, int]]:
         assert self._running is not None
         found: dict[str, tuple[RunningRecord, int]] = {}
-        watcher = await self._running.watchall(ignore_deletes=True)
+        # One short-lived consumer per scan: let the server drop it soon after.
+        watcher = await self._running.watchall(
+            ignore_deletes=True, inactive_threshold=max(5.0, 2 * self.interval_s)
+        )
         try:
             async for entry in watcher:
                 if entry is None:  # the end of what the bucket holds now
