@@ -118,8 +118,7 @@ class DirectReader:
 
     def observe(self, seq: int) -> None:
         """A live message proved that the stream holds `seq`."""
-        if seq > self.floor:
-            self.floor = seq
+        self.floor = max(self.floor, seq)
 
     async def sync(self) -> int:
         """Raise the floor to the stream's last sequence as known now; returns it.
