@@ -21,6 +21,7 @@ import sysconfig
 import time
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 from urllib.parse import quote
 
 from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials, render_accounts
@@ -182,7 +183,7 @@ class EmbeddedNats:
         proc.kill()
         proc.wait(5)
 
-    def __enter__(self) -> EmbeddedNats:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
