@@ -33,7 +33,7 @@ def _procs_mentioning(text: str) -> list[int]:
 async def test_up_demo_runs_agents_and_sigterm_leaves_no_process(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with running_up(data, "--demo", "--speed", "0.2", "--demo-agents", "2") as up:
-        assert "NATS       nats://127.0.0.1:" in up.banner and str(data / "archive") in up.banner
+        assert "NATS       nats://admin:" in up.banner and str(data / "archive") in up.banner
         await _sessions_appear(up)
         assert _procs_mentioning(str(data)), "children run with the data dir on their command line"
         up.proc.send_signal(signal.SIGTERM)
