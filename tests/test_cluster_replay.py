@@ -106,9 +106,7 @@ async def test_a_replay_through_a_lagging_follower_misses_nothing(
             os.kill(follower.pid, signal.SIGCONT)
         # At once, before the follower has caught up: a late joiner replays from the start.
         async with httpx.AsyncClient(base_url=gateway.url, timeout=30) as http:
-            frames = await read_sse(
-                http, f"/v1/sessions/{session}/events", _EVENTS, timeout=60
-            )
+            frames = await read_sse(http, f"/v1/sessions/{session}/events", _EVENTS, timeout=60)
         assert [e["seq"] for e in envelopes(frames)] == list(range(1, _EVENTS + 1))
     finally:
         gateway.stop()
