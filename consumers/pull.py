@@ -221,7 +221,7 @@ class Puller:
         else:
             sseq, cseq, pending = tokens[7], tokens[8], tokens[10]
         dseq = int(cseq)
-        if dseq != self._last_cseq + 1:
+        if dseq != self._last_cseq + 1 and not self.needs_resync:
             logger.warning("Consumer %s: delivery %d after %d", self.durable, dseq, self._last_cseq)
             self.needs_resync = True
         if self.needs_resync:

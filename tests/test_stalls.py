@@ -13,7 +13,7 @@ from nats.js.errors import KeyNotFoundError
 from agentcast.embedded import free_port
 from agentcast.events import Event
 from agentcast.progress import decode_snapshot
-from agentcast.subjects import SESSIONS_BUCKET
+from agentcast.subjects import EVENTS_STREAM, SESSIONS_BUCKET
 from consumers.archive import chain
 from consumers.archive.files import iter_archive, read_bytes, session_of
 from tests.support.events import build_events, publish_events, simple_run, unique_session
@@ -143,3 +143,76 @@ async def test_a_stall_longer_than_the_lease_ttl_is_ridden_out_exactly_once(
     verified = await cli("verify", str(tmp_path / "archive"))
     assert verified.returncode == 0, verified.stdout[-2000:]
     assert f"OK: {len(load)} files" in verified.stdout
+
+
+async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_writes_meanwhile(
+    private_nats: PrivateNats, tmp_path: Path
+) -> None:
+    """The archiver itself stalls (a VM freeze): a standby on another disk takes over meanwhile."""
+    js = private_nats.nc.jetstream()
+    durable = unique_name("arc")
+    roles = []
+    for name in ("first", "standby"):
+        (tmp_path / name).mkdir()
+        role, _ = _roles(private_nats, tmp_path / name)
+        role.env["AGENTCAST_ARCHIVE_CONSUMER"] = durable
+        roles.append(role)
+    first, standby = roles
+    load: dict[str, list[Event]] = {}
+
+    async def publish(prefix: str) -> list[str]:
+        sessions = [unique_session(prefix) for _ in range(10)]
+        for session in sessions:
+            load[session] = build_events(session, simple_run(3))
+            await publish_events(js, load[session])
+        return sessions
+
+    async def acked() -> bool:
+        last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+        info = await js.consumer_info(EVENTS_STREAM, durable)
+        return info.ack_floor.stream_seq == last
+
+    def want(sessions: list[str]) -> dict[str, list[int]]:
+        return {s: list(range(1, len(load[s]) + 1)) for s in sessions}
+
+    first.start()
+    try:
+        before = await publish("before")
+        for _ in range(200):  # bounded: about 40 s
+            if await acked():
+                break
+            await asyncio.sleep(0.2)
+        assert _archived(tmp_path / "first" / "archive") == want(before)
+        assert first.proc is not None
+        os.kill(first.proc.pid, signal.SIGSTOP)
+        try:
+            standby.start()  # takes the lease once it has expired
+            middle = await publish("middle")
+            for _ in range(200):
+                if await acked():
+                    break
+                await asyncio.sleep(0.2)
+        finally:
+            os.kill(first.proc.pid, signal.SIGCONT)
+        await wait_until(
+            lambda: "waits for its lease" in first.output(), 30, "the first to wait", interval=0.2
+        )
+        assert standby.stop() == 0, standby.output()[-3000:]
+        await wait_until(
+            lambda: "resumed after" in first.output(), 30, "the first to resume", interval=0.2
+        )
+        after = await publish("after")
+        for _ in range(200):
+            if await acked():
+                break
+            await asyncio.sleep(0.2)
+        assert first.proc.poll() is None and first.starts == 1
+    finally:
+        codes = (first.stop(), standby.stop())
+    assert codes == (0, 0), first.output()[-3000:]
+    # Each event in exactly one archive: the paused one wrote nothing while the standby held it.
+    assert _archived(tmp_path / "first" / "archive") == want(before + after)
+    assert _archived(tmp_path / "standby" / "archive") == want(middle)
+    for root in (tmp_path / "first" / "archive", tmp_path / "standby" / "archive"):
+        verified = await cli("verify", str(root))
+        assert verified.returncode == 0, verified.stdout[-2000:]
