@@ -133,7 +133,7 @@ class Supervisor:
             where += f"; last line: {last}"
         if child.streak > self._max_restarts:
             return (
-                f"{child.name} keeps exiting ({child.streak} times in a row, last exit code "
+                f"error: {child.name} keeps exiting ({child.streak} times in a row, last exit code "
                 f"{code}); restarting in {delay:.1f}s, the rest keep serving ({where})"
             )
         return f"{child.name} exited with code {code}; restarting in {delay:.1f}s ({where})"

@@ -62,8 +62,16 @@ async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentcast.cli", "up", "--data", str(tmp_path / "data"), "--port", str(port),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agentcast.cli",
+            "up",
+            "--data",
+            str(tmp_path / "data"),
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1
@@ -113,7 +121,7 @@ async def test_a_child_that_keeps_dying_is_reported_and_restarted_and_the_rest_k
     stderr = (data / "up.stderr").read_text()
     log = data / "logs" / "archiver.log"
     assert f"archiver exited with code -9; restarting in 0.5s (log: {log}" in stderr
-    assert stderr.count("archiver keeps exiting") == 2, stderr
+    assert stderr.count("agentcast: error: archiver keeps exiting") == 2, stderr
     assert "the rest keep serving" in stderr and "stopping everything" not in stderr
     assert stderr.count("archiver restarted [pid") == 5
     await asyncio.sleep(0.5)
