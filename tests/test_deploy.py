@@ -13,7 +13,6 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 from agentcast.cli import build_parser
@@ -94,10 +93,17 @@ def test_compose_runs_a_three_node_cluster_from_the_deploy_nats_configs() -> Non
             assert node["environment"][f"AGENTCAST_{user.upper()}_PASSWORD"].startswith(
                 f"${{AGENTCAST_{user.upper()}_PASSWORD:?"
             )
-    if not (DEPLOY / "nats").is_dir():
-        pytest.skip("deploy/nats/ (the node configs) comes with the bus-security branch")
-    for i in (1, 2, 3):
-        assert (DEPLOY / "nats" / f"node-{i}.conf").is_file()
+    # Every variable the mounted configs read is set for every node.
+    read = set()
+    for conf in (DEPLOY / "nats").glob("*.conf"):
+        read |= set(re.findall(r"\$(AGENTCAST_[A-Z0-9_]+)", conf.read_text()))
+    assert read, "deploy/nats/*.conf read their settings from the environment"
+    for name in nodes:
+        env = services[name]["environment"]
+        assert read <= set(env), f"{name} lacks {sorted(read - set(env))}"
+        routes = [env[f"AGENTCAST_NATS_ROUTE_{i}"] for i in (1, 2, 3)]
+        assert [r.rpartition("@")[2] for r in routes] == [f"{n}:6222" for n in nodes]
+        assert all("${AGENTCAST_ROUTE_PASSWORD}" in r for r in routes)
 
 
 def test_compose_roles_each_connect_as_their_own_user_to_every_node() -> None:
