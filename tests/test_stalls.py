@@ -28,7 +28,7 @@ _STALL_S = 7.0
 
 
 def _roles(nats: PrivateNats, tmp: Path) -> tuple[Role, Role]:
-    url = nats.server.url
+    url = nats.server.admin_url  # unique durable names: the roles run as admin here
     common = {
         "AGENTCAST_ARCHIVE_LEASE_TTL_S": str(_TTL_S),
         "AGENTCAST_CONSUMER_START_SEQ": "1",
