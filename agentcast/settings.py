@@ -35,7 +35,13 @@ DEFAULT_TOOLS = (
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # -- NATS ------------------------------------------------------------------
     nats_url: str | None = None
-    """Server to use; None means an embedded nats-server in `data_dir`."""
+    """Servers to use, comma-separated (`nats://a:4222,nats://b:4222`); a URL may carry
+    `user:password@`. None means an embedded nats-server in `data_dir`."""
+    nats_user: str = ""
+    """This role's NATS user; empty: the credentials in the URL, if any."""
+    nats_password: str = ""
+    replicas: int = 1
+    """Replicas of every stream, KV bucket and object store (3 on a 3-node cluster)."""
     nats_port: int = 0
     """Port of the embedded server; 0 picks a free one."""
     data_dir: str = ".agentcast"

@@ -1,11 +1,17 @@
 """A small process supervisor for `agentcast up`: start roles, watch them, stop them all.
 
 Each role runs as a child process in its own process group, logging to
-`<log_dir>/<name>.log`. A child that dies is reported and restarted with a
-growing delay; one that keeps dying (more than `max_restarts` within
-`restart_window_s`) stops the whole system with a message naming it: never a
-silent half-system. `stop()` sends SIGTERM to every group, waits, and
-SIGKILLs whatever is left, so no grandchild (a worker's CLI) outlives `up`.
+`<log_dir>/<name>.log`. A child that dies has its whole group killed at once
+(a dead worker's Claude Code CLIs must not run on unsupervised), is reported
+on the terminal with its log, and is restarted after a delay that doubles
+with each quick death, up to `max_backoff_s`. One that keeps dying is
+reported as such every time, and still restarted: never does one flapping
+role stop the others. The gateway keeps serving viewers and the workers keep
+running agents while, say, the archiver waits out a NATS outage; its work is
+durable in JetStream and caught up when it is back. (`agentcast up` stops
+everything only when startup itself fails, before anything serves.)
+`stop()` sends SIGTERM to every child, waits, and SIGKILLs whatever is left
+in their groups, so no grandchild outlives `up`.
 """
 
 from __future__ import annotations
@@ -15,24 +21,29 @@ import os
 import signal
 import subprocess
 import time
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from agentcast.errors import AgentcastError
 
 logger = logging.getLogger(__name__)
 
+_FIRST_DELAY_S = 0.5
+_LOG_TAIL_BYTES = 4096
+
 
 class ChildFailed(AgentcastError):
+    """A part of the system could not start (what makes `up` give up: nothing serves yet)."""
+
     code = "child_failed"
 
     def __init__(self, name: str, returncode: int | None, log: Path) -> None:
         self.name = name
         self.returncode = returncode
         self.log = log
-        super().__init__(f"{name} keeps exiting (last exit code {returncode}); see {log}")
+        exited = f" (exit code {returncode})" if returncode is not None else ""
+        super().__init__(f"{name} failed{exited}; see {log}")
 
 
 @dataclass
@@ -42,8 +53,11 @@ class Child:
     env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
-    deaths: deque[float] = field(default_factory=deque)
+    started_at: float = 0.0
+    streak: int = 0
+    """Deaths in a row, each soon after its start: what the delay and the alarm count."""
     restart_at: float | None = None
+    restarts: int = 0
 
     @property
     def pid(self) -> int | None:
@@ -60,12 +74,14 @@ class Supervisor:
         log_dir: Path,
         *,
         max_restarts: int = 3,
-        restart_window_s: float = 60.0,
+        stable_s: float = 60.0,
+        max_backoff_s: float = 30.0,
     ) -> None:
         self.log_dir = log_dir
         self.children: dict[str, Child] = {}
         self._max_restarts = max_restarts
-        self._window = restart_window_s
+        self._stable_s = stable_s
+        self._max_backoff_s = max_backoff_s
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> Child:
         child = self.children.get(name) or Child(name, list(argv), env)
@@ -81,37 +97,46 @@ class Supervisor:
                 env={**os.environ, **(child.env or {})},
                 start_new_session=True,
             )
+        child.started_at = time.monotonic()
         logger.debug("started %s [pid %d]", name, child.process.pid)
         return child
 
     def check(self) -> list[str]:
-        """Restart dead children when due; returns notices for the terminal.
-
-        Raises ChildFailed when a child died too often.
-        """
+        """Restart dead children when due; returns notices for the terminal (one per event)."""
         notices: list[str] = []
         now = time.monotonic()
         for child in self.children.values():
             if child.alive or child.process is None:
                 continue
             if child.restart_at is None:
-                code = child.process.returncode
-                child.deaths.append(now)
-                while child.deaths and now - child.deaths[0] > self._window:
-                    child.deaths.popleft()
-                assert child.log_path is not None
-                if len(child.deaths) > self._max_restarts:
-                    raise ChildFailed(child.name, code, child.log_path)
-                delay = 0.5 * 2 ** (len(child.deaths) - 1)
-                child.restart_at = now + delay
-                notices.append(
-                    f"{child.name} exited with code {code}; restarting in {delay:.1f}s (log: {child.log_path})"
-                )
+                notices.append(self._died(child, now))
             elif now >= child.restart_at:
                 child.restart_at = None
+                # Again: a grandchild may have forked after the first kill.
+                _signal_group(child, signal.SIGKILL)
                 self.start(child.name, child.argv, child.env)
+                child.restarts += 1
                 notices.append(f"{child.name} restarted [pid {child.pid}]")
         return notices
+
+    def _died(self, child: Child, now: float) -> str:
+        assert child.process is not None and child.log_path is not None
+        # Its CLI children (a worker's agents) die with it, not after the delay.
+        _signal_group(child, signal.SIGKILL)
+        code = child.process.returncode
+        child.streak = 1 if now - child.started_at >= self._stable_s else child.streak + 1
+        delay = min(self._max_backoff_s, _FIRST_DELAY_S * 2 ** (child.streak - 1))
+        child.restart_at = now + delay
+        where = f"log: {child.log_path}"
+        last = _last_line(child.log_path)
+        if last:
+            where += f"; last line: {last}"
+        if child.streak > self._max_restarts:
+            return (
+                f"error: {child.name} keeps exiting ({child.streak} times in a row, last exit code "
+                f"{code}); restarting in {delay:.1f}s, the rest keep serving ({where})"
+            )
+        return f"{child.name} exited with code {code}; restarting in {delay:.1f}s ({where})"
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM every child, wait, then SIGKILL whatever is left in their groups.
@@ -149,3 +174,15 @@ def _signal_group(child: Child, sig: int) -> None:
         os.killpg(child.process.pid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _last_line(log: Path) -> str:
+    """The log's last line (usually the exception that ended the child), shortened."""
+    try:
+        with log.open("rb") as f:
+            f.seek(max(0, log.stat().st_size - _LOG_TAIL_BYTES))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return ""
+    lines = [line.strip() for line in tail.splitlines() if line.strip()]
+    return lines[-1][:200] if lines else ""

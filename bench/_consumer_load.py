@@ -74,7 +74,7 @@ def run_datas(n: int) -> list[EventData]:
 async def fill(url: str, events: int, sessions: int) -> int:
     """Publish `events` events over `sessions` sessions (interleaved); returns the stream's count."""
     settings = Settings.load({"nats_url": url}, environ={})
-    nc = await connect(url, "bench-fill")
+    nc = await connect(settings, "bench-fill")
     js = nc.jetstream()
     await ensure_streams(js, settings)
     per = events // sessions

@@ -33,7 +33,7 @@ class NatsTarget:
         self.sent = 0
 
     async def open(self) -> None:
-        self.nc = await connect(self.url, "bench-feed")
+        self.nc = await connect(Settings.load({"nats_url": self.url}, environ={}), "bench-feed")
         self.js = self.nc.jetstream()
         await ensure_streams(self.js, Settings.load({"nats_url": self.url}, environ={}))
         self.before = (await self.js.stream_info(EVENTS_STREAM)).state.messages

@@ -26,9 +26,9 @@ from consumers.archive.service import Archiver
 
 async def one_run(events: int, sessions: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as nats:
-        total = await fill(nats.url, events, sessions)
-        settings = Settings.load({"nats_url": nats.url, "data_dir": tmp}, environ={})
-        nc = await connect(nats.url, "bench-archiver")
+        total = await fill(nats.admin_url, events, sessions)
+        settings = Settings.load({"nats_url": nats.admin_url, "data_dir": tmp}, environ={})
+        nc = await connect(settings, "bench-archiver")
         archiver = Archiver(settings, nc, Path(tmp) / "archive")
         await archiver.startup()
         cpu = time.process_time()

@@ -95,16 +95,17 @@ async def run(
         tmp = Path(name)
         binary = build(tmp)
         with _procs.nats(tmp) as nats:
-            nc = await connect(nats.url, "bench-setup")
-            await ensure_streams(nc.jetstream(), Settings.load({"nats_url": nats.url}, environ={}))
+            setup = Settings.load({"nats_url": nats.admin_url}, environ={})
+            nc = await connect(setup, "bench-setup")
+            await ensure_streams(nc.jetstream(), setup)
             await nc.close()
             if server == "nchan":
                 with _procs.nchan(tmp, workers) as srv:
                     return await _measure(w, srv, NchanTarget(srv.port), [], binary, tmp, profile)
-            with _procs.gateway(nats.url, tmp, workers) as srv:
+            with _procs.gateway(nats.admin_url, tmp, workers) as srv:
                 assert nats.pid is not None
                 return await _measure(
-                    w, srv, NatsTarget(nats.url), [nats.pid], binary, tmp, profile
+                    w, srv, NatsTarget(nats.admin_url), [nats.pid], binary, tmp, profile
                 )
 
 

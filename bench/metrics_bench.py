@@ -27,9 +27,9 @@ from consumers.progress.service import ProgressService
 
 async def one_run(events: int, sessions: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as nats:
-        total = await fill(nats.url, events, sessions)
-        settings = Settings.load({"nats_url": nats.url, "data_dir": tmp}, environ={})
-        nc = await connect(nats.url, "bench-metrics")
+        total = await fill(nats.admin_url, events, sessions)
+        settings = Settings.load({"nats_url": nats.admin_url, "data_dir": tmp}, environ={})
+        nc = await connect(settings, "bench-metrics")
         service = ProgressService(settings, nc)
         await service.startup()
         cpu = time.process_time()

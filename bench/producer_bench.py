@@ -53,8 +53,8 @@ async def publish_rate(sessions: int, rate: float, seconds: float) -> dict[str, 
         server = EmbeddedNats(Path(tmp) / "nats")
         server.start()
         try:
-            settings = Settings.load({"nats_url": server.url}, environ={})
-            nc = await connect(server.url, "bench")
+            settings = Settings.load({"nats_url": server.admin_url}, environ={})
+            nc = await connect(settings, "bench")
             js = nc.jetstream()
             await ensure_streams(js, settings)
             traces = [load_trace(p) for p in trace_files()]

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
+
+from agentcast.bus import key_value
+from agentcast.subjects import EVENTS_STREAM
 
 
 async def bucket(js: JetStreamContext, name: str, description: str, ttl_s: float) -> KeyValue:
-    """The bucket `name`, created (history 1, file storage, keys expiring after `ttl_s`) if missing."""
+    """The bucket `name`, created (history 1, file storage, keys expiring after `ttl_s`) if missing.
+
+    A new bucket gets as many replicas as the events stream (which every role
+    creates or checks first, from `settings.replicas`): what indexes the
+    events is kept as safely as they are.
+    """
     try:
-        return await js.key_value(name)
-    except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
-        return await js.create_key_value(
-            KeyValueConfig(
-                bucket=name, description=description, history=1, ttl=ttl_s, storage=StorageType.FILE
-            )
-        )
+        replicas = (await js.stream_info(EVENTS_STREAM)).config.num_replicas or 1
+    except NotFoundError:
+        replicas = 1
+    return await key_value(js, name, description, replicas, ttl_s)

@@ -3,30 +3,40 @@
     run():  startup() -> loop -> shutdown()
     loop:   take deliveries -> handle() each -> commit() when due -> tick() on a period
     commit: persist() (fsync, KV puts) then AckAll below anything held back
+    stall:  the lease lost or NATS failing -> pause: no more writes, drop what
+            is not durable; wait for NATS and the lease (another process may
+            hold it meanwhile: wait for it), reset() the local state, resync
+            from the durable's ack floor (unacked work comes again) -> loop
 
 Subclasses say how to handle one delivery, how to make their work durable,
-and what to do on each tick.
+how to rebuild their state from what is durable, and what to do on each tick.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Final, Generic, TypeVar
 
+import nats.errors
 from nats.aio.client import Client
 
 from agentcast.settings import Settings
 from consumers.holdback import Holdback
-from consumers.lease import Lease, LeaseLost
+from consumers.lease import Lease, LeaseHeld, LeaseLost
 from consumers.pull import Delivery, Puller
 
 logger = logging.getLogger(__name__)
 
 _LEASE_WAIT_S: Final = 30.0
+# What a NATS stall, a leader election or a lost connection raises: waited out, never fatal.
+_BUS_ERRORS: Final = (LeaseLost, nats.errors.Error, TimeoutError, ConnectionError)
+_RETRY_FIRST_S: Final = 0.25
+_RETRY_MAX_S: Final = 5.0
 T = TypeVar("T")
 
 
@@ -45,6 +55,9 @@ class LeasedConsumer(ABC, Generic[T]):
         """(stream seq, reply) of the deliveries handled since the last ack."""
         self._puller: Puller | None = None
         self._lease: Lease | None = None
+        self._paused = False
+        """Between a stall and the lease taken again: nothing is written or acked."""
+        self.pauses = 0
 
     @property
     def puller(self) -> Puller:
@@ -81,9 +94,62 @@ class LeasedConsumer(ABC, Generic[T]):
     async def run(self, stop: asyncio.Event) -> None:
         await self.startup()
         try:
-            await self._loop(stop)
+            while not stop.is_set():
+                try:
+                    await self._loop(stop)
+                except _BUS_ERRORS as exc:
+                    await self._ride_out(stop, exc)
         finally:
             await self.shutdown()
+
+    async def _ride_out(self, stop: asyncio.Event, cause: BaseException) -> None:
+        """Pause, wait for NATS and the lease, rebuild the state, read on from the ack floor."""
+        lease = self._lease
+        assert lease is not None
+        self._paused = True
+        self.pauses += 1
+        paused_at = time.monotonic()
+        logger.error(
+            "%s paused (%s: %s): no writes until NATS and lease %s are back",
+            self.name,
+            type(cause).__name__,
+            cause,
+            lease.name,
+        )
+        # Handled but not durable: dropped; the durable delivers it again after its ack floor.
+        self.acks = []
+        self.held.clear()
+        try:
+            await self.puller.stop()
+        except _BUS_ERRORS as exc:
+            logger.debug("%s: unsubscribe while paused: %r", self.name, exc)
+        delay = _RETRY_FIRST_S
+        holder = ""
+        while not stop.is_set():
+            try:
+                await lease.acquire(wait_s=lease.ttl_s)
+                await self.reset()
+                await self.puller.resync()
+            except LeaseHeld as exc:
+                if exc.holder != holder:
+                    logger.warning("%s waits for its lease: %s", self.name, exc)
+                    holder = exc.holder
+            except _BUS_ERRORS as exc:
+                logger.warning(
+                    "%s still waiting for NATS (%s: %s)", self.name, type(exc).__name__, exc
+                )
+            else:
+                self._paused = False
+                logger.warning(
+                    "%s resumed after %.1fs: lease %s taken again, reading on from the ack floor",
+                    self.name,
+                    time.monotonic() - paused_at,
+                    lease.name,
+                )
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, _RETRY_MAX_S)
 
     async def _loop(self, stop: asyncio.Event) -> None:
         puller = self.puller
@@ -121,8 +187,12 @@ class LeasedConsumer(ABC, Generic[T]):
     async def shutdown(self) -> None:
         logger.info("%s shutting down", self.name)
         try:
-            if self._lease is not None and self._lease.valid() and self._puller is not None:
+            lease, puller = self._lease, self._puller
+            if lease is not None and lease.valid() and puller is not None and not self._paused:
                 await self.commit()
+        except _BUS_ERRORS as exc:
+            # Not acked: delivered again to whoever reads the durable next.
+            logger.warning("%s: last commit failed (%r)", self.name, exc)
         finally:
             if self._puller is not None:
                 await self._puller.stop()
@@ -144,6 +214,10 @@ class LeasedConsumer(ABC, Generic[T]):
     @abstractmethod
     async def persist(self) -> None:
         """Make everything handled so far durable."""
+
+    @abstractmethod
+    async def reset(self) -> None:
+        """After a pause: forget what was not persisted, reload the state from what is durable."""
 
     def wait(self, until_tick: float) -> float:
         """How long to wait for deliveries now."""

@@ -12,6 +12,9 @@ each partition of the work has one owner at a time:
   kill -9 on the same directory gets the lock at once (the kernel released
   it), which proves the key's holder with the same identity is dead: it
   takes the key over without waiting for the TTL.
+
+A lease lost in a NATS stall is taken again with `acquire()` on the same
+object: it keeps its flock meanwhile, so no process on this directory slips in.
 """
 
 from __future__ import annotations
@@ -86,9 +89,28 @@ class Lease:
         self._valid_until = 0.0
         self._renewed_at = 0.0
 
+    @property
+    def ttl_s(self) -> float:
+        return self._ttl
+
     async def acquire(self, wait_s: float) -> None:
-        """Take the lease, waiting up to `wait_s` for a holder elsewhere to let it go or expire."""
-        self._lock()
+        """Take the lease, waiting up to `wait_s` for a holder elsewhere to let it go or expire.
+
+        Raises LeaseHeld when it is still held then, and NATS errors as they come.
+        """
+        first = self._lock_fd is None
+        if first:
+            self._lock()
+        try:
+            await self._take(wait_s)
+        except BaseException:
+            if first:
+                self._unlock()
+            raise
+        logger.info("Acquired lease %s", self.name)
+
+    async def _take(self, wait_s: float) -> None:
+        self._valid_until = 0.0
         self._kv = await bucket(
             self._js,
             LEASES_BUCKET,
@@ -112,17 +134,15 @@ class Lease:
                 continue
             holder = msgspec.json.decode(entry.value or b"{}", type=_Holder)
             if holder.same_place(self._me):
-                # Our flock proves that process is gone.
+                # Our flock proves that process is gone (or is this one, after a stall).
                 assert entry.revision is not None
                 self._revision = await self._kv.update(self.name, value, last=entry.revision)
                 break
             if time.monotonic() >= deadline:
-                self._unlock()
                 raise LeaseHeld(self.name, f"pid {holder.pid} on {holder.host} ({holder.dir})")
             await asyncio.sleep(min(0.5, self._ttl / 4))
         self._valid_until = started + self._ttl - _MARGIN * self._ttl
         self._renewed_at = time.monotonic()
-        logger.info("Acquired lease %s", self.name)
 
     def valid(self) -> bool:
         return time.monotonic() < self._valid_until

@@ -86,6 +86,8 @@ class Puller:
         """Messages asked for and not yet received: kept between one and two batches."""
         self._deadline = 0.0
         self._last_cseq = 0
+        self._delivered = 0
+        """The consumer's last delivery when this process took it over."""
         self._reconnects = 0
         self.needs_resync = False
         self.pending = -1
@@ -99,9 +101,10 @@ class Puller:
         await self._subscribe()
 
     async def stop(self) -> None:
+        """Stop reading; the server drops our pull requests with the inbox's interest."""
         if self._sub is not None:
-            await self._sub.unsubscribe()
-            self._sub = None
+            sub, self._sub = self._sub, None
+            await sub.unsubscribe()
 
     async def resync(self) -> None:
         """Recreate the consumer from its ack floor and read on from there, in order."""
@@ -125,6 +128,9 @@ class Puller:
             unchanged = cfg.filter_subject == self._filter and cfg.ack_policy == AckPolicy.ALL
             if unchanged and not force_reset and not info.num_ack_pending:
                 self.pending = info.num_pending or 0
+                # A delivery after a jump went to someone else's pull request
+                # (a process gone or paused): caught as a gap from the first one.
+                self._delivered = (info.delivered.consumer_seq or 0) if info.delivered else 0
                 return
             logger.info(
                 "Consumer %s restarts after its ack floor (stream seq %d, %s pending)",
@@ -136,6 +142,7 @@ class Puller:
         start = floor + 1 if floor else (self._start_seq or None)
         created = await self._js.add_consumer(self.stream, self._config(start))
         self.pending = created.num_pending or 0
+        self._delivered = 0
 
     def _config(self, start_seq: int | None) -> ConsumerConfig:
         return ConsumerConfig(
@@ -153,7 +160,7 @@ class Puller:
     async def _subscribe(self) -> None:
         self._inbox = self._nc.new_inbox()
         self._requested = 0
-        self._last_cseq = 0
+        self._last_cseq = self._delivered
         self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
         await self._request()
 
@@ -214,7 +221,7 @@ class Puller:
         else:
             sseq, cseq, pending = tokens[7], tokens[8], tokens[10]
         dseq = int(cseq)
-        if self._last_cseq and dseq != self._last_cseq + 1:
+        if dseq != self._last_cseq + 1 and not self.needs_resync:
             logger.warning("Consumer %s: delivery %d after %d", self.durable, dseq, self._last_cseq)
             self.needs_resync = True
         if self.needs_resync:

@@ -25,7 +25,7 @@ def run_role(settings: Settings, name: str, build: Callable[[Client], LeasedCons
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
-        nc = await connect(url, name)
+        nc = await connect(settings.replace(nats_url=url), name)
         try:
             await build(nc).run(stop)
         finally:

@@ -15,7 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from starlette.responses import JSONResponse, Response
 
-from agentcast.bus import connect, ensure_streams
+from agentcast.bus import connect, ensure_streams, servers
+from agentcast.replicas import ReplicasCollector
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
@@ -53,6 +54,7 @@ class Gateway:
         self.auth = auth
         self.stats = stats
         self.registry = registry(stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered)
+        self.registry.register(ReplicasCollector())
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -74,9 +76,8 @@ def create_app(settings: Settings) -> FastAPI:
             if "hub" in hooks:
                 await hooks["hub"].on_error(exc)
 
-        assert settings.nats_url
         nc = await connect(
-            settings.nats_url, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
+            settings, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
         )
         kv = await ensure_streams(nc.jetstream(), settings)
         reader = DirectReader(nc, EVENTS_STREAM)
@@ -89,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
             settings, nc, hub, reader, kv, Authenticator(secret, stats), stats
         )
         heartbeats = asyncio.create_task(hub.heartbeats())
-        logger.info("Gateway ready on NATS %s", settings.nats_url)
+        logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
         try:
             yield
         finally:

@@ -126,6 +126,12 @@ class Subscription:
     async def catch_up(self, reader: DirectReader, batch: int) -> bool:
         """Replay from `position` to the end of the stream, then go live; False if the sink ended."""
         sink = self.sink
+        if reader.replicated:
+            # Events stored before this subscription attached never come live:
+            # the replay must reach them, whichever replica answers it.
+            await reader.sync()
+            if self.detached:
+                return False
         for _ in range(_MAX_CATCHUP_ROUNDS):
             found = await reader.batch(self.position + 1, self.replay_subject, batch, sink.limit)
             if self.detached:

@@ -113,6 +113,7 @@ class Topic:
     def on_message(self, subject: bytes, data: bytes, seq: int, last: int) -> None:
         """One live message, in stream order; dispatched now unless a refill must come first."""
         self.hub.stats.events_in += 1
+        self.hub.reader.observe(seq)
         held = self._held
         if held is None and seq <= self.last_seq:
             return

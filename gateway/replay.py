@@ -6,6 +6,15 @@ and `batch`, nats-server >= 2.11). The answer carries how many matching
 messages are left, so a reader knows exactly when it has reached the end of
 the stream. No consumer is created per client: a reconnect storm costs the
 server reads, not consumer state.
+
+On a replicated stream any replica answers a direct get, and a follower may
+not yet hold what the leader stored (and republished live) a moment ago: a
+replay ending at such a follower's end would skip events. So every read
+carries `min_last_seq` (nats-server >= 2.12: a replica that is behind hands
+the read to the leader) set to a floor that only rises: the highest stream
+sequence this process has seen live, and, before a replay starts, the
+stream's last sequence as its leader reports it (`sync()`, one request shared
+by every replay that starts meanwhile, so a reconnect storm costs one).
 """
 
 from __future__ import annotations
@@ -55,8 +64,16 @@ class DirectReader:
         self._ids = itertools.count()
         self._waiting: dict[str, asyncio.Queue[Msg]] = {}
         self._sub: Subscription | None = None
+        self.replicated = False
+        """Set when the stream has followers that may lag (replicas > 1)."""
+        self.floor = 0
+        """Every answer must reflect the stream at least up to this sequence."""
+        self._next_sync: asyncio.Future[int] | None = None
 
     async def start(self) -> None:
+        info = await self._nc.jetstream().stream_info(self._stream)
+        self.replicated = (info.config.num_replicas or 1) > 1
+        self.floor = info.state.last_seq
         self._sub = await self._nc.subscribe(self._prefix + ".*", cb=self._on_msg)
 
     async def stop(self) -> None:
@@ -72,6 +89,8 @@ class DirectReader:
     async def _request(self, body: dict[str, Any], *, batched: bool) -> Batch:
         if self._sub is None:
             raise RuntimeError("DirectReader.start() was not awaited")
+        if self.replicated and self.floor:
+            body["min_last_seq"] = self.floor
         inbox = f"{self._prefix}.{next(self._ids)}"
         queue: asyncio.Queue[Msg] = asyncio.Queue()
         self._waiting[inbox] = queue
@@ -96,6 +115,46 @@ class DirectReader:
                     return Batch(msgs, int(headers.get("Nats-Num-Pending", 0)))
         finally:
             del self._waiting[inbox]
+
+    def observe(self, seq: int) -> None:
+        """A live message proved that the stream holds `seq`."""
+        self.floor = max(self.floor, seq)
+
+    async def sync(self) -> int:
+        """Raise the floor to the stream's last sequence as known now; returns it.
+
+        Callers that arrive while a request is already on its way wait for the
+        next one: only an answer to a request sent after the call can cover
+        what was stored before it.
+        """
+        if not self.replicated:
+            return self.floor
+        waiter = self._next_sync
+        if waiter is None:
+            waiter = self._next_sync = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._send_sync, waiter)
+        return await asyncio.shield(waiter)
+
+    def _send_sync(self, waiter: asyncio.Future[int]) -> None:
+        self._next_sync = None  # later callers need a request sent after them
+        task = asyncio.ensure_future(self._stream_last_seq())
+
+        def settle(done: asyncio.Future[int]) -> None:
+            if done.cancelled():
+                waiter.cancel()
+            elif (exc := done.exception()) is not None:
+                waiter.set_exception(ReplayError(f"stream info failed: {exc!r}"))
+                waiter.exception()  # retrieved here: every waiter re-raises it
+            else:
+                self.observe(done.result())
+                waiter.set_result(self.floor)
+
+        task.add_done_callback(settle)
+
+    async def _stream_last_seq(self) -> int:
+        # Stream info is answered by the stream's leader, never by a follower.
+        info = await self._nc.jetstream().stream_info(self._stream)
+        return info.state.last_seq
 
     async def batch(self, start_seq: int, subject: str, max_msgs: int, max_bytes: int) -> Batch:
         """Up to `max_msgs` messages on `subject` from `start_seq` on, in sequence order."""
@@ -125,6 +184,8 @@ class DirectReader:
         client gets `cursor_expired` naming the earliest available cursor.
         A cursor beyond the end of the stream was never issued: 400.
         """
+        if self.replicated and after > self.floor:
+            await self.sync()  # the cursor may come from a gateway that saw more
         if await self.get(after) is not None:
             return
         info = await self._nc.jetstream().stream_info(self._stream)

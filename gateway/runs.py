@@ -10,7 +10,7 @@ waiting in the queue, can shift it. The session's events are authoritative.
 from __future__ import annotations
 
 import uuid
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 from nats.errors import NoRespondersError

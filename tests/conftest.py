@@ -1,4 +1,9 @@
-"""Shared fixtures: one real nats-server per test session, on a free port."""
+"""Shared fixtures: one real nats-server per test session, on a free port.
+
+The server is authenticated like the one of `agentcast up` (agentcast/bus_auth.py):
+`settings.nats_url` carries the admin user's credentials; tests/support/nats.py
+gives each role's own (`role_env`, `role_settings`).
+"""
 
 from __future__ import annotations
 
@@ -30,15 +35,14 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedNa
 def settings(nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     data = tmp_path_factory.mktemp("data")
     return Settings.load(
-        {"nats_url": nats_server.url, "data_dir": str(data), "jwt_secret": "test-secret"},
+        {"nats_url": nats_server.admin_url, "data_dir": str(data), "jwt_secret": "test-secret"},
         environ={},
     )
 
 
 @pytest.fixture
 async def nc(settings: Settings) -> AsyncIterator[Client]:
-    assert settings.nats_url
-    client = await connect(settings.nats_url, "test")
+    client = await connect(settings, "test")
     await ensure_streams(client.jetstream(), settings)
     try:
         yield client
@@ -55,8 +59,8 @@ def js(nc: Client) -> JetStreamContext:
 async def private_nats(tmp_path: Path) -> AsyncIterator[PrivateNats]:
     server = EmbeddedNats(tmp_path / "private-nats")
     await server.start_async()
-    settings = Settings.load({"nats_url": server.url}, environ={})
-    client = await connect(server.url, "private")
+    settings = Settings.load({"nats_url": server.admin_url}, environ={})
+    client = await connect(settings, "private")
     try:
         await ensure_streams(client.jetstream(), settings)
         yield PrivateNats(server, settings, client)

@@ -47,15 +47,15 @@ async def test_embedded_server_restarts_on_the_same_store(tmp_path: Path) -> Non
     server = EmbeddedNats(tmp_path / "store")
     await server.start_async()
     try:
-        settings = Settings.load({"nats_url": server.url}, environ={})
-        nc = await connect(server.url, "test")
+        settings = Settings.load({"nats_url": server.admin_url}, environ={})
+        nc = await connect(settings, "test")
         js = nc.jetstream()
         await ensure_streams(js, settings)
         await js.publish(event_subject("keep", "status"), b"{}")
         await nc.close()
         server.kill()
         await server.start_async()
-        nc = await connect(server.url, "test")
+        nc = await connect(settings, "test")
         info = await nc.jetstream().stream_info(EVENTS_STREAM)
         assert info.state.messages == 1
         await nc.close()

@@ -13,6 +13,7 @@ from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
 from tests.support.events import build_events, publish_events, simple_run
 from tests.support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
+from tests.support.nats import role_env
 
 from agentcast.embedded import EmbeddedNats
 
@@ -130,7 +131,9 @@ async def test_events_missed_while_nats_was_unreachable_are_refilled_from_jetstr
     nats_server: EmbeddedNats, tmp_path: Path, js: JetStreamContext, session_id: str
 ) -> None:
     proxy = _CuttableProxy(nats_server.port)
-    gateway = GatewayProcess(f"nats://127.0.0.1:{await proxy.start()}", tmp_path / "gw")
+    gateway = GatewayProcess(
+        f"nats://127.0.0.1:{await proxy.start()}", tmp_path / "gw", env=role_env(nats_server, "gateway")
+    )
     events = build_events(session_id, simple_run(25))
     await publish_events(js, events[:10])
     try:

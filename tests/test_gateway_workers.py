@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from agentcast.embedded import EmbeddedNats
 from tests.support.events import build_events, publish_events, simple_run
 from tests.support.gateway import GatewayProcess, auth, envelopes, read_sse
+from tests.support.nats import role_env
 
 
 def _children(pid: int) -> list[int]:
@@ -23,7 +24,9 @@ def _children(pid: int) -> list[int]:
 async def test_two_worker_processes_serve_every_client_the_full_sequence(
     nats_server: EmbeddedNats, js: JetStreamContext, tmp_path: Path, session_id: str
 ) -> None:
-    gateway = GatewayProcess(nats_server.url, tmp_path / "gw", None, "--workers", "2")
+    gateway = GatewayProcess(
+        nats_server.url, tmp_path / "gw", None, "--workers", "2", env=role_env(nats_server, "gateway")
+    )
     await asyncio.to_thread(gateway.start)
     try:
         assert len(_children(gateway.pid)) >= 2, "two serving processes"

@@ -237,7 +237,7 @@ async def test_nats_killed_mid_run_and_restarted_loses_nothing(
     private_nats: PrivateNats, tmp_path: Path, slow_model: ScriptedModel, session_id: str
 ) -> None:
     server, nc = private_nats.server, private_nats.nc
-    observer = await connect(server.url, "observer")
+    observer = await connect(private_nats.settings, "observer")
     js = observer.jetstream()
     try:
         async with running_worker(nc, worker_settings(private_nats.settings, tmp_path, slow_model.url)):

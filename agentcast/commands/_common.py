@@ -10,7 +10,8 @@ import sys
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
-from agentcast.embedded import EmbeddedNats
+from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials
+from agentcast.embedded import EmbeddedNats, write_private
 from agentcast.settings import Settings
 
 _NATS_URL_FILE = "nats.url"
@@ -81,7 +82,7 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _reachable(url: str, timeout: float = 0.5) -> bool:
-    parsed = urlparse(url)
+    parsed = urlparse(url.split(",", 1)[0].strip())
     try:
         with socket.create_connection(
             (parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout
@@ -91,12 +92,18 @@ def _reachable(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def data_credentials(settings: Settings) -> dict[str, str]:
+    """The NATS users' passwords of the data directory, generated at first use (mode 0600)."""
+    return load_or_create_credentials(settings.resolved_data_dir() / CREDENTIALS_FILE)
+
+
 def resolve_nats(settings: Settings, *, start: bool = True) -> tuple[str, EmbeddedNats | None]:
     """The NATS URL to use, starting an embedded server when none is given.
 
     With no `--nats`, a role joins the embedded server that `agentcast up`
-    (or an earlier role) started in the data directory; if none is running,
-    it starts one there itself (and owns it: the caller must stop it).
+    (or an earlier role) started in the data directory, as the admin user
+    whose URL is in `<data>/nats.url`; if none is running, it starts one there
+    itself (and owns it: the caller must stop it).
     """
     if settings.nats_url:
         return settings.nats_url, None
@@ -108,14 +115,17 @@ def resolve_nats(settings: Settings, *, start: bool = True) -> tuple[str, Embedd
             return url, None
     if not start:
         fail(f"no NATS server: pass --nats URL or start `agentcast up --data {data}`")
-    server = EmbeddedNats(data / "nats", port=settings.nats_port)
+    server = EmbeddedNats(
+        data / "nats", port=settings.nats_port, credentials=data_credentials(settings)
+    )
     server.start()
-    write_nats_url(settings, server.url)
-    return server.url, server
+    write_nats_url(settings, server.admin_url)
+    return server.admin_url, server
 
 
 def write_nats_url(settings: Settings, url: str) -> None:
-    """Tell later roles and client commands which embedded server to join."""
-    path = settings.resolved_data_dir() / _NATS_URL_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(url + "\n")
+    """Tell later roles and client commands which embedded server to join, and as whom.
+
+    The URL carries the admin password: the file is the owner's only (0600).
+    """
+    write_private(settings.resolved_data_dir() / _NATS_URL_FILE, url + "\n")

@@ -65,7 +65,7 @@ async def _run_produce(settings: Settings, args: argparse.Namespace) -> dict[str
 
     traces = [load_trace(path) for path in trace_files()]
     assert settings.nats_url
-    nc = await connect(settings.nats_url, "agentcast-bench-produce")
+    nc = await connect(settings, "agentcast-bench-produce")
     try:
         js = nc.jetstream()
         await ensure_streams(js, settings)

@@ -79,7 +79,7 @@ async def _tail(
     from agentcast.render import Renderer
 
     assert settings.nats_url
-    nc = await connect(settings.nats_url, "agentcast-tail")
+    nc = await connect(settings, "agentcast-tail")
     renderer = Renderer(Console(), json=args.json)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -12,8 +12,15 @@ import time
 
 import httpx
 
-from agentcast.bus import connect, disconnect, ensure_streams
-from agentcast.commands._common import fail, settings_from_args, setup_logging, write_nats_url
+from agentcast.bus import connect, credentials, disconnect, ensure_streams, servers
+from agentcast.bus_auth import ROLES
+from agentcast.commands._common import (
+    data_credentials,
+    fail,
+    settings_from_args,
+    setup_logging,
+    write_nats_url,
+)
 from agentcast.embedded import EmbeddedNats, NatsServerError, free_port, port_in_use
 from agentcast.settings import Settings
 from agentcast.supervisor import ChildFailed, Supervisor
@@ -69,20 +76,32 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
     data = settings.resolved_data_dir()
     data.mkdir(parents=True, exist_ok=True)
     server: EmbeddedNats | None = None
+    logins: dict[str, tuple[str, str]] = {}
     if settings.nats_url is None:
-        server = EmbeddedNats(data / "nats", port=settings.nats_port)
+        passwords = data_credentials(settings)
+        server = EmbeddedNats(data / "nats", port=settings.nats_port, credentials=passwords)
         await server.start_async()
-        write_nats_url(settings, server.url)
-    url = settings.nats_url or (server.url if server else "")
+        write_nats_url(settings, server.admin_url)
+        # Every child its own user; up itself (streams, demo) is the operator: admin.
+        logins = {role: (role, pw) for role, pw in passwords.items()}
+        settings = settings.replace(
+            nats_url=server.url, nats_user="admin", nats_password=passwords["admin"]
+        )
+        shown = server.admin_url
+    else:
+        # An external server: every child uses the credentials given to up, if any.
+        creds = credentials(settings)
+        logins = {role: creds for role in ROLES} if creds else {}
+        shown = settings.nats_url
     supervisor = Supervisor(data / "logs")
     code = 0
     try:
-        nc = await connect(url, "agentcast-up")
+        nc = await connect(settings, "agentcast-up")
         await ensure_streams(nc.jetstream(), settings)
-        model_url = _start_children(supervisor, settings, url, args)
+        model_url = _start_children(supervisor, settings, logins, args)
         await _wait_ready(supervisor, settings, model_url)
         token = mint_token(load_secret(settings), scopes=["read", "run", "admin"], ttl_s=7 * 86400)
-        _banner(settings, url, token, time.monotonic() - started, args.demo)
+        _banner(settings, shown, token, time.monotonic() - started, args.demo)
         code = await _watch(supervisor, nc, args)
         await disconnect(nc)
     except ChildFailed as exc:
@@ -101,11 +120,22 @@ def _role(*argv: str) -> list[str]:
     return [sys.executable, "-m", "agentcast.cli", *argv]
 
 
+def _login_env(logins: dict[str, tuple[str, str]], role: str) -> dict[str, str]:
+    """A child's NATS user and password: in its environment, never in its argv (ps shows argv)."""
+    if role not in logins:
+        return {}
+    user, password = logins[role]
+    return {"AGENTCAST_NATS_USER": user, "AGENTCAST_NATS_PASSWORD": password}
+
+
 def _start_children(
-    supervisor: Supervisor, settings: Settings, url: str, args: argparse.Namespace
+    supervisor: Supervisor,
+    settings: Settings,
+    logins: dict[str, tuple[str, str]],
+    args: argparse.Namespace,
 ) -> str:
     data = str(settings.resolved_data_dir())
-    common = ["--nats", url, "--data", data]
+    common = ["--nats", ",".join(servers(settings)), "--data", data]
     # Ctrl+C should not wait for agents to finish: the worker cancels them after this.
     env: dict[str, str] = {"AGENTCAST_SHUTDOWN_GRACE_S": "2"}
     model_url = ""
@@ -119,16 +149,24 @@ def _start_children(
         env["AGENTCAST_ANTHROPIC_BASE_URL"] = model_url
         env["AGENTCAST_CLAUDE_CONFIG_DIR"] = str(settings.resolved_data_dir() / "claude")
     supervisor.start(
-        "worker", _role("worker", *common, "--concurrency", str(settings.concurrency)), env
+        "worker",
+        _role("worker", *common, "--concurrency", str(settings.concurrency)),
+        {**env, **_login_env(logins, "worker")},
     )
     supervisor.start(
-        "archiver", _role("archiver", *common, "--dir", str(settings.resolved_archive_dir()))
+        "archiver",
+        _role("archiver", *common, "--dir", str(settings.resolved_archive_dir())),
+        _login_env(logins, "archiver"),
     )
     supervisor.start(
-        "metrics", _role("metrics", *common, "--metrics-port", str(settings.metrics_port))
+        "metrics",
+        _role("metrics", *common, "--metrics-port", str(settings.metrics_port)),
+        _login_env(logins, "metrics"),
     )
     supervisor.start(
-        "gateway", _role("gateway", *common, "--host", settings.host, "--port", str(settings.port))
+        "gateway",
+        _role("gateway", *common, "--host", settings.host, "--port", str(settings.port)),
+        _login_env(logins, "gateway"),
     )
     return model_url
 

@@ -42,7 +42,7 @@ async def _serve(settings: Settings) -> None:
     from producer.worker import Worker
 
     assert settings.nats_url
-    nc = await connect(settings.nats_url, "agentcast-worker")
+    nc = await connect(settings, "agentcast-worker")
     await ensure_streams(nc.jetstream(), settings)
     worker = Worker(nc, settings)
     loop = asyncio.get_running_loop()

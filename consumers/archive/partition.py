@@ -85,6 +85,7 @@ def stream_config(settings: Settings, partitions: int) -> StreamConfig:
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
         max_age=settings.events_max_age_s,
+        num_replicas=settings.replicas,
         sources=[
             StreamSource(
                 name=EVENTS_STREAM,

@@ -43,15 +43,19 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
     def __init__(self, settings: Settings, nc: Client, root: Path) -> None:
         super().__init__(settings, nc)
         self.root = root
-        self.writer = ArchiveWriter(
-            root,
-            seal_idle_s=settings.seal_idle_s,
-            compress_sealed=settings.compress_sealed,
-            open_files=settings.archive_open_files,
-        )
+        self.writer = self._new_writer()
         self._session_token = 2
         self._first_pending = 0.0
         self.archived = 0
+
+    def _new_writer(self) -> ArchiveWriter:
+        s = self.settings
+        return ArchiveWriter(
+            self.root,
+            seal_idle_s=s.seal_idle_s,
+            compress_sealed=s.compress_sealed,
+            open_files=s.archive_open_files,
+        )
 
     async def startup(self) -> None:
         logger.info("Archiver starting: %s", self.root)
@@ -134,6 +138,13 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
 
     async def persist(self) -> None:
         await self.writer.flush()
+        self._first_pending = 0.0
+
+    async def reset(self) -> None:
+        # The files are what is durable: lines not yet written are dropped, chains re-read.
+        self.writer.close()
+        self.writer = self._new_writer()
+        self.writer.scan()
         self._first_pending = 0.0
 
     async def tick(self) -> None:

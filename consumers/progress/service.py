@@ -88,6 +88,13 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         await self._load()
         logger.info("Metrics ready (%d sessions loaded)", len(self.states))
 
+    async def reset(self) -> None:
+        # Another metrics process may have stored newer states meanwhile: start from the KV.
+        self.states.clear()
+        self._published.clear()
+        self._dirty.clear()
+        await self._load()
+
     async def _load(self) -> None:
         assert self._store is not None
         watcher = await self._store.watchall(ignore_deletes=True)

@@ -19,6 +19,7 @@ from httpx_sse import ServerSentEvent, aconnect_sse
 
 from agentcast.embedded import EmbeddedNats, free_port
 from agentcast.tokens import mint_token
+from tests.support.nats import role_env
 
 SECRET = "gateway-test-secret-0123456789abcdef"
 """HS256 wants at least 32 bytes (PyJWT warns below that)."""
@@ -38,9 +39,15 @@ class GatewayProcess:
     """`agentcast gateway` as a child process; start() waits for /readyz."""
 
     def __init__(
-        self, nats_url: str, data_dir: Path, port: int | None = None, *args: str
+        self,
+        nats_url: str,
+        data_dir: Path,
+        port: int | None = None,
+        *args: str,
+        env: dict[str, str] | None = None,
     ) -> None:
         self.nats_url = nats_url
+        self.env = env or {}
         self.args = args
         self.data_dir = data_dir
         self.port = port or free_port()
@@ -67,7 +74,7 @@ class GatewayProcess:
                *self.args]  # fmt: skip
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                cmd, env={**os.environ, **GATEWAY_ENV}, stdout=log, stderr=log
+                cmd, env={**os.environ, **GATEWAY_ENV, **self.env}, stdout=log, stderr=log
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -121,7 +128,9 @@ def gateway(
     nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[GatewayProcess]:
     """One gateway for the test session (tests isolate by session id)."""
-    proc = GatewayProcess(nats_server.url, tmp_path_factory.mktemp("gateway"))
+    proc = GatewayProcess(
+        nats_server.url, tmp_path_factory.mktemp("gateway"), env=role_env(nats_server, "gateway")
+    )
     proc.start()
     try:
         yield proc
@@ -132,7 +141,7 @@ def gateway(
 @pytest.fixture
 def own_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
     """A gateway this test may kill or stop (not started: call .start())."""
-    proc = GatewayProcess(nats_server.url, tmp_path / "gw")
+    proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=role_env(nats_server, "gateway"))
     try:
         yield proc
     finally:

@@ -28,6 +28,13 @@ class Up:
         return match.group(1)
 
     @property
+    def nats_url(self) -> str:
+        """The NATS URL printed, with the admin user's credentials."""
+        match = re.search(r"NATS\s+(nats://\S+)", self.banner)
+        assert match, self.banner
+        return match.group(1)
+
+    @property
     def base(self) -> str:
         return self.dashboard.split("/?", 1)[0]
 
