@@ -24,7 +24,6 @@ import os
 import re
 import unicodedata
 from pathlib import Path
-from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
@@ -58,13 +57,12 @@ class TranscriptStore:
             return
         except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
             logger.debug("object store %s not found, creating it", TRANSCRIPTS_BUCKET)
-        replicas: Any = getattr(self._settings, "replicas", 1)  # the cluster-wide setting
         config = ObjectStoreConfig(
             bucket=TRANSCRIPTS_BUCKET,
             description="Claude Code transcript per session, for resuming on any worker",
             ttl=self._settings.events_max_age_s,  # no longer than the session's events
             storage=StorageType.FILE,
-            replicas=int(replicas),
+            replicas=self._settings.replicas,
         )
         try:
             self._store = await self._js.create_object_store(TRANSCRIPTS_BUCKET, config)

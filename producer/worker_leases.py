@@ -33,7 +33,6 @@ import secrets
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import msgspec
 from nats.aio.client import Client
@@ -277,14 +276,12 @@ async def _bucket(
         return await js.key_value(name)
     except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
         pass
-    # `replicas` is the cluster setting shared by every role (see settings.py).
-    replicas: Any = getattr(settings, "replicas", 1)
     config = KeyValueConfig(
         bucket=name,
         history=1,
         ttl=ttl,
         storage=StorageType.FILE,
-        replicas=int(replicas),
+        replicas=settings.replicas,
     )
     try:
         return await js.create_key_value(config)

@@ -17,6 +17,7 @@ from tests.support.worker import (
     submit,
     worker_settings,
 )
+from tests.support.worker_loss import as_worker, worker_client
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -31,14 +32,14 @@ async def model() -> AsyncIterator[ScriptedModel]:
 async def test_a_follow_up_resumes_the_conversation_on_another_worker_without_a_shared_disk(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    nc, js = private_nats.nc, private_nats.nc.jetstream()
+    js = private_nats.nc.jetstream()
     session = unique_name("travel")
-    first = worker_settings(private_nats.settings, tmp_path / "x", model.url, session_hold_s=0.1)
-    second = worker_settings(private_nats.settings, tmp_path / "y", model.url, session_hold_s=0.1)
-    async with running_worker(nc, first):
+    first = worker_settings(as_worker(private_nats), tmp_path / "x", model.url, session_hold_s=0.1)
+    second = worker_settings(as_worker(private_nats), tmp_path / "y", model.url, session_hold_s=0.1)
+    async with worker_client(private_nats) as nc, running_worker(nc, first):
         await submit(js, session, "[scenario:quick] the secret is heron")
         await follow(js, session)
-    async with running_worker(nc, second):
+    async with worker_client(private_nats) as nc, running_worker(nc, second):
         await submit(js, session, "[scenario:followup] and the secret?")
         events = await follow(js, session, runs=2)
     assert events[-1].type == "run.completed" and events[-1].run == 2

@@ -17,7 +17,6 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
 from nats.js.errors import KeyNotFoundError, NoKeysError
 
-from agentcast.bus import connect, disconnect
 from agentcast.embedded import free_port
 from agentcast.events import TERMINAL_TYPES
 from agentcast.progress import decode_snapshot
@@ -28,7 +27,7 @@ from agentcast.subjects import (
 )
 from producer.worker import WORKERS_DURABLE
 from producer.worker_leases import RUNNING_BUCKET
-from tests.support.nats import PrivateNats
+from tests.support.nats import PrivateNats, role_env
 from tests.support.roles import Role, unique_name, wait_until
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import (
@@ -42,10 +41,12 @@ from tests.support.worker import (
 from tests.support.worker_loss import (
     LOST_AFTER_S,
     SLACK_S,
+    as_worker,
     no_cli_left,
     stop_all,
     streaming,
     wait_for_value,
+    worker_client,
 )
 
 pytestmark = pytest.mark.timeout(240)
@@ -80,7 +81,7 @@ async def _records(js: JetStreamContext) -> list[str]:
 async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_queue(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    settings = private_nats.settings
+    settings = as_worker(private_nats)
     js = private_nats.nc.jetstream()
     workers = {
         name: worker_role(settings, tmp_path, name, model.url, worker_lost_after_s=LOST_AFTER_S)
@@ -91,13 +92,16 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
         "metrics",
         [
             "--nats",
-            str(settings.nats_url),
+            private_nats.server.url,
             "--data",
             str(tmp_path / "metrics"),
             "--metrics-port",
             str(metrics_port),
         ],
-        {"AGENTCAST_METRICS_CONSUMER": unique_name("met"), "AGENTCAST_PROGRESS_INTERVAL_S": "0.05"},
+        {
+            **role_env(private_nats.server, "metrics"),
+            "AGENTCAST_PROGRESS_INTERVAL_S": "0.05",
+        },
         tmp_path / "metrics.log",
         "Metrics ready",
     )
@@ -156,7 +160,7 @@ async def test_kill_9_mid_run_one_worker_lost_failure_the_survivor_takes_the_que
 async def test_kill_9_with_no_survivor_the_next_workers_close_the_run_exactly_once(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    settings = private_nats.settings
+    settings = as_worker(private_nats)
     js = private_nats.nc.jetstream()
 
     def role(name: str) -> Role:
@@ -189,12 +193,11 @@ async def test_kill_9_with_no_survivor_the_next_workers_close_the_run_exactly_on
 async def test_a_request_a_dead_worker_had_taken_is_redelivered_to_a_survivor(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    settings = private_nats.settings.replace(worker_lost_after_s=LOST_AFTER_S)
+    settings = as_worker(private_nats).replace(worker_lost_after_s=LOST_AFTER_S)
     session = unique_name("taken")
     # A worker that fetched the request and died before claiming it: its
     # connection goes away with the request unacknowledged.
-    doomed = await connect(str(settings.nats_url), "doomed-worker")
-    try:
+    async with worker_client(private_nats, "doomed-worker") as doomed:
         sub = await doomed.jetstream().pull_subscribe(
             RUNS_SUBMIT,
             durable=WORKERS_DURABLE,
@@ -203,13 +206,14 @@ async def test_a_request_a_dead_worker_had_taken_is_redelivered_to_a_survivor(
                 ack_policy=AckPolicy.EXPLICIT, ack_wait=LOST_AFTER_S, max_ack_pending=-1
             ),
         )
-        await submit(doomed.jetstream(), session, "[scenario:quick] do not drop me")
+        await submit(private_nats.nc.jetstream(), session, "[scenario:quick] do not drop me")
         taken = await sub.fetch(1, timeout=10)
         assert json.loads(taken[0].data)["session"] == session
-    finally:
-        await disconnect(doomed)
     js = private_nats.nc.jetstream()
-    async with running_worker(private_nats.nc, worker_settings(settings, tmp_path, model.url)):
+    async with (
+        worker_client(private_nats) as nc,
+        running_worker(nc, worker_settings(settings, tmp_path, model.url)),
+    ):
         events = await follow(js, session, timeout=LOST_AFTER_S + SLACK_S + 30)
     assert events[-1].type == "run.completed"
     assert [e.type for e in events].count("run.queued") == 1
@@ -245,7 +249,7 @@ async def test_kill_9_mid_tool_call_leaves_no_cli_and_no_tool_process(
     js = private_nats.nc.jetstream()
     session = unique_name("sleeper")
     async with ScriptedModel(speed=0, scenarios_dir=scenarios) as model:
-        worker = worker_role(private_nats.settings, tmp_path, "x", model.url)
+        worker = worker_role(as_worker(private_nats), tmp_path, "x", model.url)
         workspace = tmp_path / "x" / "workspaces" / session
         try:
             worker.start()

@@ -36,6 +36,7 @@ from tests.support.worker import (
 from tests.support.worker_loss import (
     LOST_AFTER_S,
     SLACK_S,
+    as_worker,
     no_cli_left,
     stop_all,
     streaming,
@@ -55,7 +56,7 @@ async def model() -> AsyncIterator[ScriptedModel]:
 async def test_a_worker_cut_off_from_nats_is_lost_and_writes_nothing_when_it_comes_back(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    settings = private_nats.settings
+    settings = as_worker(private_nats)
     js = private_nats.nc.jetstream()
     target = urlparse(str(settings.nats_url))
     assert target.hostname and target.port
@@ -94,7 +95,7 @@ async def test_a_worker_cut_off_from_nats_is_lost_and_writes_nothing_when_it_com
 async def test_a_worker_back_from_a_cut_during_the_hold_is_found_again_when_it_dies(
     private_nats: PrivateNats, tmp_path: Path, model: ScriptedModel
 ) -> None:
-    settings = private_nats.settings
+    settings = as_worker(private_nats)
     nc, js = private_nats.nc, private_nats.nc.jetstream()
     target = urlparse(str(settings.nats_url))
     assert target.hostname and target.port

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from agentcast.bus import connect, disconnect
+from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, session_type_filter
+from tests.support.nats import PrivateNats, role_settings
 from tests.support.roles import Role, wait_until
 from tests.support.worker import processes_in
 
@@ -54,3 +59,19 @@ async def wait_for_value(
 def stop_all(*roles: Role) -> None:
     for role in roles:
         role.stop()
+
+
+def as_worker(private: PrivateNats) -> Settings:
+    """The test server as the `worker` user sees it (its own credentials, no admin)."""
+    return role_settings(private.settings, private.server, "worker")
+
+
+@asynccontextmanager
+async def worker_client(
+    private: PrivateNats, name: str = "agentcast-worker"
+) -> AsyncIterator[Client]:
+    nc = await connect(as_worker(private), name)
+    try:
+        yield nc
+    finally:
+        await disconnect(nc)
