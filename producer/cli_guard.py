@@ -11,9 +11,11 @@ as a small guard between the worker and the real CLI:
 - the CLI runs in a process group of its own, so the tool processes it starts
   (shells, ripgrep) are in it too; the guard is their subreaper, so the ones
   that left the group come back to it when their parent dies;
-- when the CLI exits, or the guard is told to stop (the SDK's terminate, the
-  worker's death), the guard ends the group: SIGTERM, SIGKILL after
-  `_KILL_AFTER_S`, then every process still below it.
+- when the CLI exits, or the guard is told to stop, it ends the group:
+  SIGKILL at once when the worker died, else (the SDK's terminate) SIGTERM and
+  SIGKILL after `_KILL_AFTER_S`; then every process still below it;
+- the guard has a process group of its own too, so a supervisor that kills
+  the dead worker's group does not kill the guard before it has cleaned up.
 """
 
 from __future__ import annotations
@@ -37,9 +39,30 @@ _KILL_AFTER_S = 2.0
 _REAP_ROUNDS = 100
 
 
-@functools.cache
 def guarded_cli_path() -> str | None:
-    """An executable that runs the bundled CLI under the guard; None where it cannot."""
+    """An executable that runs the bundled CLI under the guard; None where it cannot.
+
+    Checked at every run: a temp-dir cleaner may have removed the script since.
+    """
+    found = _guard_script()
+    if found is None:
+        return None
+    path, script = found
+    path.parent.mkdir(mode=0o700, exist_ok=True)
+    info = path.parent.stat()
+    if info.st_uid != os.getuid() or info.st_mode & 0o022:
+        # Someone else's folder in a shared /tmp: never run what it holds.
+        raise PermissionError(f"{path.parent} is not private to this user")
+    if not path.exists():
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(script)
+        partial.chmod(0o700)
+        partial.replace(path)  # atomic: workers sharing a machine share the file
+    return str(path)
+
+
+@functools.cache
+def _guard_script() -> tuple[Path, str] | None:
     if not sys.platform.startswith("linux"):
         return None
     real = _real_cli()
@@ -47,17 +70,9 @@ def guarded_cli_path() -> str | None:
         return None
     python, guard = shlex.quote(sys.executable), shlex.quote(str(Path(__file__).resolve()))
     script = f'#!/bin/sh\nexec {python} -S {guard} {shlex.quote(real)} "$@"\n'
-    # Same content, same file: workers sharing a machine share one, written atomically.
-    digest = hashlib.sha256(script.encode()).hexdigest()[:12]
+    digest = hashlib.sha256(script.encode()).hexdigest()[:12]  # same content, same file
     folder = Path(tempfile.gettempdir()) / f"agentcast-{os.getuid()}"
-    folder.mkdir(mode=0o700, exist_ok=True)
-    path = folder / f"claude-guard-{digest}"
-    if not path.exists():
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        partial.write_text(script)
-        partial.chmod(0o700)
-        partial.replace(path)
-    return str(path)
+    return folder / f"claude-guard-{digest}", script
 
 
 def _real_cli() -> str | None:
@@ -129,6 +144,10 @@ def main(argv: list[str]) -> int:
     if os.getppid() != worker:  # the worker died before the guard was armed
         return 1
     _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        os.setpgid(0, 0)
+    except OSError:
+        pass
     guard = os.getpid()
     cli = os.fork()
     if cli == 0:
@@ -145,6 +164,9 @@ def main(argv: list[str]) -> int:
         pass
 
     def stop(signum: int, frame: FrameType | None) -> None:
+        if os.getppid() != worker:  # the worker died: nothing of the run is wanted now
+            _signal_group(cli, signal.SIGKILL)
+            return
         _signal_group(cli, signal.SIGTERM)
         signal.setitimer(signal.ITIMER_REAL, _KILL_AFTER_S)
 
