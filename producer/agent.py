@@ -90,7 +90,11 @@ class AgentRun:
 
     async def execute(self, emit: Emit) -> EventData:
         """Run to the end; returns the closing event's data (not yet emitted)."""
-        client = ClaudeSDKClient(self._sdk_options())
+        try:
+            options = self._sdk_options()
+        except OSError as exc:  # the CLI guard's script could not be written or trusted
+            return RunFailedData(error=f"cannot start the CLI: {exc}", kind="sdk_error")
+        client = ClaudeSDKClient(options)
         closing: EventData | None = None
         try:
             streaming = asyncio.ensure_future(self._stream(client, emit))
