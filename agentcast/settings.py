@@ -79,7 +79,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     worker_lost_after_s: float = 30.0
     """Bound on how long a dead worker's runs stay open before `run.failed` worker_lost.
 
-    Also how long a run request a dead worker had taken waits to be redelivered."""
+    Also how long a run request a dead worker had taken waits to be redelivered.
+    At least 3 s: heartbeats are renewed every twelfth of it."""
 
     # -- gateway -----------------------------------------------------------------
     host: str = "127.0.0.1"

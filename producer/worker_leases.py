@@ -53,6 +53,7 @@ logger = logging.getLogger(__name__)
 WORKERS_BUCKET = "agentcast_workers"
 RUNNING_BUCKET = "agentcast_running"
 _SCAN_TIMEOUT_S = 10.0
+_MIN_BOUND_S = 3.0
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 CloseLost = Callable[[str], Awaitable[None]]
@@ -96,7 +97,8 @@ class WorkerLeases:
         self._taken_over = taken_over
         self._held: dict[str, int] = {}
         """Session -> revision of this worker's record."""
-        self._ttl = settings.worker_lost_after_s / 3
+        # Below 3 s the heartbeat TTL would be shorter than a loaded machine's hiccups.
+        self._ttl = max(settings.worker_lost_after_s, _MIN_BOUND_S) / 3
         self._workers: KeyValue | None = None
         self._running: KeyValue | None = None
         self._tasks: list[asyncio.Task[None]] = []
