@@ -86,7 +86,14 @@ async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_
         tail = await cli("tail", "--all", "--data", str(data), "--json", "--until-done")
         assert tail.returncode in (0, 1), tail.stderr
         assert '"type":"run.started"' in tail.stdout.replace(" ", "")
+        bench = await cli(
+            "bench", "produce", "--data", str(data), "--sessions", "2", "--rate", "20",
+            "--seconds", "1", "--json",
+        )  # fmt: skip
+        assert bench.returncode == 0 and json.loads(bench.stdout)["events"] > 0, bench.stderr
 
+    for log_file in (data / "logs").glob("*.log"):
+        assert "differs from this process's settings" not in log_file.read_text(), log_file
     # nats-server logs "Publish Violation" / "Subscription Violation" (the client hears
     # "Permissions Violation"), and "Authorization Violation" for a refused login.
     log = (data / "nats" / "nats-server.log").read_text()
