@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials, render_accounts
+from agentcast.bus_auth import render_accounts
+from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.errors import AgentcastError
 
 logger = logging.getLogger(__name__)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import uuid
 from pathlib import Path
 
 import httpx
@@ -64,6 +65,30 @@ async def _a_run_is_archived_and_summarized(up: Up) -> None:
     raise AssertionError("no completed run made it to the archive and the progress snapshots")
 
 
+async def _a_run_and_a_follow_up_through_the_gateway(up: Up) -> None:
+    """runs.submit from the gateway, then a follow-up over the worker's control subject."""
+    headers = {"Authorization": f"Bearer {up.token}"}
+    session = "auth_" + uuid.uuid4().hex[:8]
+    async with httpx.AsyncClient(base_url=up.base, headers=headers, timeout=10) as client:
+
+        async def completed(run: int) -> None:
+            for _ in range(600):  # bounded
+                got = await client.get(f"/v1/sessions/{session}")
+                if got.status_code == 200 and got.json()["state"] == "completed":
+                    if got.json()["run"] == run:
+                        return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"run {run} of {session} never completed")
+
+        posted = await client.post("/v1/runs", json={"session": session, "prompt": "hello"})
+        assert posted.status_code == 202, posted.text
+        await completed(1)
+        # The worker still holds the session: it answers on agentcast.ctl.<session>.
+        again = await client.post(f"/v1/sessions/{session}/messages", json={"text": "again"})
+        assert again.status_code == 200 and again.json()["run"] == 2, again.text
+        await completed(2)
+
+
 async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with running_up(data, "--demo", "--speed", "0", "--demo-agents", "2") as up:
@@ -82,6 +107,7 @@ async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_
             assert not any(pw in argv for pw in passwords.values()), f"{role}: password in argv"
 
         await _a_run_is_archived_and_summarized(up)
+        await _a_run_and_a_follow_up_through_the_gateway(up)
         # Client commands next to up need no flags: they find the admin URL in the data dir.
         tail = await cli("tail", "--all", "--data", str(data), "--json", "--until-done")
         assert tail.returncode in (0, 1), tail.stderr

@@ -10,7 +10,7 @@ import sys
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
-from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials
+from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.embedded import EmbeddedNats, write_private
 from agentcast.settings import Settings
 
