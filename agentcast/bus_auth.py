@@ -186,7 +186,7 @@ def grants(
 ) -> dict[str, Grant]:
     """Every user's permissions (durable names follow the settings of the same name)."""
     ctl = f"{CTL_PREFIX}.*"
-    leases = _kv(LEASES_BUCKET, write=True, watch=False)
+    leases = _kv(LEASES_BUCKET, write=True)
     return {
         "admin": Grant(publish=(">",), subscribe=(">",)),
         "gateway": Grant(
