@@ -19,12 +19,14 @@ from agentcast.bus_auth import ROLES
 from agentcast.embedded import EmbeddedNats
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM, event_subject
-from tests.support.nats import role_settings
+from tests.support.events import build_events, publish_events, simple_run
+from tests.support.nats import role_env, role_settings
+from tests.support.roles import Role, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
 
-class Role:
+class User:
     """A connection as one user, and the permission errors the server sent it."""
 
     def __init__(self, nc: Client, errors: list[str]) -> None:
@@ -44,7 +46,7 @@ class Role:
 
 
 @asynccontextmanager
-async def as_role(server: EmbeddedNats, settings: Settings, role: str) -> AsyncIterator[Role]:
+async def as_role(server: EmbeddedNats, settings: Settings, role: str) -> AsyncIterator[User]:
     errors: list[str] = []
 
     async def on_error(exc: Exception) -> None:
@@ -52,7 +54,7 @@ async def as_role(server: EmbeddedNats, settings: Settings, role: str) -> AsyncI
 
     nc = await connect(role_settings(settings, server, role), f"test-{role}", on_error=on_error)
     try:
-        yield Role(nc, errors)
+        yield User(nc, errors)
     finally:
         await disconnect(nc)
 
@@ -216,6 +218,49 @@ async def test_each_role_alone_on_an_empty_server_creates_what_it_needs(
         finally:
             await disconnect(conn)
     finally:
+        server.stop()
+    violations = [ln for ln in server.log_path.read_text().splitlines() if "Violation" in ln]
+    assert violations == []
+
+
+async def test_a_partitioned_archiver_with_its_own_user_archives_without_violations(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedNats(tmp_path / "nats")
+    await server.start_async()
+    base = Settings.load({"nats_url": server.url}, environ={})
+    archivers = [
+        Role(
+            "archiver",
+            [
+                *("--nats", server.url, "--data", str(tmp_path / "data")),
+                *("--dir", str(tmp_path / "a"), "--partitions", "2", "--partition", str(i)),
+            ],
+            {**role_env(server, "archiver"), "AGENTCAST_SEAL_IDLE_S": "600"},
+            tmp_path / f"archiver-{i}.log",
+            "Archiver ready",
+        )
+        for i in (0, 1)
+    ]
+    worker = base.replace(nats_user="worker", nats_password=server.credentials["worker"])
+    try:
+        for archiver in archivers:
+            await asyncio.to_thread(archiver.start)
+        nc = await connect(worker, "test-worker")
+        try:
+            sessions = [f"part_{i}" for i in range(6)]
+            for session in sessions:
+                await publish_events(nc.jetstream(), build_events(session, simple_run(3)))
+        finally:
+            await disconnect(nc)
+        await wait_until(
+            lambda: len(list((tmp_path / "a").glob("*/*.jsonl"))) == len(sessions),
+            60,
+            "every session archived by its partition's archiver",
+        )
+    finally:
+        for archiver in archivers:
+            archiver.stop()
         server.stop()
     violations = [ln for ln in server.log_path.read_text().splitlines() if "Violation" in ln]
     assert violations == []

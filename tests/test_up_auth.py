@@ -60,6 +60,8 @@ async def _a_run_is_archived_and_summarized(up: Up) -> None:
                 assert {e.event for e in replayed} & {"run.queued", "run.started"}
                 firehose = await read_sse(client, "/v1/events", 1, headers=headers, timeout=30)
                 assert firehose
+                progress = await read_sse(client, "/v1/progress", 2, headers=headers, timeout=30)
+                assert progress
                 return
             await asyncio.sleep(0.2)
     raise AssertionError("no completed run made it to the archive and the progress snapshots")
@@ -74,9 +76,9 @@ async def _a_run_and_a_follow_up_through_the_gateway(up: Up) -> None:
         async def completed(run: int) -> None:
             for _ in range(600):  # bounded
                 got = await client.get(f"/v1/sessions/{session}")
-                if got.status_code == 200 and got.json()["state"] == "completed":
-                    if got.json()["run"] == run:
-                        return
+                snap = got.json() if got.status_code == 200 else {}
+                if snap.get("state") == "completed" and snap.get("run") == run:
+                    return
                 await asyncio.sleep(0.1)
             raise AssertionError(f"run {run} of {session} never completed")
 
