@@ -15,6 +15,7 @@ from agentcast.bus_auth import ROLES
 from tests.support.gateway import read_sse
 from tests.support.roles import cli
 from tests.support.up import Up, running_up
+from tests.support.worker import processes_in
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -41,6 +42,22 @@ def _children(data: Path) -> dict[str, tuple[str, dict[str, str]]]:
         env = dict(e.decode(errors="replace").partition("=")[::2] for e in environ if b"=" in e)
         found[role] = (" ".join(words), env)
     return found
+
+
+async def _agent_environments(data: Path) -> list[dict[str, str]]:
+    """The environments of agent processes (their cwd is a session workspace), once some run."""
+    for _ in range(300):  # bounded: demo agents start runs on their own
+        found = []
+        for pid in processes_in(data / "workspaces"):
+            try:
+                raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            found.append(dict(e.decode(errors="replace").partition("=")[::2] for e in raw if e))
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return []
 
 
 async def _a_run_is_archived_and_summarized(up: Up) -> None:
@@ -108,6 +125,8 @@ async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_
             assert env["AGENTCAST_NATS_PASSWORD"] == passwords[role]
             assert not any(pw in argv for pw in passwords.values()), f"{role}: password in argv"
 
+        agents = await _agent_environments(data)
+        assert agents and not any("AGENTCAST_NATS_PASSWORD" in env for env in agents)
         await _a_run_is_archived_and_summarized(up)
         await _a_run_and_a_follow_up_through_the_gateway(up)
         # Client commands next to up need no flags: they find the admin URL in the data dir.
