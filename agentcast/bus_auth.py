@@ -22,19 +22,19 @@ the streams, consumers and buckets it touches:
   invisible to the others.
 
 When a role starts to use a new stream, consumer, bucket or subject, its grant
-here must name it: the tests run every role with its own user and fail on any
-"Permissions Violation" in the server log.
+here must name it, and `deploy/nats/accounts.conf` be rendered again
+(`python -m agentcast.bus_auth > deploy/nats/accounts.conf`): the tests run
+every role with its own user and fail on any "Publish Violation" or
+"Subscription Violation" in the server log. Durable names other than the
+defaults (settings `archive_consumer`, `metrics_consumer`) are not granted:
+only admin may use them.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import secrets
-import string
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from agentcast.subjects import (
@@ -51,7 +51,6 @@ from agentcast.subjects import (
 
 ACCOUNT: Final = "AGENTCAST"
 ROLES: Final = ("admin", "gateway", "worker", "archiver", "metrics")
-CREDENTIALS_FILE: Final = "credentials.json"
 
 # Names other modules own; repeated here because permissions are the one place
 # that must list every resource (roles never import each other).
@@ -67,7 +66,6 @@ MAX_ARCHIVE_PARTITIONS: Final = 16
 """Partitioned archive streams (AGENTCAST_ARCHIVE_P2..P16) the archiver may use."""
 
 _API: Final = "$JS.API"
-_PASSWORD_ALPHABET: Final = string.ascii_letters + string.digits
 
 
 @dataclass(frozen=True)
@@ -188,7 +186,7 @@ def grants(
 ) -> dict[str, Grant]:
     """Every user's permissions (durable names follow the settings of the same name)."""
     ctl = f"{CTL_PREFIX}.*"
-    leases = _kv(LEASES_BUCKET, write=True, watch=False)
+    leases = _kv(LEASES_BUCKET, write=True)
     return {
         "admin": Grant(publish=(">",), subscribe=(">",)),
         "gateway": Grant(
@@ -278,35 +276,6 @@ def _list(key: str, subjects: Iterable[str], indent: int) -> list[str]:
     pad = " " * indent
     # Quoted: a bare `$JS...` would be read as a variable reference.
     return [f"{pad}{key}: [", *(f"{pad}  {json.dumps(s)}" for s in subjects), f"{pad}]"]
-
-
-# -- credentials of a data directory -------------------------------------------------
-
-
-def new_password() -> str:
-    """32 letters and digits, starting with a letter: safe in URLs and as a config value."""
-    first = secrets.choice(string.ascii_letters)
-    return first + "".join(secrets.choice(_PASSWORD_ALPHABET) for _ in range(31))
-
-
-def load_or_create_credentials(path: Path) -> dict[str, str]:
-    """Every role's password, generated at first use into `path` (mode 0600) and reused."""
-    found: dict[str, str] = {}
-    if path.exists():
-        raw = json.loads(path.read_text())
-        found = {k: v for k, v in raw.items() if k in ROLES and isinstance(v, str) and v}
-    if all(role in found for role in ROLES):
-        return found
-    for role in ROLES:
-        found.setdefault(role, new_password())
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(found, fh, indent=2)
-        fh.write("\n")
-    os.replace(tmp, path)
-    return found
 
 
 if __name__ == "__main__":

@@ -16,12 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
 
-from agentcast.bus_auth import (
-    CREDENTIALS_FILE,
-    load_or_create_credentials,
-    new_password,
-    password_env,
-)
+from agentcast.bus_auth import password_env
+from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials, new_password
 from agentcast.embedded import EmbeddedNats, NatsServerError, free_port, with_credentials
 
 logger = logging.getLogger(__name__)

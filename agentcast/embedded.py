@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Self
 from urllib.parse import quote
 
-from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials, render_accounts
+from agentcast.bus_auth import ACCOUNT, render_accounts
+from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.errors import AgentcastError
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,7 @@ class EmbeddedNats:
         elif port_in_use(self.port, self.host):
             raise NatsServerError(f"port {self.port} is already in use: cannot start nats-server")
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        _adopt_open_store(self.store_dir)
         log_path = self.log_path
         config, env = self._config()
         cmd = [find_nats_server(), "-c", str(config), "--log", str(log_path)]
@@ -189,6 +191,20 @@ class EmbeddedNats:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _adopt_open_store(store_dir: Path) -> None:
+    """Move what an earlier, open server stored (global account `$G`) into `AGENTCAST`.
+
+    JetStream keeps each account's streams under `<store>/jetstream/<account>`:
+    without this, a data directory from before authentication would start
+    empty, its events still on disk but in an account nobody can log into.
+    """
+    root = store_dir / "jetstream"
+    old, new = root / "$G", root / ACCOUNT
+    if old.is_dir() and not new.exists():
+        old.rename(new)
+        logger.warning("moved the streams of the open server in %s to account %s", root, ACCOUNT)
 
 
 def with_credentials(url: str, user: str, password: str) -> str:

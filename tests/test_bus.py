@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,43 @@ async def test_embedded_server_restarts_on_the_same_store(tmp_path: Path) -> Non
     finally:
         server.stop()
     assert server.process is not None and server.process.poll() is not None
+
+
+async def test_a_store_of_the_open_server_of_old_keeps_its_events(tmp_path: Path) -> None:
+    """A data dir from before authentication: its streams move into the AGENTCAST account."""
+    from agentcast.embedded import find_nats_server, free_port
+
+    store, port = tmp_path / "store", free_port()
+    old = await asyncio.create_subprocess_exec(
+        find_nats_server(), "--jetstream", "--store_dir", str(store), "-a", "127.0.0.1",
+        "-p", str(port), stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        open_settings = Settings.load({"nats_url": f"nats://127.0.0.1:{port}"}, environ={})
+        for _ in range(200):  # bounded: until the old server accepts clients
+            if _accepts(port):
+                break
+            await asyncio.sleep(0.05)
+        nc = await connect(open_settings, "old")
+        await ensure_streams(nc.jetstream(), open_settings)
+        await nc.jetstream().publish(event_subject("old", "status"), b"{}")
+        await nc.close()
+    finally:
+        old.terminate()
+        await asyncio.wait_for(old.wait(), 10)
+    server = EmbeddedNats(store)
+    await server.start_async()
+    try:
+        settings = Settings.load({"nats_url": server.admin_url}, environ={})
+        nc = await connect(settings, "test")
+        assert (await nc.jetstream().stream_info(EVENTS_STREAM)).state.messages == 1
+        await nc.close()
+    finally:
+        server.stop()
+
+
+def _accepts(port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) == 0

@@ -20,10 +20,11 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from agentcast.bus import connect, disconnect, ensure_streams
 from agentcast.bus_auth import ROLES, password_env, render_accounts
 from agentcast.cluster import DEPLOY_NATS, EmbeddedCluster
-from agentcast.embedded import find_nats_server
+from agentcast.embedded import find_nats_server, free_port
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM, SESSIONS_BUCKET, event_subject
 from tests.support.gateway import GatewayProcess, read_sse
+from tests.support.roles import Role
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, running_worker, submit, worker_settings
 
@@ -51,9 +52,8 @@ def as_role(cluster: EmbeddedCluster, role: str, tmp: Path, **changes: object) -
         {"nats_url": cluster.url, "data_dir": str(tmp / "data"), "jwt_secret": "test-secret"},
         environ={},
     )
-    return base.replace(
-        nats_user=role, nats_password=cluster.credentials[role], replicas=3, **changes
-    )
+    changes = {"replicas": 3, **changes}
+    return base.replace(nats_user=role, nats_password=cluster.credentials[role], **changes)
 
 
 @pytest.fixture
@@ -188,3 +188,44 @@ async def test_a_node_killed_loses_nothing_and_its_clients_fail_over(
     finally:
         await reader.unsubscribe()
         await disconnect(publisher)
+
+
+async def test_roles_report_streams_with_fewer_replicas_and_admin_raises_them(
+    cluster: EmbeddedCluster, tmp_path: Path
+) -> None:
+    one = as_role(cluster, "admin", tmp_path, replicas=1)
+    nc = await connect(one, "test-admin")
+    try:
+        await ensure_streams(nc.jetstream(), one)  # a stream from a one-node past
+        creds = {"AGENTCAST_REPLICAS": "3", "AGENTCAST_NATS_PASSWORD": ""}
+        gateway = GatewayProcess(cluster.url, tmp_path / "gw", env=creds | {
+            "AGENTCAST_NATS_USER": "gateway", "AGENTCAST_NATS_PASSWORD": cluster.credentials["gateway"]})  # fmt: skip
+        port = free_port()
+        metrics = Role(
+            "metrics",
+            ["--nats", cluster.url, "--data", str(tmp_path / "m"), "--metrics-port", str(port)],
+            creds | {"AGENTCAST_NATS_USER": "metrics",
+                     "AGENTCAST_NATS_PASSWORD": cluster.credentials["metrics"]},
+            tmp_path / "metrics.log",
+            "Metrics ready",
+        )  # fmt: skip
+        try:
+            await asyncio.to_thread(gateway.start)
+            await asyncio.to_thread(metrics.start)
+            wanted = "stream AGENTCAST_EVENTS has 1 replica(s), fewer than the 3 wanted"
+            assert wanted in gateway.log.read_text() and wanted in metrics.output()
+            assert gateway.metric("agentcast_stream_replicas", stream=EVENTS_STREAM) == 1
+            assert gateway.metric("agentcast_stream_replicas_wanted", stream=EVENTS_STREAM) == 3
+            async with httpx.AsyncClient(timeout=5) as http:
+                scrape = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            assert f'agentcast_stream_replicas{{stream="{EVENTS_STREAM}"}} 1.0' in scrape
+        finally:
+            gateway.stop()
+            metrics.stop()
+        three = one.replace(replicas=3)
+        await ensure_streams(nc.jetstream(), three)
+        for stream in (EVENTS_STREAM, RUNS_STREAM):
+            assert (await nc.jetstream().stream_info(stream)).config.num_replicas == 3
+    finally:
+        await disconnect(nc)
+    assert _violations(cluster) == []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import stat
+import uuid
 from pathlib import Path
 
 import httpx
@@ -14,6 +15,7 @@ from agentcast.bus_auth import ROLES
 from tests.support.gateway import read_sse
 from tests.support.roles import cli
 from tests.support.up import Up, running_up
+from tests.support.worker import processes_in
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -42,6 +44,22 @@ def _children(data: Path) -> dict[str, tuple[str, dict[str, str]]]:
     return found
 
 
+async def _agent_environments(data: Path) -> list[dict[str, str]]:
+    """The environments of agent processes (their cwd is a session workspace), once some run."""
+    for _ in range(300):  # bounded: demo agents start runs on their own
+        found = []
+        for pid in processes_in(data / "workspaces"):
+            try:
+                raw = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            found.append(dict(e.decode(errors="replace").partition("=")[::2] for e in raw if e))
+        if found:
+            return found
+        await asyncio.sleep(0.05)
+    return []
+
+
 async def _a_run_is_archived_and_summarized(up: Up) -> None:
     """Worker, archiver, metrics and gateway each did their part of a real run."""
     headers = {"Authorization": f"Bearer {up.token}"}
@@ -59,9 +77,35 @@ async def _a_run_is_archived_and_summarized(up: Up) -> None:
                 assert {e.event for e in replayed} & {"run.queued", "run.started"}
                 firehose = await read_sse(client, "/v1/events", 1, headers=headers, timeout=30)
                 assert firehose
+                progress = await read_sse(client, "/v1/progress", 2, headers=headers, timeout=30)
+                assert progress
                 return
             await asyncio.sleep(0.2)
     raise AssertionError("no completed run made it to the archive and the progress snapshots")
+
+
+async def _a_run_and_a_follow_up_through_the_gateway(up: Up) -> None:
+    """runs.submit from the gateway, then a follow-up over the worker's control subject."""
+    headers = {"Authorization": f"Bearer {up.token}"}
+    session = "auth_" + uuid.uuid4().hex[:8]
+    async with httpx.AsyncClient(base_url=up.base, headers=headers, timeout=10) as client:
+
+        async def completed(run: int) -> None:
+            for _ in range(600):  # bounded
+                got = await client.get(f"/v1/sessions/{session}")
+                snap = got.json() if got.status_code == 200 else {}
+                if snap.get("state") == "completed" and snap.get("run") == run:
+                    return
+                await asyncio.sleep(0.1)
+            raise AssertionError(f"run {run} of {session} never completed")
+
+        posted = await client.post("/v1/runs", json={"session": session, "prompt": "hello"})
+        assert posted.status_code == 202, posted.text
+        await completed(1)
+        # The worker still holds the session: it answers on agentcast.ctl.<session>.
+        again = await client.post(f"/v1/sessions/{session}/messages", json={"text": "again"})
+        assert again.status_code == 200 and again.json()["run"] == 2, again.text
+        await completed(2)
 
 
 async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_path: Path) -> None:
@@ -81,12 +125,22 @@ async def test_up_gives_each_role_its_own_user_and_none_is_refused_anything(tmp_
             assert env["AGENTCAST_NATS_PASSWORD"] == passwords[role]
             assert not any(pw in argv for pw in passwords.values()), f"{role}: password in argv"
 
+        agents = await _agent_environments(data)
+        assert agents and not any("AGENTCAST_NATS_PASSWORD" in env for env in agents)
         await _a_run_is_archived_and_summarized(up)
+        await _a_run_and_a_follow_up_through_the_gateway(up)
         # Client commands next to up need no flags: they find the admin URL in the data dir.
         tail = await cli("tail", "--all", "--data", str(data), "--json", "--until-done")
         assert tail.returncode in (0, 1), tail.stderr
         assert '"type":"run.started"' in tail.stdout.replace(" ", "")
+        bench = await cli(
+            "bench", "produce", "--data", str(data), "--sessions", "2", "--rate", "20",
+            "--seconds", "1", "--json",
+        )  # fmt: skip
+        assert bench.returncode == 0 and json.loads(bench.stdout)["events"] > 0, bench.stderr
 
+    for log_file in (data / "logs").glob("*.log"):
+        assert "differs from this process's settings" not in log_file.read_text(), log_file
     # nats-server logs "Publish Violation" / "Subscription Violation" (the client hears
     # "Permissions Violation"), and "Authorization Violation" for a refused login.
     log = (data / "nats" / "nats-server.log").read_text()

@@ -10,7 +10,7 @@ import sys
 from typing import Any, NoReturn
 from urllib.parse import urlparse
 
-from agentcast.bus_auth import CREDENTIALS_FILE, load_or_create_credentials
+from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.embedded import EmbeddedNats, write_private
 from agentcast.settings import Settings
 
@@ -19,7 +19,11 @@ _NATS_URL_FILE = "nats.url"
 
 def add_common_args(parser: argparse.ArgumentParser) -> None:
     """Flags every role takes; each maps onto a Settings field."""
-    parser.add_argument("--nats", dest="nats_url", help="NATS URL (default: the embedded server)")
+    parser.add_argument(
+        "--nats",
+        dest="nats_url",
+        help="NATS servers, comma-separated (default: the embedded server of the data dir)",
+    )
     parser.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING...")
 

@@ -37,7 +37,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--port", type=int, help="gateway port (default 8000)")
     p.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
     p.add_argument(
-        "--nats", dest="nats_url", help="use this NATS server instead of an embedded one"
+        "--nats",
+        dest="nats_url",
+        help="use these NATS servers (comma-separated) instead of an embedded one",
     )
     p.add_argument(
         "--nats-port", dest="nats_port", type=int, help="embedded NATS port (default: free)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 
 from agentcast.bus import connect, disconnect, ensure_streams
@@ -29,6 +30,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def _run(args: argparse.Namespace) -> int:
     setup_logging(args)
     settings = settings_from_args(args)
+    # The agents' CLI (and every tool it runs) inherits this process's
+    # environment: it must not get the worker's NATS password with it.
+    os.environ.pop("AGENTCAST_NATS_PASSWORD", None)
     url, server = resolve_nats(settings)
     try:
         asyncio.run(_serve(settings.replace(nats_url=url)))
