@@ -20,6 +20,7 @@ import msgspec
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.errors import Error as NatsError
 
 from agentcast.codec import encode
 from agentcast.control import ControlReply, ControlRequest
@@ -139,9 +140,14 @@ class Conversation:
     async def _execute(self, prompt: str, options: RunOptions) -> None:
         self.workspace.mkdir(parents=True, exist_ok=True)
         if self.transcripts is not None and self.claude_session:
-            self.claude_session = await self.transcripts.restore(
-                self.session, self.claude_session, self.workspace
-            )
+            try:
+                self.claude_session = await self.transcripts.restore(
+                    self.session, self.claude_session, self.workspace
+                )
+            except (NatsError, OSError) as exc:  # fail loudly rather than forget the past
+                error = f"the conversation's transcript could not be restored: {exc!r}"
+                await self._close_run(RunFailedData(error=error, kind="transcript_unavailable"))
+                return
         agent = AgentRun(
             session=self.session,
             prompt=prompt,

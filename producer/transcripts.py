@@ -25,9 +25,10 @@ import re
 import unicodedata
 from pathlib import Path
 
+from nats.errors import Error as NatsError
 from nats.js import JetStreamContext
 from nats.js.api import ObjectMeta, ObjectStoreConfig, StorageType
-from nats.js.errors import ObjectNotFoundError
+from nats.js.errors import APIError, NotFoundError, ObjectNotFoundError
 from nats.js.object_store import ObjectStore
 
 from agentcast.settings import Settings
@@ -55,7 +56,7 @@ class TranscriptStore:
         try:
             self._store = await self._js.object_store(TRANSCRIPTS_BUCKET)
             return
-        except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
+        except NotFoundError:  # BucketNotFoundError is one
             logger.debug("object store %s not found, creating it", TRANSCRIPTS_BUCKET)
         config = ObjectStoreConfig(
             bucket=TRANSCRIPTS_BUCKET,
@@ -66,7 +67,7 @@ class TranscriptStore:
         )
         try:
             self._store = await self._js.create_object_store(TRANSCRIPTS_BUCKET, config)
-        except Exception:  # another worker created it first
+        except APIError:  # another worker created it first
             self._store = await self._js.object_store(TRANSCRIPTS_BUCKET)
 
     def path(self, cwd: Path, claude_session: str) -> Path:
@@ -83,7 +84,7 @@ class TranscriptStore:
         try:
             data = await asyncio.to_thread(path.read_bytes)
             await self._store.put(session, data, meta=ObjectMeta(description=claude_session))
-        except Exception as exc:
+        except (NatsError, OSError) as exc:  # OSError: reading the file, and timeouts
             logger.warning("session %s: transcript not saved: %r", session, exc)
             return
         logger.debug("session %s: saved transcript %s (%d bytes)", session, path, len(data))

@@ -27,6 +27,7 @@ from typing import Any
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig
@@ -114,7 +115,7 @@ class Worker:
         """Say so when the durable, made earlier, redelivers after another bound than ours."""
         try:
             ack_wait = (await sub.consumer_info()).config.ack_wait
-        except Exception as exc:
+        except (NatsError, TimeoutError) as exc:
             logger.debug("consumer info failed: %r", exc)
             return
         if ack_wait is not None and abs(ack_wait - self._settings.worker_lost_after_s) > 0.5:

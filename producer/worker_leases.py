@@ -36,11 +36,12 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 from nats.aio.client import Client
+from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from agentcast.codec import encode
@@ -163,7 +164,7 @@ class WorkerLeases:
         assert self._running is not None
         try:
             await self._running.delete(session, last=revision)
-        except Exception as exc:
+        except (NatsError, TimeoutError) as exc:
             logger.debug("session %s: record not deleted (%r)", session, exc)
 
     async def _reassert(self) -> None:
@@ -276,8 +277,8 @@ async def _bucket(
 ) -> KeyValue:
     try:
         return await js.key_value(name)
-    except Exception:  # nats-py raises BucketNotFoundError or NotFoundError by version
-        pass
+    except NotFoundError:  # BucketNotFoundError is one
+        logger.info("Creating bucket %s", name)
     config = KeyValueConfig(
         bucket=name,
         history=1,
@@ -287,5 +288,5 @@ async def _bucket(
     )
     try:
         return await js.create_key_value(config)
-    except Exception:  # another worker created it first
+    except APIError:  # another worker created it first
         return await js.key_value(name)
