@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 
+from agentcast.embedded import free_port
 from tests.support.up import Up, running_up
 from tests.support.worker import processes_in
 
@@ -54,6 +55,27 @@ async def _sessions_appear(up: Up) -> None:
                 break
             await asyncio.sleep(0.2)
         assert sessions, "demo sessions should show up in the progress snapshots"
+
+
+async def test_a_sigterm_during_startup_stops_the_children_already_started(
+    tmp_path: Path,
+) -> None:
+    data = tmp_path / "data"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "agentcast.cli", "up", "--data", str(data), "--port", str(free_port()),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        # Before the banner: the first children are up, the gateway not yet ready.
+        await _wait_for_pid(data, "worker")
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 45) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    await asyncio.sleep(0.5)
+    assert _procs_mentioning(str(data)) == []
 
 
 async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:

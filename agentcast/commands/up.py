@@ -75,6 +75,12 @@ def _run(args: argparse.Namespace) -> int:
 
 async def _up(settings: Settings, args: argparse.Namespace) -> int:
     started = time.monotonic()
+    # From the first moment: a SIGTERM during startup (a script that gives up
+    # waiting) must still stop the children, which live in sessions of their own.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     data = settings.resolved_data_dir()
     data.mkdir(parents=True, exist_ok=True)
     server: EmbeddedNats | None = None
@@ -100,11 +106,15 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
     try:
         nc = await connect(settings, "agentcast-up")
         await ensure_streams(nc.jetstream(), settings)
-        model_url = _start_children(supervisor, settings, logins, args)
-        await _wait_ready(supervisor, settings, model_url)
-        token = mint_token(load_secret(settings), scopes=["read", "run", "admin"], ttl_s=7 * 86400)
-        _banner(settings, shown, token, time.monotonic() - started, args.demo)
-        code = await _watch(supervisor, nc, args)
+        if not stop.is_set():
+            model_url = _start_children(supervisor, settings, logins, args)
+            await _wait_ready(supervisor, settings, model_url, stop)
+        if not stop.is_set():
+            token = mint_token(
+                load_secret(settings), scopes=["read", "run", "admin"], ttl_s=7 * 86400
+            )
+            _banner(settings, shown, token, time.monotonic() - started, args.demo)
+            code = await _watch(supervisor, nc, args, stop)
         await disconnect(nc)
     except ChildFailed as exc:
         print(f"agentcast: error: {exc}; stopping everything", file=sys.stderr)
@@ -173,14 +183,16 @@ def _start_children(
     return model_url
 
 
-async def _wait_ready(supervisor: Supervisor, settings: Settings, model_url: str) -> None:
+async def _wait_ready(
+    supervisor: Supervisor, settings: Settings, model_url: str, stop: asyncio.Event
+) -> None:
     checks = [f"http://{settings.host}:{settings.port}/readyz"]
     if model_url:
         checks.append(f"{model_url}/_scripted/health")
     deadline = time.monotonic() + _READY_TIMEOUT_S
     async with httpx.AsyncClient(timeout=1.0) as client:
         for url in checks:
-            while True:
+            while not stop.is_set():
                 supervisor.check()
                 with contextlib.suppress(httpx.HTTPError):
                     if (await client.get(url)).status_code == 200:
@@ -205,14 +217,12 @@ def _banner(settings: Settings, url: str, token: str, seconds: float, demo: bool
     print("\n".join(lines), flush=True)
 
 
-async def _watch(supervisor: Supervisor, nc: object, args: argparse.Namespace) -> int:
+async def _watch(
+    supervisor: Supervisor, nc: object, args: argparse.Namespace, stop: asyncio.Event
+) -> int:
     """Supervise until Ctrl+C or SIGTERM; show children's restarts as they happen."""
     from agentcast.demo import DemoDriver
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     demo = asyncio.create_task(DemoDriver(nc, agents=args.demo_agents).run()) if args.demo else None  # type: ignore[arg-type]
     try:
         while not stop.is_set():
