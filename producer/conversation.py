@@ -21,7 +21,7 @@ from nats.aio.subscription import Subscription
 
 from agentcast.codec import encode
 from agentcast.control import ControlReply, ControlRequest
-from agentcast.errors import DeliveryTimeout, PolicyViolation
+from agentcast.errors import PolicyViolation, PublishFailed
 from agentcast.events import (
     EventData,
     RunFailedData,
@@ -156,8 +156,8 @@ class Conversation:
 
         try:
             closing = await agent.execute(emit)
-        except DeliveryTimeout as exc:
-            closing = RunFailedData(error=str(exc), kind="delivery_timeout")
+        except PublishFailed as exc:  # kind: delivery_timeout or writer_conflict
+            closing = RunFailedData(error=str(exc), kind=exc.code)
         finally:
             self._current = None
         await self._close_run(closing)
@@ -166,7 +166,7 @@ class Conversation:
         await self.publisher.emit(closing, run=self.run, after_failure=True)
         try:
             await self.publisher.drain()
-        except DeliveryTimeout:
+        except PublishFailed:
             logger.error(
                 "session %s run %d: closing event not yet delivered", self.session, self.run
             )
@@ -181,7 +181,7 @@ class Conversation:
             self._ctl = None
         try:
             await self.publisher.close()
-        except DeliveryTimeout as exc:
+        except PublishFailed as exc:
             logger.error("session %s released with undelivered events: %s", self.session, exc)
         self._on_release(self)
 

@@ -43,7 +43,7 @@ async def read_session(js: JetStreamContext, session: str) -> list[Event]:
 
 
 async def test_seq_runs_from_one_without_gaps(nc: Client, js: JetStreamContext, settings: Settings, session_id: str) -> None:
-    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size, window=64)
+    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
     for i in range(1000):
         await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
     await pub.close(timeout_s=30)
