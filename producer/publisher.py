@@ -52,10 +52,10 @@ from nats.errors import Error as NatsError
 
 from agentcast.errors import DeliveryTimeout, PublishFailed, WriterConflict
 from agentcast.events import Event, EventData
-from agentcast.subjects import event_subject
+from agentcast.subjects import event_subject, session_events
 from producer.acks import AckRouter
 from producer.conflict import close_after_conflict
-from producer.head import LastEvent, expect_after, last_event
+from producer.head import EXPECTED_LAST, EXPECTED_SUBJECT, LastEvent, expect_after, last_event
 from producer.stamp import SEQ_HEADER, Outgoing, stamp
 
 __all__ = ["SEQ_HEADER", "Outgoing", "SessionPublisher", "stamp"]
@@ -111,6 +111,7 @@ class SessionPublisher:
         self._closing_event: Outgoing | None = None
         self.acked = 0
         self._subject_prefix = event_subject(session, "")
+        self._session_filter = session_events(session)
         self._route, self._reply_prefix = acks.register(self._on_ack)
         self._sender = asyncio.create_task(self._send_loop(), name=f"publisher:{session}")
 
@@ -206,7 +207,11 @@ class SessionPublisher:
                 item.subject,
                 item.payload,
                 reply=f"{self._reply_prefix}{item.event.seq}",
-                headers=expect_after(item.headers, self.session, self._last_stream_seq),
+                headers={
+                    "Nats-Msg-Id": item.event.id,
+                    EXPECTED_LAST: str(self._last_stream_seq),
+                    EXPECTED_SUBJECT: self._session_filter,
+                },
             )
         except (NatsError, OSError) as exc:
             logger.debug("publish failed for %s: %r", self.session, exc)

@@ -10,6 +10,7 @@ from agentcast.subjects import event_subject
 from producer.truncate import fit_event
 
 SEQ_HEADER = "Agentcast-Seq"
+"""No longer sent (the seq is in the envelope and no consumer read the header); kept for old readers."""
 
 
 @dataclass(slots=True)
@@ -56,5 +57,6 @@ def stamp(
         parent_tool_use_id=parent_tool_use_id,
     )
     event, payload = fit_event(event, max_msg_size)
-    headers = {"Nats-Msg-Id": event.id, SEQ_HEADER: str(seq)}
+    # Nats-Msg-Id only: every header costs each publish and each consumer a parse.
+    headers = {"Nats-Msg-Id": event.id}
     return Outgoing(event, f"{subject_prefix}{type_of(event)}", payload, headers)
