@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from agentcast.events import AnyEvent, Event, ToolCalled, ToolResult
 from agentcast.progress import STATES
 from consumers.progress.reducer import SessionState
+from consumers.suspects import SuspectEvents
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class ProgressMetrics:
 
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
+        self.suspects = SuspectEvents("metrics", r)
         self.sessions = Gauge("agentcast_sessions", "Sessions by state", ["state"], registry=r)
         self.events = Counter("agentcast_events", "Events consumed, by type", ["type"], registry=r)
         self.tool_calls = Counter(
