@@ -63,7 +63,7 @@ async def close_after_conflict(
                 max_msg_size=max_msg_size,
                 parent_tool_use_id=item.event.parent_tool_use_id,
             )
-            await js.publish(
+            ack = await js.publish(
                 closing.subject,
                 closing.payload,
                 headers=expect_after(closing.headers, session, head.stream_seq),
@@ -75,6 +75,9 @@ async def close_after_conflict(
             return False
         except (NatsError, OSError, TimeoutError) as exc:
             logger.error("session %s: closing run %d failed: %r", session, run, exc)
+            return False
+        if ack.duplicate:
+            logger.error("session %s: closing event %s was a duplicate", session, closing.event.id)
             return False
         logger.error(
             "session %s: run %d closed with %s at seq %d after the writer conflict",

@@ -373,8 +373,7 @@ class SessionPublisher:
                 )
                 self._base = (head.seq, head.stream_seq)
                 return kept
-            first = next((i for i in kept if i.event.seq > head.seq), kept[0] if kept else None)
-            self._conflict(head, first.event.seq if first else self._next_seq)
+            self._conflict(head, self._queue[0].event.seq if self._queue else self._next_seq)
             return None
         return None
 

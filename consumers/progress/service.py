@@ -41,9 +41,9 @@ from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
 from consumers.buckets import bucket
 from consumers.consumer import LeasedConsumer
+from consumers.holdback import Held
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
-from consumers.holdback import Held
 from consumers.pull import Delivery
 from consumers.suspects import Reason
 
