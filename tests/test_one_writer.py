@@ -140,24 +140,24 @@ async def test_forged_repeated_and_far_ahead_seqs_are_quarantined_and_change_no_
     arc.env["AGENTCAST_GAP_TIMEOUT_S"] = "2"
     repeat, ahead = unique_session("rep"), unique_session("far")
     real = {s: build_events(s, simple_run(6)) for s in (repeat, ahead)}
-    cursors = {s: await publish_events(js, real[s][:4]) for s in real}
+    cursors = {s: await publish_events(js, events[:4]) for s, events in real.items()}
     # As an admin could: raw publishes without the expected-sequence header.
     subject, payload = _forged(repeat, 3, "FORGED repeat")
     forged_repeat = (await js.publish(subject, payload)).seq
     subject, payload = _forged(ahead, 50, "FORGED far ahead")
     forged_ahead = (await js.publish(subject, payload)).seq
-    for s in real:  # the real writers go on, and end their run before seq 50
-        cursors[s] += await publish_events(js, real[s][4:])
+    for s, events in real.items():  # the real writers go on, and end their run before seq 50
+        cursors[s] += await publish_events(js, events[4:])
     metrics.start()
     arc.start()
     try:
         root = tmp_path / "archive"
         await wait_until(lambda: sealed(root, {repeat, ahead}), 60, "both sessions sealed")
         snapshots = Snapshots(js)
-        for s in real:
-            snap = await snapshots.wait_seq(s, len(real[s]))
-            assert snap.state == "completed" and snap.last_seq == len(real[s])
-            expected = snapshots_after_each(real[s])[-1]
+        for s, events in real.items():
+            snap = await snapshots.wait_seq(s, len(events))
+            assert snap.state == "completed" and snap.last_seq == len(events)
+            expected = snapshots_after_each(events)[-1]
             assert (snap.text_chars, snap.tool_calls, snap.turns) == (
                 expected.text_chars,
                 expected.tool_calls,
@@ -165,7 +165,8 @@ async def test_forged_repeated_and_far_ahead_seqs_are_quarantined_and_change_no_
             )
         text = ""
         for _ in range(100):
-            text = httpx.get(f"http://127.0.0.1:{port}/metrics").text
+            async with httpx.AsyncClient() as client:
+                text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             if 'reason="far_ahead"} 1.0' in text:
                 break
             await asyncio.sleep(0.1)
@@ -174,9 +175,9 @@ async def test_forged_repeated_and_far_ahead_seqs_are_quarantined_and_change_no_
         assert arc.stop() == 0, arc.output()[-3000:]
         assert metrics.stop() == 0, metrics.output()[-3000:]
     files = {session_of(p): p for p in iter_archive(root)}
-    for s in real:
+    for s, events in real.items():
         lines = [r for r in records(files[s]) if "seq" in r]
-        assert [r["seq"] for r in lines] == list(range(1, len(real[s]) + 1))
+        assert [r["seq"] for r in lines] == list(range(1, len(events) + 1))
         assert [r["cursor"] for r in lines] == [str(c) for c in cursors[s]]
         assert not any("FORGED" in json.dumps(r) for r in records(files[s]))
         report = verify_file(files[s])
