@@ -10,6 +10,7 @@ event the server lost in a crash (resend it) from one someone else wrote
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -69,6 +70,27 @@ async def events_after(
         event = _lift(msg.seq or 0, msg.data or b"")
         found.append(event)
         stream_seq = event.stream_seq
+    return None
+
+
+def stored_prefix(
+    head: LastEvent, kept: Sequence[tuple[int, bytes]], base: tuple[int, int]
+) -> tuple[int, bool] | None:
+    """How many of a writer's kept events the server has, judged from the session's head.
+
+    `kept` is (seq, payload) of the events the writer still holds, oldest
+    first; `base` is (seq, stream seq) of the one before them. Returns
+    (n, lost): the first n are stored (the head is the n-th, byte for byte),
+    and `lost` when the server lost even events older than `kept`; None when
+    the head is an event this writer did not write: another writer.
+    """
+    for n, (seq, payload) in enumerate(kept, 1):
+        if seq == head.seq:
+            return (n, False) if payload == head.payload else None
+    if (head.seq, head.stream_seq) == base:
+        return 0, False
+    if head.stream_seq < base[1]:
+        return 0, True  # older than the base: not a newer writer, a loss
     return None
 
 

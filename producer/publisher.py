@@ -15,14 +15,12 @@ agent emits tens of events a second, far below one round trip per event.
 
 Failure policy, in order of escalation:
 - An ack that reports an error, or that has not come within `ack_timeout_s`
-  (NATS restarting, JetStream recovering), switches the sender to recovery:
-  it reads the session's last stored event (producer/head.py) and re-sends,
-  one at a time and in order, everything after it, each expecting the
-  previous event's stream sequence as the server now has it. If the last
-  event is not one this publisher wrote, another writer got in: the
-  publisher fails with WriterConflict, loudly, and sends nothing more except
-  the run's closing event (`run.failed`), when the session's head still
-  belongs to this run.
+  (NATS restarting, JetStream recovering), switches the sender to recovery
+  (producer/recovery.py). If the session's last stored event is not one this
+  publisher wrote, another writer got in: the publisher fails with
+  WriterConflict, loudly, and sends nothing more except the run's closing
+  event (`run.failed`), when the session's head still belongs to this run
+  (producer/conflict.py).
 - While JetStream is unreachable, events wait in a bounded buffer
   (`publish_buffer`); `emit()` blocks when it is full, which holds back the
   agent rather than dropping anything.
@@ -30,15 +28,7 @@ Failure policy, in order of escalation:
   publisher fails: `emit()` and `drain()` raise DeliveryTimeout so the run is
   stopped loudly. The sender keeps trying, so a late recovery still delivers.
 
-A single nats-server acknowledges a write before its file store flushes it
-(a few ms later), so a crash (kill -9) can lose events it already acked.
-The publisher therefore keeps acked events for `_RETAIN_S`, sends nothing
-while disconnected (nats-py would otherwise buffer new events and flush them
-first on reconnect, ahead of any re-send), and after every reconnect
-recovers as above: what the server lost is after its last event, so it is
-sent again. (nats-server 2.15 checks the expected sequence before the
-duplicate window, so a re-send of an event the server still has would be
-refused, not dropped as a duplicate: hence reading the head first.)
+Crashes of nats-server that lose acked events: see producer/recovery.py.
 """
 
 from __future__ import annotations
@@ -55,7 +45,11 @@ from agentcast.events import Event, EventData
 from agentcast.subjects import event_subject, session_events
 from producer.acks import AckRouter
 from producer.conflict import close_after_conflict
-from producer.head import EXPECTED_LAST, EXPECTED_SUBJECT, LastEvent, expect_after, last_event
+from producer.head import (
+    EXPECTED_LAST,
+    EXPECTED_SUBJECT,
+)
+from producer.recovery import RETAIN_S, HeadRecovery
 from producer.stamp import SEQ_HEADER, Outgoing, stamp
 
 __all__ = ["SEQ_HEADER", "Outgoing", "SessionPublisher", "stamp"]
@@ -63,12 +57,9 @@ __all__ = ["SEQ_HEADER", "Outgoing", "SessionPublisher", "stamp"]
 logger = logging.getLogger(__name__)
 
 _RETRY_PAUSE_S = 0.2
-# Longer than nats-server's flush delay by orders of magnitude; short enough
-# that 1,000 sessions at 20 events/s keep only ~20 events each.
-_RETAIN_S = 1.0
 
 
-class SessionPublisher:
+class SessionPublisher(HeadRecovery):
     """Publishes one session's events; owns their `seq` counter and the session's head."""
 
     def __init__(
@@ -94,7 +85,7 @@ class SessionPublisher:
         # Every event not yet acknowledged, in seq order; the first is in flight if `_in_flight`.
         self._queue: collections.deque[Outgoing] = collections.deque()
         self._in_flight = False
-        # Acked in the last _RETAIN_S, oldest first: re-sent after a reconnect if the server lost them.
+        # Acked in the last RETAIN_S, oldest first: re-sent after a reconnect if the server lost them.
         self._retained: collections.deque[Outgoing] = collections.deque()
         # The newest event no longer kept (seq, stream seq): the base the kept ones follow.
         self._base = (next_seq - 1, last_stream_seq)
@@ -243,7 +234,7 @@ class SessionPublisher:
         self.acked += 1
         now = item.acked_at = time.monotonic()
         self._retained.append(item)
-        while self._retained and now - self._retained[0].acked_at > _RETAIN_S:
+        while self._retained and now - self._retained[0].acked_at > RETAIN_S:
             old = self._retained.popleft()
             self._base = (old.event.seq, old.stream_seq)
         self._space_freed.set()
@@ -311,114 +302,3 @@ class SessionPublisher:
     def _stale(self) -> bool:
         """The event in flight has waited longer than an ack may take."""
         return self._in_flight and time.monotonic() - self._queue[0].first_try > self._ack_timeout_s
-
-    async def _recover(self) -> None:
-        """Stop-and-wait from the session's head as the server has it, in seq order.
-
-        Kept events (acked in the last _RETAIN_S, and every unacknowledged one)
-        after the stored head are sent again, each expecting the stream
-        sequence of the one before; anything else at the head is another writer.
-        """
-        self._trouble = True
-        self._in_flight = False
-        while not self._closing and self._failure_allows_recovery():
-            resend = await self._after_head()
-            if resend is None:
-                return
-            logger.info("session %s: re-sending %d events in order", self.session, len(resend))
-            if await self._resend(resend):
-                break
-            await asyncio.sleep(_RETRY_PAUSE_S)
-        self._trouble = False
-        if self._queue:
-            await self._send_first()
-        else:
-            self._idle.set()
-        if self._failure is not None and not self._queue:
-            logger.warning("session %s: JetStream reachable again after the failure", self.session)
-
-    def _failure_allows_recovery(self) -> bool:
-        return not isinstance(self._failure, WriterConflict)
-
-    async def _after_head(self) -> list[Outgoing] | None:
-        """The kept events the server does not have; None on a conflict or when closing."""
-        while not self._closing:
-            self._check_delivery_bound()
-            if not self._acks.nc.is_connected:
-                await asyncio.sleep(_RETRY_PAUSE_S)
-                continue
-            try:
-                head = await last_event(self._acks.js, self.session)
-            except (NatsError, OSError, TimeoutError) as exc:
-                logger.debug("session %s: reading the head failed: %r", self.session, exc)
-                await asyncio.sleep(_RETRY_PAUSE_S)
-                continue
-            kept = [*self._retained, *self._queue]
-            base_seq, base_stream_seq = self._base
-            mine = next((i for i in kept if i.event.seq == head.seq), None)
-            if mine is not None and mine.payload == head.payload:
-                mine.stream_seq = head.stream_seq
-                return [i for i in kept if i.event.seq > head.seq]
-            if (head.seq, head.stream_seq) == (base_seq, base_stream_seq):
-                return kept
-            if head.stream_seq < base_stream_seq and mine is None:
-                # Older than our base: not a newer writer, the server lost events.
-                logger.error(
-                    "session %s: the server lost events %d..%d, older than the %.1fs kept for "
-                    "re-sending: they are gone",
-                    self.session,
-                    head.seq + 1,
-                    base_seq,
-                    _RETAIN_S,
-                )
-                self._base = (head.seq, head.stream_seq)
-                return kept
-            self._conflict(head, self._queue[0].event.seq if self._queue else self._next_seq)
-            return None
-        return None
-
-    async def _resend(self, resend: list[Outgoing]) -> bool:
-        """Publish in order, each after the previous; False when the head must be read again."""
-        previous = self._stream_seq_before(resend[0]) if resend else 0
-        for item in resend:
-            if self._closing:
-                return True
-            try:
-                ack = await self._acks.js.publish(
-                    item.subject,
-                    item.payload,
-                    timeout=self._ack_timeout_s,
-                    headers=expect_after(item.headers, self.session, previous),
-                )
-            except (NatsError, OSError, TimeoutError) as exc:
-                # Refused or unanswered: it may be stored, or someone else may be
-                # at the head; reading the head again tells which.
-                logger.debug("re-send of %s failed: %r", item.event.id, exc)
-                return False
-            previous = item.stream_seq = ack.seq
-            if self._queue and self._queue[0] is item:
-                self._retire(ack.seq)
-            self._last_stream_seq = ack.seq
-        return True
-
-    def _stream_seq_before(self, item: Outgoing) -> int:
-        kept = [*self._retained, *self._queue]
-        before = [i for i in kept if i.event.seq < item.event.seq]
-        return before[-1].stream_seq if before else self._base[1]
-
-    def _conflict(self, head: LastEvent, seq: int) -> None:
-        self._failure = WriterConflict(
-            self.session, seq, self._last_stream_seq, head.seq, head.stream_seq
-        )
-        logger.error("%s", self._failure)
-        lost = len(self._queue)
-        if lost:
-            logger.error(
-                "session %s: %d events refused by JetStream are dropped", self.session, lost
-            )
-        self._queue.clear()
-        self._in_flight = False
-        self._trouble = False
-        self._space_freed.set()
-        if self._closing_event is None:
-            self._idle.set()

@@ -9,7 +9,9 @@ resume cursors.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,21 +19,26 @@ import pytest
 import websockets
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from agentcast.codec import encode
 from agentcast.embedded import free_port
 from agentcast.errors import WriterConflict
-from agentcast.events import RunFailedData, TextDeltaData, make_event, type_of
+from agentcast.events import RunFailedData, StatusData, TextDeltaData, make_event, type_of
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, event_subject, session_events
 from consumers.archive.files import iter_archive, session_of
 from consumers.archive.verify import verify_file
 from producer.acks import AckRouter
+from producer.head import WRONG_LAST_SEQUENCE, expect_after, last_event
 from producer.publisher import SessionPublisher
+from producer.stamp import stamp
 from tests.support.events import build_events, publish_events, simple_run, unique_session
 from tests.support.gateway import GatewayProcess, read_sse, token, ws_reply
 from tests.support.progress import snapshots_after_each
 from tests.support.roles import next_stream_seq, wait_until
+from tests.support.scripted import ScriptedModel
+from tests.support.worker import follow, processes_in, running_worker, submit, worker_settings
 from tests.test_archiver import archiver, records, sealed
 from tests.test_metrics import Snapshots, metrics_role
 from tests.test_publisher import read_session
@@ -232,3 +239,61 @@ async def test_resume_cursors_that_were_never_issued_are_rejected(
         http, f"/v1/sessions/{session_id}/events", len(mine) - 2, params={"from": str(mine[1])}
     )
     assert [e.id for e in rest] == [str(c) for c in mine[2:]]
+
+
+@pytest.fixture(scope="module")
+async def slow_model() -> AsyncIterator[ScriptedModel]:
+    async with ScriptedModel(speed=0.15) as scripted:
+        yield scripted
+
+
+async def test_a_second_writer_stops_the_worker_s_run_loudly_with_writer_conflict(
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    slow_model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
+) -> None:
+    """Another writer gets in mid-run (as a worker that took the session over would)."""
+    async with running_worker(nc, worker_settings(settings, tmp_path, slow_model.url)):
+        await submit(js, session_id, "[scenario:slow] a long answer please")
+        following = asyncio.create_task(follow(js, session_id, timeout=60))
+        for _ in range(300):  # until text streams, bounded
+            head = await last_event(js, session_id)
+            if head.type == "text.delta":
+                break
+            await asyncio.sleep(0.05)
+        for _ in range(100):  # publish at the head; the worker may get there first
+            head = await last_event(js, session_id)
+            intruder = stamp(
+                StatusData(status="another writer"),
+                session=session_id,
+                seq=head.seq + 1,
+                run=head.run,
+                max_msg_size=1 << 20,
+            )
+            try:
+                await js.publish(
+                    intruder.subject,
+                    intruder.payload,
+                    headers=expect_after(intruder.headers, session_id, head.stream_seq),
+                )
+                break
+            except APIError as exc:
+                assert exc.err_code == WRONG_LAST_SEQUENCE
+        events = await asyncio.wait_for(following, 60)
+        for _ in range(100):  # the CLI is stopped with the run
+            if not processes_in(tmp_path / "workspaces" / session_id):
+                break
+            await asyncio.sleep(0.1)
+        assert processes_in(tmp_path / "workspaces" / session_id) == []
+    # A run stopped by a raising emit leaves the SDK's CLI subprocess transport
+    # to the garbage collector; collect it while the loop still runs (else its
+    # __del__ fails after the test session's loop closed).
+    gc.collect()
+    await asyncio.sleep(0)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))  # one event per seq
+    assert events[-1].type == "run.failed" and events[-1].data["kind"] == "writer_conflict"
+    assert [e.type for e in events].count("run.failed") == 1
+    assert not {"run.completed", "run.cancelled"} & {e.type for e in events}
