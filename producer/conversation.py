@@ -105,6 +105,8 @@ class Conversation:
         self._hold_ended.set()
 
     async def _next_follow_up(self) -> tuple[str, RunOptions] | None:
+        if self.publisher.lost_session:
+            return None  # another writer has the session: release it now, hold nothing
         if not self._next.empty():
             return self._next.get_nowait()
         getting = asyncio.ensure_future(self._next.get())

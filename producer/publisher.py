@@ -1,17 +1,16 @@
 """Event -> subject: one session's events to JetStream, in seq order, one writer per session.
 
 `SessionPublisher.emit()` stamps each draft with the session's next `seq` (no
-gaps), an id, a timestamp and the run, then queues it.
-
-One writer per session, enforced by the stream: every event is published
-with `Nats-Expected-Last-Subject-Sequence` = the stream sequence of the
-session's previous event (over `agentcast.evt.<session>.>`), so JetStream
-refuses an event from anyone who is not at the session's head: a zombie
-worker, a forged producer, a worker that lost its claim. That sequence is
-known only once the previous event's ack is back, so a session has one event
-in flight; sessions stay pipelined among themselves (each ack publishes that
-session's next event at once, from the ack callback: producer/acks.py). An
-agent emits tens of events a second, far below one round trip per event.
+gaps), an id, a timestamp and the run, then queues it. One writer per
+session, enforced by the stream: every event is published with
+`Nats-Expected-Last-Subject-Sequence` = the stream sequence of the session's
+previous event (over `agentcast.evt.<session>.>`), so JetStream refuses an
+event from anyone not at the session's head: a zombie worker, a forged
+producer, a worker that lost its claim. That sequence is known only once the
+previous event's ack is back, so a session has one event in flight; sessions
+stay pipelined among themselves (each ack publishes that session's next
+event at once, from the ack callback: producer/acks.py). An agent emits tens
+of events a second, far below one round trip per event.
 
 Failure policy, in order of escalation:
 - An ack that reports an error, or that has not come within `ack_timeout_s`
@@ -115,8 +114,9 @@ class SessionPublisher(HeadRecovery):
         return len(self._queue)
 
     @property
-    def failure(self) -> PublishFailed | None:
-        return self._failure
+    def lost_session(self) -> bool:
+        """Another writer got into the session (WriterConflict): this one must let it go."""
+        return isinstance(self._failure, WriterConflict)
 
     def start_after(self, stream_seq: int) -> None:
         """The claim stored event `next_seq - 1` at `stream_seq`: the next publish expects it."""
@@ -239,8 +239,6 @@ class SessionPublisher(HeadRecovery):
             self._base = (old.event.seq, old.stream_seq)
         self._space_freed.set()
 
-    # -- internals -----------------------------------------------------------------
-
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
             raise self._failure
@@ -294,10 +292,6 @@ class SessionPublisher(HeadRecovery):
                 await asyncio.wait_for(self._wake.wait(), self._ack_timeout_s)
             except TimeoutError:
                 pass
-
-    def _check_delivery_bound(self) -> None:
-        if self._queue and time.monotonic() - self._queue[0].queued_at > self._delivery_timeout_s:
-            self._fail()
 
     def _stale(self) -> bool:
         """The event in flight has waited longer than an ack may take."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 
 from nats.errors import Error as NatsError
 
@@ -62,8 +63,15 @@ class HeadRecovery:
     def _retire(self, stream_seq: int) -> None:
         raise NotImplementedError
 
-    def _check_delivery_bound(self) -> None:
+    _delivery_timeout_s: float
+
+    def _fail(self) -> PublishFailed:
         raise NotImplementedError
+
+    def _check_delivery_bound(self) -> None:
+        """Fail the publisher (DeliveryTimeout) once the oldest event waited too long."""
+        if self._queue and time.monotonic() - self._queue[0].queued_at > self._delivery_timeout_s:
+            self._fail()
 
     async def _send_first(self) -> None:
         raise NotImplementedError

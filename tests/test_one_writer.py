@@ -18,6 +18,7 @@ import httpx
 import pytest
 import websockets
 from nats.aio.client import Client
+from nats.errors import NoRespondersError
 from nats.js import JetStreamContext
 from nats.js.errors import APIError
 
@@ -26,7 +27,7 @@ from agentcast.embedded import free_port
 from agentcast.errors import WriterConflict
 from agentcast.events import RunFailedData, StatusData, TextDeltaData, make_event, type_of
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_STREAM, event_subject, session_events
+from agentcast.subjects import EVENTS_STREAM, ctl_subject, event_subject, session_events
 from consumers.archive.files import iter_archive, session_of
 from consumers.archive.verify import verify_file
 from producer.acks import AckRouter
@@ -283,6 +284,15 @@ async def test_a_second_writer_stops_the_worker_s_run_loudly_with_writer_conflic
             except APIError as exc:
                 assert exc.err_code == WRONG_LAST_SEQUENCE
         events = await asyncio.wait_for(following, 60)
+        released = False
+        for _ in range(100):  # the worker lets the session go at once, holding nothing
+            try:
+                await nc.request(ctl_subject(session_id), b'{"op":"status"}', timeout=2)
+            except NoRespondersError:
+                released = True
+                break
+            await asyncio.sleep(0.1)
+        assert released, "the worker still answers for a session it lost"
         for _ in range(100):  # the CLI is stopped with the run
             if not processes_in(tmp_path / "workspaces" / session_id):
                 break

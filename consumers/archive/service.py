@@ -101,7 +101,8 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         expected = sf.last_seq + 1
         if seq > expected:
             other = self.held.hold(session, seq, d.stream_seq, (env, d))
-            if other is not None:
+            if other is not None:  # two messages for one held seq: the later one
+                self.acks.append((other.stream_seq, other.item[1].reply))
                 self._quarantine(other.item[1], "repeated_seq", f"repeats held seq {seq}")
             return
         self.acks.append((d.stream_seq, d.reply))
