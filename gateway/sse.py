@@ -64,6 +64,7 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
         "content": {"text/event-stream": {}},
         "description": "id: cursor, event: type, data: envelope",
     },
+    400: {"description": "invalid_cursor: a cursor this stream never issued"},
     410: {"description": "cursor_expired: the cursor is older than retention"},
 }
 
