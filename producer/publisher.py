@@ -44,10 +44,7 @@ from agentcast.events import Event, EventData
 from agentcast.subjects import event_subject, session_events
 from producer.acks import AckRouter
 from producer.conflict import close_after_conflict
-from producer.head import (
-    EXPECTED_LAST,
-    EXPECTED_SUBJECT,
-)
+from producer.fastpub import publish_expecting
 from producer.recovery import RETAIN_S, HeadRecovery
 from producer.stamp import SEQ_HEADER, Outgoing, stamp
 
@@ -194,15 +191,14 @@ class SessionPublisher(HeadRecovery):
         # Set before the await: an ack may come back before publish() returns.
         self._in_flight = True
         try:
-            await nc.publish(
+            await publish_expecting(
+                nc,
                 item.subject,
                 item.payload,
                 reply=f"{self._reply_prefix}{item.event.seq}",
-                headers={
-                    "Nats-Msg-Id": item.event.id,
-                    EXPECTED_LAST: str(self._last_stream_seq),
-                    EXPECTED_SUBJECT: self._session_filter,
-                },
+                msg_id=item.event.id,
+                expected=self._last_stream_seq,
+                session_filter=self._session_filter,
             )
         except (NatsError, OSError) as exc:
             logger.debug("publish failed for %s: %r", self.session, exc)
