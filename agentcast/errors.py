@@ -6,7 +6,9 @@ AgentcastError
 ├── InvalidCursor         a cursor that does not parse
 ├── PolicyViolation       a run option outside server policy
 │   └── PromptTooLarge    a prompt over max_prompt_bytes
-└── DeliveryTimeout       events could not reach JetStream within the bound
+└── PublishFailed         a session's events cannot be published: the run must stop
+    ├── DeliveryTimeout   events could not reach JetStream within the bound
+    └── WriterConflict    another writer published on the session (JetStream refused ours)
 """
 
 from __future__ import annotations
@@ -60,7 +62,14 @@ class PromptTooLarge(PolicyViolation):
     code = "prompt_too_large"
 
 
-class DeliveryTimeout(AgentcastError):
+class PublishFailed(AgentcastError):
+    """The publisher of a session gave up; `code` is the closing run.failed's `kind`."""
+
+    code = "publish_failed"
+    session: str
+
+
+class DeliveryTimeout(PublishFailed):
     code = "delivery_timeout"
 
     def __init__(self, session: str, pending: int, waited_s: float) -> None:
@@ -69,4 +78,28 @@ class DeliveryTimeout(AgentcastError):
         self.waited_s = waited_s
         super().__init__(
             f"session {session}: {pending} events not acknowledged by JetStream after {waited_s:.1f}s"
+        )
+
+
+class WriterConflict(PublishFailed):
+    """JetStream refused an event because the session's last event is not the one we wrote.
+
+    `expected` is the stream sequence of our previous event (what the publish
+    said must be last); `found_seq` and `found_stream_seq` are what is last.
+    """
+
+    code = "writer_conflict"
+
+    def __init__(
+        self, session: str, seq: int, expected: int, found_seq: int, found_stream_seq: int
+    ) -> None:
+        self.session = session
+        self.seq = seq
+        self.expected = expected
+        self.found_seq = found_seq
+        self.found_stream_seq = found_stream_seq
+        super().__init__(
+            f"session {session}: another writer published on the session: event seq {seq} "
+            f"expected stream seq {expected} last, found seq {found_seq} "
+            f"at stream seq {found_stream_seq}"
         )

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -176,17 +177,24 @@ class DirectReader:
         found = await self._request({"last_by_subj": subject}, batched=False)
         return found.msgs[0] if found.msgs else None
 
-    async def check_resume(self, after: int, subject: str) -> None:
+    async def check_resume(self, after: int, subject: str, covers: Callable[[str], bool]) -> None:
         """Raise unless replay after stream sequence `after` can be exact.
 
         The event at `after` must still be stored: if retention (or a purge)
         removed it, later events of the session may be gone too, and the
         client gets `cursor_expired` naming the earliest available cursor.
-        A cursor beyond the end of the stream was never issued: 400.
+        A cursor never issued to this stream is `invalid_cursor` (400): beyond
+        the end of the stream, or naming a message that is not an event of a
+        session the stream covers (`covers(session)`), so that a made-up
+        cursor cannot start a replay at an arbitrary place.
         """
         if self.replicated and after > self.floor:
             await self.sync()  # the cursor may come from a gateway that saw more
-        if await self.get(after) is not None:
+        stored = await self.get(after)
+        if stored is not None:
+            session = session_of(stored)
+            if session is None or not covers(session):
+                raise InvalidCursor(format_cursor(after))
             return
         info = await self._nc.jetstream().stream_info(self._stream)
         if after > info.state.last_seq:
@@ -201,6 +209,15 @@ class DirectReader:
             f"the earliest available cursor is {shown}",
             earliest=shown,
         )
+
+
+def session_of(msg: Msg) -> str | None:
+    """The session of a message read from the events stream, None if it is not an event."""
+    subject = (msg.headers or {}).get("Nats-Subject", "")
+    if not subject.startswith(EVENT_PREFIX + "."):
+        return None
+    session, dot, event_type = subject[_EVT_PREFIX_LEN:].partition(".")
+    return session if session and dot and event_type else None
 
 
 def stored_seq(msg: Msg) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Any, Final
 
 from fastapi import APIRouter, Header, Query, Request
@@ -63,6 +64,7 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
         "content": {"text/event-stream": {}},
         "description": "id: cursor, event: type, data: envelope",
     },
+    400: {"description": "invalid_cursor: a cursor this stream never issued"},
     410: {"description": "cursor_expired: the cursor is older than retention"},
 }
 
@@ -80,7 +82,7 @@ async def session_events(
 ) -> EventStream:  # fmt: skip
     gw: Gateway = request.app.state.gateway
     checked_session(gw.auth, claims, "read", session)
-    return await _open(gw, session, session, None, from_, types, last_event_id)
+    return await _open(gw, session, session, None, from_, types, last_event_id, session.__eq__)
 
 
 @router.get(
@@ -108,12 +110,15 @@ async def firehose(
         from_,
         types,
         last_event_id,
+        # A firehose cursor is a stream position: any event the token may read.
+        SessionMatch(claims.sessions),
     )
 
 
 async def _open(
     gw: Gateway, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
+    covers: Callable[[str], bool],
 ) -> EventStream:  # fmt: skip
     try:
         after = parse_from(from_, last_event_id)
@@ -122,7 +127,7 @@ async def _open(
     type_filter = parse_types(types)
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
-        await gw.reader.check_resume(after, subject)
+        await gw.reader.check_resume(after, subject, covers)
     return EventStream(gw, key, name, subject, after, type_filter, sessions)
 
 

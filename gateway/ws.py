@@ -198,7 +198,7 @@ class _Connection:
         type_filter = parse_types(types)
         subject = replay_filter(session, type_filter)
         if after > 0:
-            await self.gw.reader.check_resume(after, subject)
+            await self.gw.reader.check_resume(after, subject, session.__eq__)
         sub = Subscription(
             session, self.sink, subject, after=after, types=type_filter, sessions=None
         )

@@ -5,12 +5,15 @@ per Future; at tens of thousands of events a second that bookkeeping costs
 more than the publish. Here every publisher gets a reply prefix under one
 wildcard inbox subscription, the reply subject names the event's seq, and the
 ack is handed to the publisher's callback as it arrives: no Future, no timer.
+The callback is a coroutine so that it can publish the session's next event
+right away (a session has one event in flight, see producer/publisher.py):
+no task switch between an ack and the next publish.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Final
 
 import msgspec
@@ -19,17 +22,27 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
-AckCallback = Callable[[int, bool], None]
-"""Called with (event seq, stored) for each ack; stored is False on a JetStream error."""
+AckCallback = Callable[[int, int, int], Awaitable[None]]
+"""Called with (event seq, stream seq, error) for each ack.
 
+`error` is 0 when the event is stored, JetStream's `err_code` when it was
+refused (10071: the session's last event is not the expected one), and
+NO_ACK when there was no usable answer (no responders, unreadable).
+"""
+
+NO_ACK: Final = -1
 _NO_RESPONDERS: Final = "503"
 # Acks from many sessions arrive through one subscription: let it queue deep.
 _PENDING_MSGS: Final = 1_000_000
 
 
+class _ApiError(msgspec.Struct):
+    err_code: int = NO_ACK
+
+
 class _PubAck(msgspec.Struct):
     seq: int = 0
-    error: dict[str, object] | None = None
+    error: _ApiError | None = None
 
 
 _ack_decoder: Final = msgspec.json.Decoder(_PubAck)
@@ -74,13 +87,18 @@ class AckRouter:
         callback = self._routes.get(int(route))
         if callback is None or not seq.isdigit():
             return
-        callback(int(seq), _stored(msg))
+        stream_seq, error = _outcome(msg)
+        await callback(int(seq), stream_seq, error)
 
 
-def _stored(msg: Msg) -> bool:
+def _outcome(msg: Msg) -> tuple[int, int]:
+    """(stream seq, error) of a publish ack."""
     if msg.headers and msg.headers.get("Status") == _NO_RESPONDERS:
-        return False
+        return 0, NO_ACK
     try:
-        return _ack_decoder.decode(msg.data).error is None
+        ack = _ack_decoder.decode(msg.data)
     except msgspec.DecodeError:
-        return False
+        return 0, NO_ACK
+    if ack.error is not None:
+        return 0, ack.error.err_code or NO_ACK
+    return (ack.seq, 0) if ack.seq > 0 else (0, NO_ACK)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from claude_agent_sdk import ClaudeAgentOptions, ClaudeSDKClient, ResultMessage
 
-from agentcast.errors import DeliveryTimeout
+from agentcast.errors import PublishFailed
 from agentcast.events import (
     EventData,
     RunCancelledData,
@@ -107,7 +107,7 @@ class AgentRun:
                 closing = streaming.result()
             else:
                 closing = await self._interrupt(client, streaming)
-        except DeliveryTimeout:
+        except PublishFailed:  # DeliveryTimeout, WriterConflict: the run stops
             raise
         except Exception as exc:  # the CLI or SDK failed: the run fails, the worker lives on
             logger.exception("run of session %s failed", self.session)

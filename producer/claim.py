@@ -4,7 +4,9 @@ A run may start only when the session's last event is terminal (or it has
 none). The claim publishes `run.queued` with JetStream's expected-last-
 subject-sequence check over `agentcast.evt.<session>.>`, so two workers racing
 for one session cannot both win: the loser's publish is refused and it reads
-the session again.
+the session again. The claim returns where `run.queued` was stored: the
+session's publisher expects it as the last event of its first publish, and
+so on (producer/publisher.py), which keeps the session to one writer.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from nats.js.errors import APIError, NotFoundError
 from agentcast.codec import decode_loose, json_decoder
 from agentcast.events import TERMINAL_TYPES, EventData
 from agentcast.subjects import EVENTS_STREAM, session_events, session_type_filter
-from producer.publisher import stamp
+from producer.head import WRONG_LAST_SEQUENCE, expect_after
+from producer.stamp import stamp
 
 logger = logging.getLogger(__name__)
-
-_WRONG_LAST_SEQUENCE = 10071
 
 
 class SessionHead(NamedTuple):
@@ -34,6 +35,13 @@ class SessionHead(NamedTuple):
     """Stream sequence of the session's last event; 0 when it has none."""
     active: bool
     """Its last event is not a run's closing event: a run is (or was left) open."""
+
+
+class Claimed(NamedTuple):
+    """The run's first event, as stored."""
+
+    seq: int
+    stream_seq: int
 
 
 class SessionBusy(Exception):
@@ -76,8 +84,8 @@ async def claim(
     first_event: EventData,
     *,
     max_msg_size: int,
-) -> int:
-    """Publish the run's first event if nobody else did since `head`; returns its seq.
+) -> Claimed:
+    """Publish the run's first event if nobody else did since `head`; returns where it is.
 
     Raises SessionBusy when another run got there first or is still open.
     """
@@ -90,13 +98,11 @@ async def claim(
         run=head.next_run,
         max_msg_size=max_msg_size,
     )
-    headers = dict(item.headers)
-    headers["Nats-Expected-Last-Subject-Sequence"] = str(head.stream_seq)
-    headers["Nats-Expected-Last-Subject-Sequence-Subject"] = session_events(session)
+    headers = expect_after(item.headers, session, head.stream_seq)
     try:
-        await js.publish(item.subject, item.payload, headers=headers)
+        ack = await js.publish(item.subject, item.payload, headers=headers)
     except APIError as exc:
-        if exc.err_code == _WRONG_LAST_SEQUENCE:
+        if exc.err_code == WRONG_LAST_SEQUENCE:
             raise SessionBusy(session) from exc
         raise
-    return head.next_seq
+    return Claimed(head.next_seq, ack.seq)

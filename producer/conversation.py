@@ -24,7 +24,7 @@ from nats.errors import Error as NatsError
 
 from agentcast.codec import encode
 from agentcast.control import ControlReply, ControlRequest
-from agentcast.errors import DeliveryTimeout, PolicyViolation
+from agentcast.errors import PolicyViolation, PublishFailed
 from agentcast.events import (
     EventData,
     RunFailedData,
@@ -111,6 +111,8 @@ class Conversation:
         self._hold_ended.set()
 
     async def _next_follow_up(self) -> tuple[str, RunOptions] | None:
+        if self.publisher.lost_session:
+            return None  # another writer has the session: release it now, hold nothing
         if not self._next.empty():
             return self._next.get_nowait()
         getting = asyncio.ensure_future(self._next.get())
@@ -171,8 +173,8 @@ class Conversation:
 
         try:
             closing = await agent.execute(emit)
-        except DeliveryTimeout as exc:
-            closing = RunFailedData(error=str(exc), kind="delivery_timeout")
+        except PublishFailed as exc:  # kind: delivery_timeout or writer_conflict
+            closing = RunFailedData(error=str(exc), kind=exc.code)
         finally:
             self._current = None
         if self.transcripts is not None:
@@ -184,7 +186,7 @@ class Conversation:
         await self.publisher.emit(closing, run=self.run, after_failure=True)
         try:
             await self.publisher.drain()
-        except DeliveryTimeout:
+        except PublishFailed:
             logger.error(
                 "session %s run %d: closing event not yet delivered", self.session, self.run
             )
@@ -199,7 +201,7 @@ class Conversation:
             self._ctl = None
         try:
             await self.publisher.close()
-        except DeliveryTimeout as exc:
+        except PublishFailed as exc:
             logger.error("session %s released with undelivered events: %s", self.session, exc)
         self._on_release(self)
 

@@ -1,17 +1,25 @@
-"""Event -> subject: one session's events to JetStream, in seq order, acks pipelined.
+"""Event -> subject: one session's events to JetStream, in seq order, one writer per session.
 
 `SessionPublisher.emit()` stamps each draft with the session's next `seq` (no
-gaps), an id, a timestamp and the run, then queues it. A sender task keeps up
-to `window` events in flight: it publishes without waiting, and acks come back
-through the connection's AckRouter (producer/acks.py), each one retiring the
-event it names. A run pays round trips only when the window is full.
+gaps), an id, a timestamp and the run, then queues it. One writer per
+session, enforced by the stream: every event is published with
+`Nats-Expected-Last-Subject-Sequence` = the stream sequence of the session's
+previous event (over `agentcast.evt.<session>.>`), so JetStream refuses an
+event from anyone not at the session's head: a zombie worker, a forged
+producer, a worker that lost its claim. That sequence is known only once the
+previous event's ack is back, so a session has one event in flight; sessions
+stay pipelined among themselves (each ack publishes that session's next
+event at once, from the ack callback: producer/acks.py). An agent emits tens
+of events a second, far below one round trip per event.
 
 Failure policy, in order of escalation:
 - An ack that reports an error, or that has not come within `ack_timeout_s`
-  (NATS restarting, JetStream recovering), switches the sender to recovery:
-  it re-sends, one at a time and in order, everything not yet acknowledged;
-  `Nats-Msg-Id` makes a re-send of an already stored event a no-op. Then
-  pipelining resumes.
+  (NATS restarting, JetStream recovering), switches the sender to recovery
+  (producer/recovery.py). If the session's last stored event is not one this
+  publisher wrote, another writer got in: the publisher fails with
+  WriterConflict, loudly, and sends nothing more except the run's closing
+  event (`run.failed`), when the session's head still belongs to this run
+  (producer/conflict.py).
 - While JetStream is unreachable, events wait in a bounded buffer
   (`publish_buffer`); `emit()` blocks when it is full, which holds back the
   agent rather than dropping anything.
@@ -19,13 +27,7 @@ Failure policy, in order of escalation:
   publisher fails: `emit()` and `drain()` raise DeliveryTimeout so the run is
   stopped loudly. The sender keeps trying, so a late recovery still delivers.
 
-A single nats-server acknowledges a write before its file store flushes it
-(a few ms later), so a crash (kill -9) can lose events it already acked.
-The publisher therefore keeps acked events for `_RETAIN_S`, sends nothing
-while disconnected (nats-py would otherwise buffer new events and flush them
-first on reconnect, ahead of any re-send), and after every reconnect re-sends
-the retained and unacknowledged events in order: the duplicate window drops
-what the server still has and stores again what it lost.
+Crashes of nats-server that lose acked events: see producer/recovery.py.
 """
 
 from __future__ import annotations
@@ -34,73 +36,27 @@ import asyncio
 import collections
 import logging
 import time
-from dataclasses import dataclass, field
 
 from nats.errors import Error as NatsError
 
-from agentcast.errors import DeliveryTimeout
-from agentcast.events import Event, EventData, make_event, type_of
-from agentcast.subjects import event_subject
+from agentcast.errors import DeliveryTimeout, PublishFailed, WriterConflict
+from agentcast.events import Event, EventData
+from agentcast.subjects import event_subject, session_events
 from producer.acks import AckRouter
-from producer.truncate import fit_event
+from producer.conflict import close_after_conflict
+from producer.fastpub import publish_expecting
+from producer.recovery import RETAIN_S, HeadRecovery
+from producer.stamp import SEQ_HEADER, Outgoing, stamp
+
+__all__ = ["SEQ_HEADER", "Outgoing", "SessionPublisher", "stamp"]
 
 logger = logging.getLogger(__name__)
 
-SEQ_HEADER = "Agentcast-Seq"
 _RETRY_PAUSE_S = 0.2
-# Longer than nats-server's flush delay by orders of magnitude; short enough
-# that 1,000 sessions at 20 events/s keep only ~20 events each.
-_RETAIN_S = 1.0
 
 
-@dataclass(slots=True)
-class Outgoing:
-    """An event ready for JetStream: envelope, subject, bytes and headers."""
-
-    event: Event
-    subject: str
-    payload: bytes
-    headers: dict[str, str]
-    queued_at: float = field(default_factory=time.monotonic)
-    first_try: float = 0.0
-    acked_at: float = 0.0
-
-
-def stamp(
-    data: EventData,
-    *,
-    session: str,
-    seq: int,
-    run: int,
-    max_msg_size: int,
-    parent_tool_use_id: str | None = None,
-    subject_prefix: str = "",
-) -> Outgoing:
-    """Wrap event data in its envelope and encode it under the size limit.
-
-    `subject_prefix` is `event_subject(session, "")`, passed by callers that
-    stamp many events of one session so the id is validated once.
-
-    The event id is `<session>.<seq>`: unique, and the same on every re-send,
-    which is what makes JetStream's duplicate window drop re-sends.
-    """
-    subject_prefix = subject_prefix or event_subject(session, "")
-    event = make_event(
-        data,
-        id=f"{session}.{seq}",
-        session=session,
-        run=run,
-        seq=seq,
-        ts=time.time_ns(),
-        parent_tool_use_id=parent_tool_use_id,
-    )
-    event, payload = fit_event(event, max_msg_size)
-    headers = {"Nats-Msg-Id": event.id, SEQ_HEADER: str(seq)}
-    return Outgoing(event, f"{subject_prefix}{type_of(event)}", payload, headers)
-
-
-class SessionPublisher:
-    """Publishes one session's events; owns their `seq` counter."""
+class SessionPublisher(HeadRecovery):
+    """Publishes one session's events; owns their `seq` counter and the session's head."""
 
     def __init__(
         self,
@@ -109,24 +65,27 @@ class SessionPublisher:
         *,
         next_seq: int,
         max_msg_size: int,
+        last_stream_seq: int = 0,
         buffer: int = 10_000,
-        window: int = 256,
         ack_timeout_s: float = 5.0,
         delivery_timeout_s: float = 60.0,
     ) -> None:
+        """`last_stream_seq` is the stream sequence of the session's event `next_seq - 1`
+        (0: the session has none); a claim sets it later with `start_after()`."""
         self.session = session
         self._acks = acks
         self._next_seq = next_seq
         self._max_msg_size = max_msg_size
-        self._window = window
         self._ack_timeout_s = ack_timeout_s
         self._delivery_timeout_s = delivery_timeout_s
-        # Every event not yet acknowledged, in seq order; the first `_in_flight` are sent.
+        # Every event not yet acknowledged, in seq order; the first is in flight if `_in_flight`.
         self._queue: collections.deque[Outgoing] = collections.deque()
-        self._in_flight = 0
-        self._acked_ahead: set[int] = set()
-        # Acked in the last _RETAIN_S, oldest first: re-sent after a reconnect.
+        self._in_flight = False
+        # Acked in the last RETAIN_S, oldest first: re-sent after a reconnect if the server lost them.
         self._retained: collections.deque[Outgoing] = collections.deque()
+        # The newest event no longer kept (seq, stream seq): the base the kept ones follow.
+        self._base = (next_seq - 1, last_stream_seq)
+        self._last_stream_seq = last_stream_seq
         self._reconnects = acks.nc.stats["reconnects"]
         self._trouble = False
         self._buffer = buffer
@@ -135,9 +94,11 @@ class SessionPublisher:
         self._idle = asyncio.Event()
         self._idle.set()
         self._closing = False
-        self._failure: DeliveryTimeout | None = None
+        self._failure: PublishFailed | None = None
+        self._closing_event: Outgoing | None = None
         self.acked = 0
         self._subject_prefix = event_subject(session, "")
+        self._session_filter = session_events(session)
         self._route, self._reply_prefix = acks.register(self._on_ack)
         self._sender = asyncio.create_task(self._send_loop(), name=f"publisher:{session}")
 
@@ -149,6 +110,17 @@ class SessionPublisher:
     def pending(self) -> int:
         return len(self._queue)
 
+    @property
+    def lost_session(self) -> bool:
+        """Another writer got into the session (WriterConflict): this one must let it go."""
+        return isinstance(self._failure, WriterConflict)
+
+    def start_after(self, stream_seq: int) -> None:
+        """The claim stored event `next_seq - 1` at `stream_seq`: the next publish expects it."""
+        assert not self._queue and not self._retained, "start_after() before the first emit()"
+        self._base = (self._next_seq - 1, stream_seq)
+        self._last_stream_seq = stream_seq
+
     async def emit(
         self,
         data: EventData,
@@ -159,8 +131,9 @@ class SessionPublisher:
     ) -> Event:
         """Stamp and queue one event; returns it (possibly truncated).
 
-        Raises DeliveryTimeout once the publisher has failed, unless
-        `after_failure` (the run's closing event must still be tried).
+        Raises the publisher's failure (DeliveryTimeout, WriterConflict) once
+        it has failed, unless `after_failure`: the run's closing event must
+        still be tried (after a WriterConflict, only if the head allows).
         """
         if not after_failure:
             self._raise_if_failed()
@@ -175,9 +148,14 @@ class SessionPublisher:
             subject_prefix=self._subject_prefix,
         )
         self._next_seq += 1
-        self._queue.append(item)
         self._idle.clear()
-        self._wake.set()
+        if isinstance(self._failure, WriterConflict):
+            self._closing_event = item
+            self._wake.set()
+            return item.event
+        self._queue.append(item)
+        if not self._in_flight:
+            await self._send_first()
         return item.event
 
     async def drain(self, timeout_s: float | None = None) -> None:
@@ -186,11 +164,12 @@ class SessionPublisher:
         try:
             await asyncio.wait_for(self._idle.wait(), bound)
         except TimeoutError:
+            self._raise_if_failed()
             raise DeliveryTimeout(self.session, len(self._queue), bound) from None
         self._raise_if_failed()
 
     async def close(self, timeout_s: float | None = None) -> None:
-        """Drain, then stop the sender. Raises DeliveryTimeout if events remain."""
+        """Drain, then stop the sender. Raises the failure if events remain undelivered."""
         try:
             await self.drain(timeout_s)
         finally:
@@ -199,38 +178,62 @@ class SessionPublisher:
             self._sender.cancel()
             await asyncio.gather(self._sender, return_exceptions=True)
 
-    # -- acks ----------------------------------------------------------------------
+    # -- the happy path: one in flight, the next sent by the ack ---------------------
 
-    def _on_ack(self, seq: int, stored: bool) -> None:
-        if self._trouble:
+    async def _send_first(self) -> None:
+        """Publish the oldest unacknowledged event, expecting the session's last one."""
+        nc = self._acks.nc
+        if self._trouble or not nc.is_connected or nc.stats["reconnects"] != self._reconnects:
+            self._wake.set()  # the sender task recovers first
+            return
+        item = self._queue[0]
+        item.first_try = item.first_try or time.monotonic()
+        # Set before the await: an ack may come back before publish() returns.
+        self._in_flight = True
+        try:
+            await publish_expecting(
+                nc,
+                item.subject,
+                item.payload,
+                reply=f"{self._reply_prefix}{item.event.seq}",
+                msg_id=item.event.id,
+                expected=self._last_stream_seq,
+                session_filter=self._session_filter,
+            )
+        except (NatsError, OSError) as exc:
+            logger.debug("publish failed for %s: %r", self.session, exc)
+            self._trouble = True
+            self._wake.set()
+
+    async def _on_ack(self, seq: int, stream_seq: int, error: int) -> None:
+        if self._trouble or not self._in_flight or not self._queue:
             return  # recovery re-sends and confirms everything itself
-        if not stored:
+        if self._queue[0].event.seq != seq:
+            return  # a late ack of an event already retired
+        if error:
+            # Refused (10071: lost in a crash, or another writer) or unanswered:
+            # recovery reads the head and tells which.
             self._trouble = True
             self._wake.set()
             return
-        if not self._queue or seq < self._queue[0].event.seq:
-            return  # a late ack of an event already retired
-        self._acked_ahead.add(seq)
-        retired = False
-        while self._queue and self._queue[0].event.seq in self._acked_ahead:
-            self._acked_ahead.discard(self._queue[0].event.seq)
-            self._retire()
-            retired = True
-        if retired:
-            self._wake.set()
+        self._in_flight = False
+        self._retire(stream_seq)
+        if self._queue:
+            await self._send_first()
+        else:
+            self._idle.set()
 
-    def _retire(self) -> None:
-        """The oldest in-flight event is stored: keep it a moment in case the server loses it."""
+    def _retire(self, stream_seq: int) -> None:
+        """The oldest event is stored at `stream_seq`: keep it a moment in case the server loses it."""
         item = self._queue.popleft()
-        self._in_flight -= 1
+        item.stream_seq = self._last_stream_seq = stream_seq
         self.acked += 1
         now = item.acked_at = time.monotonic()
         self._retained.append(item)
-        while self._retained and now - self._retained[0].acked_at > _RETAIN_S:
-            self._retained.popleft()
+        while self._retained and now - self._retained[0].acked_at > RETAIN_S:
+            old = self._retained.popleft()
+            self._base = (old.event.seq, old.stream_seq)
         self._space_freed.set()
-
-    # -- internals -----------------------------------------------------------------
 
     def _raise_if_failed(self) -> None:
         if self._failure is not None:
@@ -245,7 +248,7 @@ class SessionPublisher:
             except TimeoutError:
                 raise self._fail() from None
 
-    def _fail(self) -> DeliveryTimeout:
+    def _fail(self) -> PublishFailed:
         if self._failure is None:
             self._failure = DeliveryTimeout(
                 self.session, len(self._queue), self._delivery_timeout_s
@@ -254,92 +257,38 @@ class SessionPublisher:
         return self._failure
 
     async def _send_loop(self) -> None:
+        """The watchdog: reconnects, refusals and late acks go through recovery here."""
         nc = self._acks.nc
         while not self._closing:
+            self._wake.clear()
             self._check_delivery_bound()
-            if not nc.is_connected:
+            if isinstance(self._failure, WriterConflict):
+                if self._closing_event is not None:
+                    await close_after_conflict(
+                        self._acks.js,
+                        self._failure,
+                        self._closing_event,
+                        max_msg_size=self._max_msg_size,
+                    )
+                    self._closing_event = None
+                    self._idle.set()
+            elif not nc.is_connected:
                 await asyncio.sleep(_RETRY_PAUSE_S)
                 continue
-            if nc.stats["reconnects"] != self._reconnects:
+            elif nc.stats["reconnects"] != self._reconnects:
                 self._reconnects = nc.stats["reconnects"]
-                await self._recover(retained=True)
-                continue
-            if self._trouble or self._stale():
                 await self._recover()
                 continue
-            try:
-                while self._in_flight < min(self._window, len(self._queue)) and nc.is_connected:
-                    item = self._queue[self._in_flight]
-                    item.first_try = item.first_try or time.monotonic()
-                    # Counted before the attempt: if it raises, the event may or
-                    # may not have left, and recovery re-sends it either way.
-                    self._in_flight += 1
-                    await nc.publish(
-                        item.subject,
-                        item.payload,
-                        reply=f"{self._reply_prefix}{item.event.seq}",
-                        headers=item.headers,
-                    )
-            except (NatsError, OSError) as exc:
-                logger.debug("publish failed for %s: %r", self.session, exc)
-                self._trouble = True
+            elif self._trouble or self._stale():
+                await self._recover()
                 continue
-            if not self._queue:
-                self._idle.set()
-            self._wake.clear()
+            elif self._queue and not self._in_flight:
+                await self._send_first()
             try:
                 await asyncio.wait_for(self._wake.wait(), self._ack_timeout_s)
             except TimeoutError:
                 pass
 
-    def _check_delivery_bound(self) -> None:
-        if self._queue and time.monotonic() - self._queue[0].queued_at > self._delivery_timeout_s:
-            self._fail()
-
     def _stale(self) -> bool:
-        """The oldest event in flight has waited longer than an ack may take."""
-        return (
-            self._in_flight > 0
-            and time.monotonic() - self._queue[0].first_try > self._ack_timeout_s
-        )
-
-    async def _recover(self, *, retained: bool = False) -> None:
-        """Stop-and-wait over what may be missing, in seq order, so stream order holds.
-
-        That is every unacknowledged sent event, and after a reconnect also
-        the recently acked ones (the server may have lost them in a crash).
-        """
-        self._trouble = True
-        replay = list(self._retained) if retained else []
-        logger.info(
-            "session %s: re-sending %d events in order", self.session, len(replay) + self._in_flight
-        )
-        for item in replay:
-            if not await self._publish_until_stored(item):
-                return
-        while self._in_flight > 0 and self._queue and not self._closing:
-            if not await self._publish_until_stored(self._queue[0]):
-                return
-            self._retire()
-        self._in_flight = 0
-        self._acked_ahead.clear()
-        self._trouble = False
-        if self._failure is not None and not self._queue:
-            logger.warning("session %s: JetStream reachable again after the failure", self.session)
-
-    async def _publish_until_stored(self, item: Outgoing) -> bool:
-        """Request-reply publish, retried until stored; False if the publisher is closing."""
-        while not self._closing:
-            self._check_delivery_bound()
-            if not self._acks.nc.is_connected:
-                await asyncio.sleep(_RETRY_PAUSE_S)
-                continue
-            try:
-                await self._acks.js.publish(
-                    item.subject, item.payload, timeout=self._ack_timeout_s, headers=item.headers
-                )
-                return True
-            except (NatsError, OSError, TimeoutError) as exc:
-                logger.debug("re-send of %s failed: %r", item.event.id, exc)
-                await asyncio.sleep(_RETRY_PAUSE_S)
-        return False
+        """The event in flight has waited longer than an ack may take."""
+        return self._in_flight and time.monotonic() - self._queue[0].first_try > self._ack_timeout_s

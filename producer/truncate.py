@@ -14,7 +14,7 @@ import msgspec
 from agentcast.codec import encode
 from agentcast.events import Event
 
-# Room left for NATS headers (Nats-Msg-Id, Agentcast-Seq) and the marker text.
+# Room left for NATS headers (Nats-Msg-Id, the expected-sequence pair) and the marker text.
 HEADER_ROOM = 1024
 _MAX_PASSES = 32
 

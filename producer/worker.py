@@ -217,13 +217,14 @@ class Worker:
             await conversation.open()
             prompt = parsed.prompt if isinstance(parsed, RefusedRun) else parsed.request.prompt
             options = parsed.options if isinstance(parsed, RefusedRun) else parsed.request.options
-            await claim(
+            claimed = await claim(
                 self._js,
                 session,
                 head,
                 RunQueuedData(prompt=prompt, options=options),
                 max_msg_size=self._settings.max_msg_size,
             )
+            publisher.start_after(claimed.stream_seq)  # the session's one writer from here on
         except SessionBusy:
             await conversation.abandon()
             await self._busy(msg, session)

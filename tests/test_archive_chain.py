@@ -124,11 +124,32 @@ def test_holdback_releases_in_seq_order_and_bounds_acks() -> None:
     held: Holdback[str] = Holdback(gap_timeout_s=60)
     held.hold("s", 5, 105, "e5")
     held.hold("s", 4, 104, "e4")
-    held.hold("s", 4, 204, "e4 again")  # a redelivery replaces the copy
-    assert held.min_stream_seq() == 105 and held.first_held("s") == 4
-    assert list(held.release("s", 3)) == []
-    assert [h.item for h in held.release("s", 4)] == ["e4 again", "e5"]
+    assert held.hold("s", 4, 104, "e4 again") is None  # a redelivery replaces the copy
+    assert held.min_stream_seq() == 104 and held.first_held("s") == 4
+    assert list(held.release("s", 3, 0)) == []
+    assert [h.item for h in held.release("s", 4, 103)] == ["e4 again", "e5"]
     assert not held and held.min_stream_seq() is None
+
+
+def test_holdback_never_releases_what_in_order_events_overtook() -> None:
+    """A far-ahead seq stored before the session's next in-order events is not its writer's."""
+    held: Holdback[str] = Holdback(gap_timeout_s=60)
+    held.hold("s", 9, 100, "forged 9")
+    assert held.hold("s", 9, 150, "another 9") is not None  # a second message with a held seq
+    for seq, at in ((5, 101), (6, 102), (7, 103), (8, 104)):
+        assert held.applied("s", seq, at) == []
+        assert list(held.release("s", seq + 1, at)) == []  # 9 was stored before 8: not released
+    assert [h.item for h in held.overtaken("s")] == ["forged 9"]
+    assert not held
+
+
+def test_holdback_hands_back_a_held_seq_the_real_event_supersedes() -> None:
+    held: Holdback[str] = Holdback(gap_timeout_s=60)
+    held.hold("s", 6, 100, "forged 6")
+    assert held.applied("s", 5, 101) == []
+    assert list(held.release("s", 6, 101)) == []
+    assert [h.item for h in held.applied("s", 6, 102)] == ["forged 6"]
+    assert not held
 
 
 def test_holdback_reports_gaps_that_outlive_the_timeout() -> None:

@@ -43,7 +43,7 @@ async def read_session(js: JetStreamContext, session: str) -> list[Event]:
 
 
 async def test_seq_runs_from_one_without_gaps(nc: Client, js: JetStreamContext, settings: Settings, session_id: str) -> None:
-    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size, window=64)
+    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
     for i in range(1000):
         await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
     await pub.close(timeout_s=30)
@@ -158,3 +158,36 @@ def _cut_block_before(store: Path, marker: bytes, session: str) -> None:
     # A record is: length (4), sequence (8), timestamp (8), subject length (2), subject, ...
     record = data.rindex(f"agentcast.evt.{session}.".encode(), 0, at) - 22
     os.truncate(blocks[-1], record)
+
+
+async def test_the_plain_publish_path_stores_what_the_fast_one_does(
+    nc: Client, js: JetStreamContext, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """producer/fastpub.py pre-encodes headers through nats-py's private parts; off, the public path."""
+    from producer import fastpub
+
+    stored: dict[bool, list[dict[str, str]]] = {}
+    for fast in (True, False):
+        monkeypatch.setattr(fastpub, "ENABLED", fast)
+        session = f"t_path_{fast}_{os.getpid()}"
+        pub = SessionPublisher(await AckRouter(nc).start(), session, next_seq=1, max_msg_size=settings.max_msg_size)
+        for i in range(200):
+            await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
+        await pub.close(timeout_s=30)
+        assert [e.seq for e in await read_session(js, session)] == list(range(1, 201))
+        headers = []
+        at, previous = 1, 0
+        for _ in range(2):
+            msg = await js.get_msg(EVENTS_STREAM, seq=at, subject=session_events(session), next=True)
+            got = dict(msg.headers or {})
+            # The stream positions differ between the runs: the expected one must be the previous's.
+            assert got.pop("Nats-Expected-Last-Subject-Sequence") == str(previous)
+            headers.append({k: v.replace(session, "S") for k, v in got.items()})
+            at = previous = msg.seq or 0
+            at += 1
+        stored[fast] = headers
+    assert stored[True] == stored[False]
+    assert stored[True][1] == {
+        "Nats-Msg-Id": "S.2",
+        "Nats-Expected-Last-Subject-Sequence-Subject": "agentcast.evt.S.>",
+    }

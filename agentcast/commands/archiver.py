@@ -35,14 +35,30 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="zstd sealed files",
     )
+    p.add_argument(
+        "--metrics-port",
+        dest="archiver_metrics_port",
+        type=int,
+        default=None,
+        help="serve the archiver's /metrics (suspected forgeries) on this port (0: a free one)",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from consumers.archive.service import Archiver
     from consumers.role import run_role
+    from consumers.suspects import SuspectEvents
 
     setup_logging(args)
     settings = settings_from_args(args)
     root = settings.resolved_archive_dir()
-    return run_role(settings, "agentcast-archiver", lambda nc: Archiver(settings, nc, root))
+    suspects = SuspectEvents("archiver")
+    if args.archiver_metrics_port is not None:
+        suspects.serve(args.archiver_metrics_port)
+    try:
+        return run_role(
+            settings, "agentcast-archiver", lambda nc: Archiver(settings, nc, root, suspects)
+        )
+    finally:
+        suspects.close()

@@ -48,6 +48,8 @@ class SessionFile:
     ended: bool = False
     """The last event closed a run."""
     last_ts: int = 0
+    last_cursor: int = 0
+    """Stream position (AGENTCAST_EVENTS) of the last event line: a repeat at or before it is a redelivery."""
     gaps: list[tuple[int, int]] = dataclasses.field(default_factory=list)
     fd: int | None = None
     pending: list[bytes] = dataclasses.field(default_factory=list)
@@ -139,17 +141,23 @@ def recover(session: str, path: Path) -> SessionFile:
         case _:
             sf.last_seq = int(record["seq"])
             sf.ended = record.get("type") in TERMINAL_TYPES
+    ts, sf.last_cursor = _last_event(lines)
     if not sf.sealed:
-        sf.last_ts = _last_event_ts(lines)
+        sf.last_ts = ts
     return sf
 
 
-def _last_event_ts(lines: list[bytes]) -> int:
+def _last_event(lines: list[bytes]) -> tuple[int, int]:
+    """(ts, cursor) of the last event line."""
     for line in reversed(lines):
         if not line.startswith((_SEAL_PREFIX, _GAP_PREFIX)):
-            ts = chain.parse(chain.split(line)[0]).get("ts")
-            return ts if isinstance(ts, int) else 0
-    return 0
+            record = chain.parse(chain.split(line)[0])
+            ts, cursor = record.get("ts"), record.get("cursor")
+            return (
+                ts if isinstance(ts, int) else 0,
+                int(cursor) if isinstance(cursor, str) and cursor.isdigit() else 0,
+            )
+    return 0, 0
 
 
 def fsync_dir(path: Path) -> None:

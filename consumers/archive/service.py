@@ -11,6 +11,12 @@
 Exactly once in the file: a line is acked only after its fsync, so a crash
 loses nothing; after a restart each session's last archived seq (from its
 file) recognises what is delivered again.
+
+Suspected forgeries (consumers/holdback.py, consumers/README.md) go to
+`_quarantine.jsonl`, logged at error and counted (consumers/suspects.py):
+a repeated seq stored after the archived one, and a far-ahead seq that the
+session's in-order events overtook. A redelivery (a repeat at or before the
+session's last archived stream position) stays silent.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from consumers.archive.partition import ensure_source
 from consumers.archive.writer import ArchiveWriter
 from consumers.consumer import LeasedConsumer
 from consumers.pull import Delivery
+from consumers.suspects import Reason, SuspectEvents
 
 logger = logging.getLogger(__name__)
 
@@ -40,8 +47,11 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
 
     name = "Archiver"
 
-    def __init__(self, settings: Settings, nc: Client, root: Path) -> None:
+    def __init__(
+        self, settings: Settings, nc: Client, root: Path, suspects: SuspectEvents | None = None
+    ) -> None:
         super().__init__(settings, nc)
+        self.suspects = suspects or SuspectEvents("archiver")
         self.root = root
         self.writer = self._new_writer()
         self._session_token = 2
@@ -94,27 +104,45 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         sf = self.writer.get(session, env["ts"])
         expected = sf.last_seq + 1
         if seq > expected:
-            self.held.hold(session, seq, d.stream_seq, (env, d))
+            other = self.held.hold(session, seq, d.stream_seq, (env, d))
+            if other is not None:  # two messages for one held seq: the later one
+                self.acks.append((other.stream_seq, other.item[1].reply))
+                self._quarantine(other.item[1], "repeated_seq", f"repeats held seq {seq}")
             return
         self.acks.append((d.stream_seq, d.reply))
         if seq < expected:
+            if d.cursor <= sf.last_cursor:
+                return  # a redelivery of what is archived (or was quarantined)
             if any(after < seq < nxt for after, nxt in sf.gaps):
                 self.writer.reject(
                     d.subject, d.cursor, d.data, "arrived after its gap was recorded"
                 )
+                return
+            self._quarantine(
+                d,
+                "repeated_seq",
+                f"repeats seq {seq}, archived before at or below {sf.last_cursor}",
+            )
             return
         self.writer.append_event(sf, env, d.cursor)
         self.archived += 1
         if self.held:
-            self._release(session)
+            for gone in self.held.applied(session, seq, d.stream_seq):
+                self.acks.append((gone.stream_seq, gone.item[1].reply))
+                self._quarantine(gone.item[1], "repeated_seq", f"held seq {gone.seq} superseded")
+            self._release(session, d.stream_seq)
 
-    def _release(self, session: str) -> None:
+    def _release(self, session: str, after_stream_seq: int) -> None:
         sf = self.writer.get(session, 0)
-        for held in self.held.release(session, sf.last_seq + 1):
+        for held in self.held.release(session, sf.last_seq + 1, after_stream_seq):
             env, d = held.item
             self.writer.append_event(sf, env, d.cursor)
             self.acks.append((d.stream_seq, d.reply))
             self.archived += 1
+
+    def _quarantine(self, d: Delivery, reason: Reason, detail: str) -> None:
+        self.suspects.count(reason)
+        self.writer.quarantine(d.subject, d.cursor, d.data, f"{reason}: {detail}")
 
     # -- durability ------------------------------------------------------------------
 
@@ -149,6 +177,14 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
 
     async def tick(self) -> None:
         for session in self.held.expired():
+            for gone in self.held.overtaken(session):
+                self.acks.append((gone.stream_seq, gone.item[1].reply))
+                self._quarantine(
+                    gone.item[1],
+                    "far_ahead",
+                    f"seq {gone.seq} held {self.held.gap_timeout_s:.0f}s while the session "
+                    "went on in order",
+                )
             first = self.held.first_held(session)
             if first is None:
                 continue
@@ -160,7 +196,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
                 first - 1,
             )
             self.writer.append_gap(sf, first)
-            self._release(session)
+            self._release(session, 0)
         if self.puller.pending == 0 and not self.held:
             # Only when caught up: a lagging archiver must not seal a session
             # whose next run is already in the stream (a live one would not

@@ -40,6 +40,8 @@ _FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC"
 _THREADS: Final = 8
 REJECTED: Final = "_rejected.jsonl"
 """Messages that cannot join a chain (not an envelope, or a seq after its gap was recorded)."""
+QUARANTINE: Final = "_quarantine.jsonl"
+"""Suspected forgeries: a repeated seq that is another message, a far-ahead seq overtaken."""
 
 
 class ArchiveWriter:
@@ -59,6 +61,9 @@ class ArchiveWriter:
         self._ended: set[str] = set()
         self._rejected: list[bytes] = []
         self._rejected_fd: int | None = None
+        self._quarantined: list[bytes] = []
+        self._quarantine_fd: int | None = None
+        self.quarantined = 0
         self.pending_lines = 0
         self._pool = ThreadPoolExecutor(_THREADS, thread_name_prefix="archive-io")
 
@@ -121,6 +126,7 @@ class ArchiveWriter:
         envelope["cursor"] = format_cursor(stream_seq)
         self._append(sf, envelope)
         sf.last_seq = envelope["seq"]
+        sf.last_cursor = stream_seq
         sf.last_ts = ts
         sf.count += 1
         sf.ended = envelope.get("type") in TERMINAL_TYPES
@@ -153,6 +159,19 @@ class ArchiveWriter:
             "payload": data.decode("utf-8", "replace"),
         }
         self._rejected.append(encode(record) + b"\n")
+        self.pending_lines += 1
+
+    def quarantine(self, subject: str, stream_seq: int, data: bytes, reason: str) -> None:
+        """Keep a suspected forgery apart from the chains, loudly: never kept silently, never dropped."""
+        logger.error("Quarantined message %d on %s: %s", stream_seq, subject, reason)
+        record = {
+            "cursor": format_cursor(stream_seq),
+            "subject": subject,
+            "reason": reason,
+            "payload": data.decode("utf-8", "replace"),
+        }
+        self._quarantined.append(encode(record) + b"\n")
+        self.quarantined += 1
         self.pending_lines += 1
 
     def _append(self, sf: SessionFile, record: dict[str, Any]) -> None:
@@ -206,7 +225,7 @@ class ArchiveWriter:
 
     async def flush(self) -> None:
         """Write every pending line and fsync each touched file (and new directories)."""
-        if not self._dirty and not self._rejected:
+        if not self._dirty and not self._rejected and not self._quarantined:
             return
         jobs: list[tuple[int, bytes]] = []
         dirs: set[Path] = set()
@@ -224,6 +243,12 @@ class ArchiveWriter:
                 dirs.add(self.root)
             jobs.append((self._rejected_fd, b"".join(self._rejected)))
             self._rejected = []
+        if self._quarantined:
+            if self._quarantine_fd is None:
+                self._quarantine_fd = os.open(self.root / QUARANTINE, _FLAGS, 0o644)
+                dirs.add(self.root)
+            jobs.append((self._quarantine_fd, b"".join(self._quarantined)))
+            self._quarantined = []
         self._dirty = {}
         self.pending_lines = 0
         loop = asyncio.get_running_loop()
@@ -259,9 +284,10 @@ class ArchiveWriter:
     def close(self) -> None:
         for sf in list(self._open.values()):
             self._close(sf)
-        if self._rejected_fd is not None:
-            os.close(self._rejected_fd)
-            self._rejected_fd = None
+        for fd in (self._rejected_fd, self._quarantine_fd):
+            if fd is not None:
+                os.close(fd)
+        self._rejected_fd = self._quarantine_fd = None
         self._pool.shutdown(wait=True)
 
 

@@ -17,6 +17,7 @@ from agentcast.events import AnyEvent, Event, ToolCalled, ToolResult
 from agentcast.progress import STATES
 from agentcast.replicas import ReplicasCollector
 from consumers.progress.reducer import SessionState
+from consumers.suspects import SuspectEvents
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ class ProgressMetrics:
     def __init__(self) -> None:
         self.registry = r = CollectorRegistry()
         r.register(ReplicasCollector())  # streams with fewer replicas than wanted
+        self.suspects = SuspectEvents("metrics", r)
         self.sessions = Gauge("agentcast_sessions", "Sessions by state", ["state"], registry=r)
         self.events = Counter("agentcast_events", "Events consumed, by type", ["type"], registry=r)
         self.tool_calls = Counter(

@@ -13,6 +13,11 @@ only acked after it is stored; a restart loads the states and the consumer
 delivers again everything after its ack floor, where events at or below a
 session's stored seq are recognised and skipped. Snapshots are a function of
 the state, so they come out the same.
+
+Forgeries change nothing: a repeated seq is skipped like a redelivery, and a
+far-ahead seq is held back and dropped (logged, counted in
+`agentcast_suspect_events_total`) once the session's in-order events overtake
+it (consumers/holdback.py), so neither touches a snapshot's state or counts.
 """
 
 from __future__ import annotations
@@ -36,9 +41,11 @@ from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
 from consumers.buckets import bucket
 from consumers.consumer import LeasedConsumer
+from consumers.holdback import Held
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
 from consumers.pull import Delivery
+from consumers.suspects import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -136,14 +143,18 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
             return
         session, kind = parts[2], parts[3]
         if event.seq > state.last_seq + 1:
-            self.held.hold(session, event.seq, d.stream_seq, (event, d.reply))
+            other = self.held.hold(session, event.seq, d.stream_seq, (event, d.reply))
+            if other is not None:
+                self._suspect(other, "repeated_seq")
             return
         self.acks.append((d.stream_seq, d.reply))
         if event.seq <= state.last_seq:
-            return
+            return  # a redelivery, or a repeated seq: never applied twice
         self._apply(state, event, kind)
         if self.held:
-            self._release(session)
+            for gone in self.held.applied(session, event.seq, d.stream_seq):
+                self._suspect(gone, "repeated_seq")
+            self._release(session, d.stream_seq)
 
     def _apply(self, state: SessionState, event: Event | AnyEvent, kind: str) -> None:
         after = apply(state, event)
@@ -152,14 +163,30 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self._dirty.add(state.session)
         self.applied += 1
 
-    def _release(self, session: str) -> None:
-        for held in self.held.release(session, self.states[session].last_seq + 1):
+    def _suspect(self, held: Held[tuple[Event | AnyEvent, str]], reason: Reason) -> None:
+        """Drop a held event its session's writer cannot have written (counted, logged)."""
+        event, reply = held.item
+        self.acks.append((held.stream_seq, reply))
+        self.metrics.suspects.count(reason)
+        logger.error(
+            "Session %s: dropped suspected forgery seq %d (message %d, %s)",
+            event.session,
+            held.seq,
+            held.stream_seq,
+            reason,
+        )
+
+    def _release(self, session: str, after_stream_seq: int) -> None:
+        state = self.states[session]
+        for held in self.held.release(session, state.last_seq + 1, after_stream_seq):
             event, reply = held.item
             self.acks.append((held.stream_seq, reply))
             self._apply(self.states[session], event, _kind(event))
 
     async def tick(self) -> None:
         for session in self.held.expired():
+            for gone in self.held.overtaken(session):
+                self._suspect(gone, "far_ahead")
             first = self.held.first_held(session)
             if first is None:
                 continue
@@ -168,7 +195,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
                 "Session %s: seqs %d..%d never arrived", session, state.last_seq + 1, first - 1
             )
             self.states[session] = msgspec.structs.replace(state, last_seq=first - 1)
-            self._release(session)
+            self._release(session, 0)
         await self.commit()
 
     # -- publishing ------------------------------------------------------------------
