@@ -152,25 +152,13 @@ class ArchiveWriter:
     def reject(self, subject: str, stream_seq: int, data: bytes, reason: str) -> None:
         """Keep a message that cannot be chained, so that nothing is dropped silently."""
         logger.warning("Rejected message %d on %s: %s", stream_seq, subject, reason)
-        record = {
-            "cursor": format_cursor(stream_seq),
-            "subject": subject,
-            "reason": reason,
-            "payload": data.decode("utf-8", "replace"),
-        }
-        self._rejected.append(encode(record) + b"\n")
+        self._rejected.append(_set_aside(subject, stream_seq, data, reason))
         self.pending_lines += 1
 
     def quarantine(self, subject: str, stream_seq: int, data: bytes, reason: str) -> None:
         """Keep a suspected forgery apart from the chains, loudly: never kept silently, never dropped."""
         logger.error("Quarantined message %d on %s: %s", stream_seq, subject, reason)
-        record = {
-            "cursor": format_cursor(stream_seq),
-            "subject": subject,
-            "reason": reason,
-            "payload": data.decode("utf-8", "replace"),
-        }
-        self._quarantined.append(encode(record) + b"\n")
+        self._quarantined.append(_set_aside(subject, stream_seq, data, reason))
         self.quarantined += 1
         self.pending_lines += 1
 
@@ -297,3 +285,14 @@ def _write_all(jobs: list[tuple[int, bytes]]) -> None:
         while view:
             view = view[os.write(fd, view) :]
         os.fdatasync(fd)
+
+
+def _set_aside(subject: str, stream_seq: int, data: bytes, reason: str) -> bytes:
+    """A line of `_rejected.jsonl` or `_quarantine.jsonl`: the message as it came, and why."""
+    record = {
+        "cursor": format_cursor(stream_seq),
+        "subject": subject,
+        "reason": reason,
+        "payload": data.decode("utf-8", "replace"),
+    }
+    return encode(record) + b"\n"
