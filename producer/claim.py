@@ -14,13 +14,14 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple
 
+import msgspec
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
-from agentcast.codec import decode_loose, json_decoder
+from agentcast.codec import json_decoder
 from agentcast.events import TERMINAL_TYPES, EventData
-from agentcast.subjects import EVENTS_STREAM, session_events, session_type_filter
-from producer.head import WRONG_LAST_SEQUENCE, expect_after
+from agentcast.subjects import EVENTS_STREAM, session_type_filter
+from producer.head import NO_EVENT, WRONG_LAST_SEQUENCE, expect_after, last_event
 from producer.stamp import stamp
 
 logger = logging.getLogger(__name__)
@@ -51,16 +52,16 @@ class SessionBusy(Exception):
 
 
 async def read_head(js: JetStreamContext, session: str) -> SessionHead:
-    try:
-        last = await js.get_last_msg(EVENTS_STREAM, session_events(session), direct=True)
-    except NotFoundError:
+    last = await last_event(js, session)
+    if last is NO_EVENT:
         return SessionHead(next_seq=1, next_run=1, stream_seq=0, active=False)
-    event = decode_loose(last.data or b"")
+    if not last.seq:
+        raise msgspec.DecodeError(f"session {session}: its last event does not decode")
     return SessionHead(
-        next_seq=event.seq + 1,
-        next_run=event.run + (1 if event.type in TERMINAL_TYPES else 0),
-        stream_seq=last.seq or 0,
-        active=event.type not in TERMINAL_TYPES,
+        next_seq=last.seq + 1,
+        next_run=last.run + (1 if last.type in TERMINAL_TYPES else 0),
+        stream_seq=last.stream_seq,
+        active=last.type not in TERMINAL_TYPES,
     )
 
 

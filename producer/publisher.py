@@ -46,9 +46,9 @@ from producer.acks import AckRouter
 from producer.conflict import close_after_conflict
 from producer.fastpub import publish_expecting
 from producer.recovery import RETAIN_S, HeadRecovery
-from producer.stamp import SEQ_HEADER, Outgoing, stamp
+from producer.stamp import Outgoing, stamp
 
-__all__ = ["SEQ_HEADER", "Outgoing", "SessionPublisher", "stamp"]
+__all__ = ["Outgoing", "SessionPublisher", "stamp"]
 
 logger = logging.getLogger(__name__)
 

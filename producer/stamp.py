@@ -9,9 +9,6 @@ from agentcast.events import Event, EventData, make_event, type_of
 from agentcast.subjects import event_subject
 from producer.truncate import fit_event
 
-SEQ_HEADER = "Agentcast-Seq"
-"""No longer sent (the seq is in the envelope and no consumer read the header); kept for old readers."""
-
 
 @dataclass(slots=True)
 class Outgoing:
