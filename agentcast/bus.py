@@ -23,7 +23,7 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
 
 from agentcast import replicas
@@ -240,16 +240,18 @@ async def key_value(
     try:
         kv = await js.key_value(name)
     except (BucketNotFoundError, NotFoundError):  # which one depends on the nats-py version
-        kv = await js.create_key_value(
-            KeyValueConfig(
-                bucket=name,
-                description=description,
-                history=1,
-                ttl=ttl_s or None,
-                storage=StorageType.FILE,
-                replicas=replicas_wanted,
-            )
+        config = KeyValueConfig(
+            bucket=name,
+            description=description,
+            history=1,
+            ttl=ttl_s or None,
+            storage=StorageType.FILE,
+            replicas=replicas_wanted,
         )
+        try:
+            kv = await js.create_key_value(config)
+        except APIError:  # another process created it first (its config rules)
+            kv = await js.key_value(name)
     status = await kv.status()
     replicas.record(f"KV_{name}", status.stream_info.config.num_replicas or 1, replicas_wanted)
     return kv

@@ -40,10 +40,10 @@ from nats.errors import Error as NatsError
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import KeyValueConfig, StorageType
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError, NotFoundError
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
+from agentcast.bus import key_value
 from agentcast.codec import encode
 from agentcast.control import ControlRequest
 from agentcast.settings import Settings
@@ -113,8 +113,13 @@ class WorkerLeases:
         return self._ttl / 4
 
     async def start(self) -> None:
-        self._workers = await _bucket(self._js, self._settings, WORKERS_BUCKET, ttl=self._ttl)
-        self._running = await _bucket(self._js, self._settings, RUNNING_BUCKET, ttl=None)
+        replicas = self._settings.replicas
+        self._workers = await key_value(
+            self._js, WORKERS_BUCKET, "agentcast worker heartbeats", replicas, self._ttl
+        )
+        self._running = await key_value(
+            self._js, RUNNING_BUCKET, "agentcast sessions and the worker running each", replicas
+        )
         actual = (await self._workers.status()).ttl
         if actual and abs(actual - self._ttl) > 0.01:
             # The bucket was made by a worker with another bound: its TTL rules.
@@ -270,23 +275,3 @@ class WorkerLeases:
             except Exception as exc:  # NATS reconnecting: the next round tries again
                 logger.debug("%s failed: %r", getattr(step, "__name__", step), exc)
             await asyncio.sleep(self.interval_s)
-
-
-async def _bucket(
-    js: JetStreamContext, settings: Settings, name: str, *, ttl: float | None
-) -> KeyValue:
-    try:
-        return await js.key_value(name)
-    except NotFoundError:  # BucketNotFoundError is one
-        logger.info("Creating bucket %s", name)
-    config = KeyValueConfig(
-        bucket=name,
-        history=1,
-        ttl=ttl,
-        storage=StorageType.FILE,
-        replicas=settings.replicas,
-    )
-    try:
-        return await js.create_key_value(config)
-    except APIError:  # another worker created it first
-        return await js.key_value(name)
