@@ -9,7 +9,7 @@ summary table replaces the panel.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Self
 
 from rich.console import Console, Group, RenderableType
 from rich.live import Live
@@ -38,7 +38,7 @@ class RunView:
         self._spinner = Spinner("dots")
         self._live = Live(self._panel(), console=console, refresh_per_second=12, transient=True)
 
-    def __enter__(self) -> RunView:
+    def __enter__(self) -> Self:
         self._live.__enter__()
         return self
 

@@ -43,7 +43,12 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
         binary = build(tmp)
         port = free_port()
         settings = Settings.load(
-            {"nats_url": nats.admin_url, "port": port, "data_dir": str(tmp), "jwt_secret": _procs.SECRET},
+            {
+                "nats_url": nats.admin_url,
+                "port": port,
+                "data_dir": str(tmp),
+                "jwt_secret": _procs.SECRET,
+            },
             environ={},
         )
         app = create_app(settings)

@@ -66,11 +66,20 @@ async def publish_rate(sessions: int, rate: float, seconds: float) -> dict[str, 
             cpu = time.process_time()
             acks = await AckRouter(nc).start()
             report = await produce(
-                acks, sessions=sessions, rate=rate, seconds=seconds, max_msg_size=settings.max_msg_size, traces=traces
+                acks,
+                sessions=sessions,
+                rate=rate,
+                seconds=seconds,
+                max_msg_size=settings.max_msg_size,
+                traces=traces,
             )
             cpu = time.process_time() - cpu
             await disconnect(nc)
-            return {"events_per_s": report.events_per_s, "events": report.events, "cpu_us_per_event": cpu / report.events * 1e6}
+            return {
+                "events_per_s": report.events_per_s,
+                "events": report.events,
+                "cpu_us_per_event": cpu / report.events * 1e6,
+            }
         finally:
             server.stop()
 
@@ -89,18 +98,27 @@ def main() -> None:
     def median(runs: list[dict[str, float]], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
-    print(json.dumps({
-        "normalize_encode_us_per_event": round(statistics.median(encode_us), 2),
-        "max_publish_events_per_s_100_sessions": round(median(unpaced, "events_per_s")),
-        "max_publish_cpu_us_per_event": round(median(unpaced, "cpu_us_per_event"), 2),
-        "max_publish_events_per_s_1000_sessions": round(median(unpaced_many, "events_per_s")),
-        "max_publish_1000_cpu_us_per_event": round(median(unpaced_many, "cpu_us_per_event"), 2),
-        "paced_1000_sessions_x_20_per_s": round(median(paced, "events_per_s")),
-        "paced_cpu_us_per_event": round(median(paced, "cpu_us_per_event"), 2),
-        "paced_3000_sessions_x_20_per_s": round(median(saturated, "events_per_s")),
-        "paced_3000_cpu_us_per_event": round(median(saturated, "cpu_us_per_event"), 2),
-        "runs": args.runs,
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "normalize_encode_us_per_event": round(statistics.median(encode_us), 2),
+                "max_publish_events_per_s_100_sessions": round(median(unpaced, "events_per_s")),
+                "max_publish_cpu_us_per_event": round(median(unpaced, "cpu_us_per_event"), 2),
+                "max_publish_events_per_s_1000_sessions": round(
+                    median(unpaced_many, "events_per_s")
+                ),
+                "max_publish_1000_cpu_us_per_event": round(
+                    median(unpaced_many, "cpu_us_per_event"), 2
+                ),
+                "paced_1000_sessions_x_20_per_s": round(median(paced, "events_per_s")),
+                "paced_cpu_us_per_event": round(median(paced, "cpu_us_per_event"), 2),
+                "paced_3000_sessions_x_20_per_s": round(median(saturated, "events_per_s")),
+                "paced_3000_cpu_us_per_event": round(median(saturated, "cpu_us_per_event"), 2),
+                "runs": args.runs,
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

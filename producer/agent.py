@@ -143,7 +143,7 @@ class AgentRun:
         try:
             await asyncio.wait_for(client.interrupt(), self._cancel_grace_s)
             await asyncio.wait_for(asyncio.shield(streaming), self._cancel_grace_s)
-        except Exception as exc:  # timeout, or the CLI already gone
+        except Exception as exc:  # noqa: BLE001 - timeout, or the CLI already gone
             logger.info("session %s: interrupt did not finish cleanly (%r)", self.session, exc)
         streaming.cancel()
         await asyncio.gather(streaming, return_exceptions=True)
@@ -153,5 +153,5 @@ class AgentRun:
 async def _disconnect(client: ClaudeSDKClient) -> None:
     try:
         await asyncio.wait_for(client.disconnect(), 10)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - the run is over; a stuck CLI must not keep it open
         logger.warning("disconnecting the CLI failed: %r", exc)

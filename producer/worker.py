@@ -102,7 +102,7 @@ class Worker:
                 except (TimeoutError, NatsTimeoutError):
                     self._slots.release()
                     continue
-                except Exception as exc:  # NATS reconnecting: wait and try again
+                except Exception as exc:  # noqa: BLE001 - NATS reconnecting: wait and try again
                     self._slots.release()
                     logger.debug("fetch failed: %r", exc)
                     await asyncio.sleep(_FETCH_WAIT_S)

@@ -272,6 +272,6 @@ class WorkerLeases:
         while True:
             try:
                 await step()
-            except Exception as exc:  # NATS reconnecting: the next round tries again
+            except Exception as exc:  # noqa: BLE001 - NATS reconnecting: the next round tries again
                 logger.debug("%s failed: %r", getattr(step, "__name__", step), exc)
             await asyncio.sleep(self.interval_s)

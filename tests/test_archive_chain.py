@@ -8,8 +8,6 @@ from pathlib import Path
 
 import msgspec
 import pytest
-from tests.support.archive import append, write_session, writer
-from tests.support.events import build_events, simple_run
 
 from agentcast.events import TextDeltaData
 from consumers.archive import chain
@@ -17,6 +15,8 @@ from consumers.archive.files import read_bytes, recover
 from consumers.archive.reader import read_events
 from consumers.archive.verify import verify_file
 from consumers.holdback import Holdback
+from tests.support.archive import append, write_session, writer
+from tests.support.events import build_events, simple_run
 
 
 def _readme_verify(path: Path) -> int:

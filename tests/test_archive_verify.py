@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from tests.support.archive import write_session
-from tests.support.roles import cli
 
 from consumers.archive.verify import verify_file, verify_path
+from tests.support.archive import write_session
+from tests.support.roles import cli
 
 Tamper = Callable[[list[bytes]], list[bytes]]
 

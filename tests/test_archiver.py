@@ -11,9 +11,6 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.js import JetStreamContext
-from tests.support.events import build_events, publish_events, simple_run, unique_session
-from tests.support.roles import Role, cli, next_stream_seq, unique_name, wait_until
-from tests.support.transcript_events import transcript_events
 
 from agentcast.codec import encode
 from agentcast.events import Event, EventData, RunQueuedData, TextDeltaData
@@ -24,6 +21,9 @@ from consumers.archive.files import iter_archive, read_bytes, session_of
 from consumers.archive.partition import partition_of
 from consumers.archive.verify import verify_file
 from consumers.lease import Lease, LeaseHeld
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.roles import Role, cli, next_stream_seq, unique_name, wait_until
+from tests.support.transcript_events import transcript_events
 
 pytestmark = pytest.mark.timeout(90)
 

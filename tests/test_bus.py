@@ -39,7 +39,9 @@ async def test_duplicate_msg_id_is_stored_once(js: JetStreamContext, session_id:
     assert again.duplicate and again.seq == first.seq
 
 
-def test_embedded_server_on_a_busy_port_says_which(tmp_path: Path, nats_server: EmbeddedNats) -> None:
+def test_embedded_server_on_a_busy_port_says_which(
+    tmp_path: Path, nats_server: EmbeddedNats
+) -> None:
     with pytest.raises(NatsServerError, match=str(nats_server.port)):
         EmbeddedNats(tmp_path, port=nats_server.port).start()
 

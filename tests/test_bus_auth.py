@@ -39,7 +39,9 @@ class User:
         await self.nc.flush()
         for _ in range(100):
             wanted = f'"{subject}"'.lower()  # nats-py lower-cases the server's message
-            if any("permissions violation" in e.lower() and wanted in e.lower() for e in self.errors):
+            if any(
+                "permissions violation" in e.lower() and wanted in e.lower() for e in self.errors
+            ):
                 return True
             await asyncio.sleep(0.02)
         return False

@@ -92,7 +92,9 @@ def test_every_deployed_config_passes_nats_server_t(config: str, tmp_path: Path)
         "AGENTCAST_NATS_STORE_DIR": str(tmp_path),
         "AGENTCAST_ROUTE_PASSWORD": "routepw",
     }
-    env |= {f"AGENTCAST_NATS_ROUTE_{i}": f"nats-route://route:routepw@nats-{i}:6222" for i in (1, 2, 3)}
+    env |= {
+        f"AGENTCAST_NATS_ROUTE_{i}": f"nats-route://route:routepw@nats-{i}:6222" for i in (1, 2, 3)
+    }
     done = subprocess.run(
         [find_nats_server(), "-t", "-c", str(DEPLOY / config)],
         env={**os.environ, **env}, capture_output=True, text=True, timeout=30, check=False,

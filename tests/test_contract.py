@@ -73,8 +73,15 @@ def test_sdk_other_keeps_the_class_field_name() -> None:
 
 def test_old_reader_skips_unknown_fields_and_keeps_unknown_types() -> None:
     newer = {
-        "v": 1, "id": "e1", "session": "s", "run": 1, "seq": 1, "ts": 1,
-        "type": "text.delta", "parent_tool_use_id": None, "future_field": [1, 2],
+        "v": 1,
+        "id": "e1",
+        "session": "s",
+        "run": 1,
+        "seq": 1,
+        "ts": 1,
+        "type": "text.delta",
+        "parent_tool_use_id": None,
+        "future_field": [1, 2],
         "data": {"index": 0, "text": "x", "future_data_field": True},
     }
     event = decode_event(msgspec.json.encode(newer))
@@ -107,7 +114,9 @@ def test_type_patterns_map_to_nats_filters() -> None:
     assert session_events("s_1") == "agentcast.evt.s_1.>"
 
 
-@pytest.mark.parametrize("subject", ["agentcast.evt.s_1", "agentcast.ctl.s_1", "agentcast.evt.a*b.x"])
+@pytest.mark.parametrize(
+    "subject", ["agentcast.evt.s_1", "agentcast.ctl.s_1", "agentcast.evt.a*b.x"]
+)
 def test_foreign_subjects_do_not_parse(subject: str) -> None:
     with pytest.raises(InvalidSubject):
         parse_event_subject(subject)
@@ -121,8 +130,16 @@ def test_cursors_parse_strictly(bad: str) -> None:
 
 
 def test_settings_layer_flags_over_environment_over_defaults() -> None:
-    env = {"AGENTCAST_PORT": "9001", "AGENTCAST_ALLOWED_TOOLS": "Read, Bash", "AGENTCAST_CONCURRENCY": "3"}
+    env = {
+        "AGENTCAST_PORT": "9001",
+        "AGENTCAST_ALLOWED_TOOLS": "Read, Bash",
+        "AGENTCAST_CONCURRENCY": "3",
+    }
     settings = Settings.load({"concurrency": 8, "nats_url": None}, environ=env)
-    assert (settings.port, settings.allowed_tools, settings.concurrency) == (9001, ["Read", "Bash"], 8)
+    assert (settings.port, settings.allowed_tools, settings.concurrency) == (
+        9001,
+        ["Read", "Bash"],
+        8,
+    )
     with pytest.raises(ValueError, match="port"):
         Settings.load(environ={"AGENTCAST_PORT": "eighty"})

@@ -19,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 from httpx_sse import aconnect_sse
+
 from tests.support.gateway import GatewayProcess
 from tests.support.up import Up, running_up
 

@@ -9,12 +9,12 @@ import msgspec
 import pytest
 import websockets
 from nats.js import JetStreamContext
-from tests.support.events import build_events, publish_events, simple_run, unique_session
-from tests.support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
 
 from agentcast.codec import encode
 from agentcast.control import RunRequest
 from agentcast.subjects import RUNS_STREAM, RUNS_SUBMIT, SESSIONS_BUCKET
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.gateway import GATEWAY_ENV, GatewayProcess, auth, token, ws_reply
 
 BAD_SESSIONS = ["a.b", "*", ">", "x" * 65, "a b", "a%2Eb", "%3E"]
 

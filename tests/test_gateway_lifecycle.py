@@ -11,11 +11,19 @@ import pytest
 import websockets
 from httpx_sse import aconnect_sse
 from nats.js import JetStreamContext
-from tests.support.events import build_events, publish_events, simple_run
-from tests.support.gateway import GatewayProcess, auth, envelopes, read_sse, token, ws_events, ws_reply
-from tests.support.nats import role_env
 
 from agentcast.embedded import EmbeddedNats
+from tests.support.events import build_events, publish_events, simple_run
+from tests.support.gateway import (
+    GatewayProcess,
+    auth,
+    envelopes,
+    read_sse,
+    token,
+    ws_events,
+    ws_reply,
+)
+from tests.support.nats import role_env
 
 
 async def test_resume_is_exact_across_a_gateway_kill_and_restart(
@@ -132,7 +140,9 @@ async def test_events_missed_while_nats_was_unreachable_are_refilled_from_jetstr
 ) -> None:
     proxy = _CuttableProxy(nats_server.port)
     gateway = GatewayProcess(
-        f"nats://127.0.0.1:{await proxy.start()}", tmp_path / "gw", env=role_env(nats_server, "gateway")
+        f"nats://127.0.0.1:{await proxy.start()}",
+        tmp_path / "gw",
+        env=role_env(nats_server, "gateway"),
     )
     events = build_events(session_id, simple_run(25))
     await publish_events(js, events[:10])

@@ -14,12 +14,12 @@ import httpx
 from httpx_sse import ServerSentEvent, aconnect_sse
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from tests.support.events import unique_session
-from tests.support.gateway import GatewayProcess, auth, token
 
 from agentcast.codec import encode
 from agentcast.progress import ProgressSnapshot
 from agentcast.subjects import SESSIONS_BUCKET, progress_subject
+from tests.support.events import unique_session
+from tests.support.gateway import GatewayProcess, auth, token
 
 
 def _snapshot(session: str, updated_at: int, **fields: Any) -> ProgressSnapshot:

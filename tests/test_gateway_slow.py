@@ -8,10 +8,10 @@ import socket
 
 import httpx
 from nats.js import JetStreamContext
-from tests.support.events import build_events, publish_events, unique_session
-from tests.support.gateway import GATEWAY_ENV, GatewayProcess, envelopes, read_sse, token
 
 from agentcast.events import TextDeltaData
+from tests.support.events import build_events, publish_events, unique_session
+from tests.support.gateway import GATEWAY_ENV, GatewayProcess, envelopes, read_sse, token
 
 READERS = 50
 EVENTS = 300

@@ -8,11 +8,11 @@ import json
 import httpx
 import websockets
 from nats.js import JetStreamContext
-from tests.support.events import build_events, publish_events, simple_run, unique_session
-from tests.support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
 
 from agentcast.events import StatusData, TextDeltaData
 from agentcast.subjects import EVENTS_STREAM
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.gateway import GatewayProcess, envelopes, read_sse, token, ws_events, ws_reply
 
 
 async def test_a_run_reaches_sse_and_ws_clients_in_seq_order(

@@ -25,7 +25,12 @@ async def test_two_worker_processes_serve_every_client_the_full_sequence(
     nats_server: EmbeddedNats, js: JetStreamContext, tmp_path: Path, session_id: str
 ) -> None:
     gateway = GatewayProcess(
-        nats_server.url, tmp_path / "gw", None, "--workers", "2", env=role_env(nats_server, "gateway")
+        nats_server.url,
+        tmp_path / "gw",
+        None,
+        "--workers",
+        "2",
+        env=role_env(nats_server, "gateway"),
     )
     await asyncio.to_thread(gateway.start)
     try:
@@ -36,7 +41,9 @@ async def test_two_worker_processes_serve_every_client_the_full_sequence(
             # Connections land on either process (one shared listening socket);
             # each replays what is stored, then follows live, whatever the timing.
             readers = [
-                asyncio.create_task(read_sse(http, f"/v1/sessions/{session_id}/events", len(events)))
+                asyncio.create_task(
+                    read_sse(http, f"/v1/sessions/{session_id}/events", len(events))
+                )
                 for _ in range(20)
             ]
             await asyncio.sleep(0.5)

@@ -13,16 +13,16 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError
-from tests.support.events import build_events, publish_events, simple_run, unique_session
-from tests.support.progress import snapshots_after_each
-from tests.support.roles import Role, next_stream_seq, unique_name, wait_until
-from tests.support.transcript_events import transcript_events
 
 from agentcast.embedded import free_port
 from agentcast.events import Event, MessageCompletedData, RunQueuedData, TextDeltaData
 from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.settings import Settings
 from agentcast.subjects import SESSIONS_BUCKET
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.progress import snapshots_after_each
+from tests.support.roles import Role, next_stream_seq, unique_name, wait_until
+from tests.support.transcript_events import transcript_events
 
 pytestmark = pytest.mark.timeout(90)
 

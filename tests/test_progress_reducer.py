@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import msgspec
 import pytest
-from tests.support.events import build_events
-from tests.support.progress import snapshots_after_each
-from tests.support.transcript_events import transcript_events
 
 from agentcast.codec import encode
 from agentcast.events import (
@@ -27,6 +24,9 @@ from agentcast.events import (
 )
 from agentcast.progress import ProgressSnapshot
 from consumers.progress.reducer import ESTIMATE_CEILING, SessionState, apply, new_state, snapshot
+from tests.support.events import build_events
+from tests.support.progress import snapshots_after_each
+from tests.support.transcript_events import transcript_events
 
 SPEC_FIELDS = [
     "session",

@@ -18,8 +18,8 @@ from agentcast.errors import DeliveryTimeout
 from agentcast.events import Event, TextDeltaData, ToolResult, ToolResultData
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, session_events
-from producer.normalize import Normalizer
 from producer.acks import AckRouter
+from producer.normalize import Normalizer
 from producer.publisher import SessionPublisher
 from tests.support.nats import PrivateNats
 
@@ -29,7 +29,9 @@ async def read_session(js: JetStreamContext, session: str) -> list[Event]:
     info = await js.stream_info(EVENTS_STREAM, subjects_filter=session_events(session))
     stored = sum((info.state.subjects or {}).values())
     sub = await js.pull_subscribe(
-        session_events(session), stream=EVENTS_STREAM, config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+        session_events(session),
+        stream=EVENTS_STREAM,
+        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
     )
     events: list[Event] = []
     try:
@@ -42,8 +44,12 @@ async def read_session(js: JetStreamContext, session: str) -> list[Event]:
     return events
 
 
-async def test_seq_runs_from_one_without_gaps(nc: Client, js: JetStreamContext, settings: Settings, session_id: str) -> None:
-    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
+async def test_seq_runs_from_one_without_gaps(
+    nc: Client, js: JetStreamContext, settings: Settings, session_id: str
+) -> None:
+    pub = SessionPublisher(
+        await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size
+    )
     for i in range(1000):
         await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
     await pub.close(timeout_s=30)
@@ -61,7 +67,9 @@ async def test_five_megabyte_tool_result_is_truncated_under_the_limit(
     from claude_agent_sdk import UserMessage
 
     (draft,) = Normalizer().feed(UserMessage(content=[block]))
-    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size)
+    pub = SessionPublisher(
+        await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=settings.max_msg_size
+    )
     sent = await pub.emit(draft.data, run=1)
     await pub.close(timeout_s=30)
     (stored,) = await read_session(js, session_id)
@@ -75,17 +83,21 @@ async def test_five_megabyte_tool_result_is_truncated_under_the_limit(
 
 
 async def test_list_content_tool_result_is_truncated_too(settings: Settings) -> None:
-    from producer.truncate import fit_event
     from agentcast.events import make_event
+    from producer.truncate import fit_event
 
     content = [{"type": "text", "text": "x" * (3 * 1024 * 1024)}, {"type": "text", "text": "tail"}]
-    event = make_event(ToolResultData(tool_use_id="t", content=content), id="s.1", session="s", run=1, seq=1, ts=1)
+    event = make_event(
+        ToolResultData(tool_use_id="t", content=content), id="s.1", session="s", run=1, seq=1, ts=1
+    )
     fitted, raw = fit_event(event, settings.max_msg_size)
     assert len(raw) < settings.max_msg_size and fitted.data.truncated
     assert fitted.data.content[1] == {"type": "text", "text": "tail"}
 
 
-async def test_nats_killed_mid_run_loses_and_repeats_nothing(private_nats: PrivateNats, session_id: str) -> None:
+async def test_nats_killed_mid_run_loses_and_repeats_nothing(
+    private_nats: PrivateNats, session_id: str
+) -> None:
     server, nc = private_nats.server, private_nats.nc
     pub = SessionPublisher(
         await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=1 << 20, ack_timeout_s=1.0
@@ -104,7 +116,9 @@ async def test_nats_killed_mid_run_loses_and_repeats_nothing(private_nats: Priva
     assert [e.seq for e in events] == list(range(1, 901))
 
 
-async def test_events_that_cannot_be_delivered_fail_the_run_loudly(private_nats: PrivateNats, session_id: str) -> None:
+async def test_events_that_cannot_be_delivered_fail_the_run_loudly(
+    private_nats: PrivateNats, session_id: str
+) -> None:
     pub = SessionPublisher(
         await AckRouter(private_nats.nc).start(),
         session_id,
@@ -134,7 +148,9 @@ async def test_events_the_server_lost_in_a_crash_are_sent_again_in_order(
     """
     server, nc = private_nats.server, private_nats.nc
     js = nc.jetstream()
-    pub = SessionPublisher(await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=1 << 20)
+    pub = SessionPublisher(
+        await AckRouter(nc).start(), session_id, next_seq=1, max_msg_size=1 << 20
+    )
     for i in range(50):
         await pub.emit(TextDeltaData(index=0, text=str(i)), run=1)
     await pub.drain()
@@ -170,7 +186,9 @@ async def test_the_plain_publish_path_stores_what_the_fast_one_does(
     for fast in (True, False):
         monkeypatch.setattr(fastpub, "ENABLED", fast)
         session = f"t_path_{fast}_{os.getpid()}"
-        pub = SessionPublisher(await AckRouter(nc).start(), session, next_seq=1, max_msg_size=settings.max_msg_size)
+        pub = SessionPublisher(
+            await AckRouter(nc).start(), session, next_seq=1, max_msg_size=settings.max_msg_size
+        )
         for i in range(200):
             await pub.emit(TextDeltaData(index=0, text=f"t{i} "), run=1)
         await pub.close(timeout_s=30)
@@ -178,7 +196,9 @@ async def test_the_plain_publish_path_stores_what_the_fast_one_does(
         headers = []
         at, previous = 1, 0
         for _ in range(2):
-            msg = await js.get_msg(EVENTS_STREAM, seq=at, subject=session_events(session), next=True)
+            msg = await js.get_msg(
+                EVENTS_STREAM, seq=at, subject=session_events(session), next=True
+            )
             got = dict(msg.headers or {})
             # The stream positions differ between the runs: the expected one must be the previous's.
             assert got.pop("Nats-Expected-Last-Subject-Sequence") == str(previous)

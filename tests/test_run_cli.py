@@ -34,8 +34,21 @@ class Terminal:
         primary, secondary = pty.openpty()
         self._primary = primary
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "agentcast.cli", "run", *args, "--gateway", system.base, "--token", system.token],
-            stdin=secondary, stdout=secondary, stderr=secondary, close_fds=True,
+            [
+                sys.executable,
+                "-m",
+                "agentcast.cli",
+                "run",
+                *args,
+                "--gateway",
+                system.base,
+                "--token",
+                system.token,
+            ],
+            stdin=secondary,
+            stdout=secondary,
+            stderr=secondary,
+            close_fds=True,
             env={**os.environ, "COLUMNS": "100", "TERM": "xterm-256color"},
         )
         os.close(secondary)
@@ -100,8 +113,16 @@ async def test_ctrl_c_cancels_the_run_and_exits_130(system: Up) -> None:
 
 async def test_json_mode_prints_one_event_per_line(system: Up, tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcast.cli", "run", "[scenario:quick] hi", "--json",
-        "--gateway", system.base, "--token", system.token,
+        sys.executable,
+        "-m",
+        "agentcast.cli",
+        "run",
+        "[scenario:quick] hi",
+        "--json",
+        "--gateway",
+        system.base,
+        "--token",
+        system.token,
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -110,13 +131,24 @@ async def test_json_mode_prints_one_event_per_line(system: Up, tmp_path: Path) -
     events = [json.loads(line) for line in out.decode().splitlines()]
     assert proc.returncode == 0
     assert events[0]["type"] == "run.queued" and events[-1]["type"] == "run.completed"
-    assert [e["seq"] for e in events] == list(range(events[0]["seq"], events[0]["seq"] + len(events)))
+    assert [e["seq"] for e in events] == list(
+        range(events[0]["seq"], events[0]["seq"] + len(events))
+    )
 
 
 async def test_a_refused_request_prints_the_gateway_error_and_exits_two(system: Up) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcast.cli", "run", "  ", "--session", "bad.id",
-        "--gateway", system.base, "--token", system.token,
+        sys.executable,
+        "-m",
+        "agentcast.cli",
+        "run",
+        "  ",
+        "--session",
+        "bad.id",
+        "--gateway",
+        system.base,
+        "--token",
+        system.token,
         stderr=asyncio.subprocess.PIPE,
     )
     _, err = await asyncio.wait_for(proc.communicate(), 30)

@@ -27,7 +27,6 @@ from claude_agent_sdk import (
     query,
 )
 from httpx_sse import aconnect_sse
-from tests.support.scripted import ScriptedModel
 
 from producer.scripted_model import Scenario, load_scenarios
 from producer.scripted_model.conversation import read_conversation
@@ -48,6 +47,7 @@ from producer.scripted_model.select import (
     select_scenario,
 )
 from producer.scripted_model.stream import Usage, encode_sse, message_body, turn_events
+from tests.support.scripted import ScriptedModel
 
 FILE_TOOLS = ["Bash", "Read", "Write", "Edit"]
 TASK_TOOLS = ["TaskCreate", "TaskUpdate", "TaskList", "TaskGet", "TodoWrite"]

@@ -22,8 +22,22 @@ async def test_bench_produce_publishes_every_session_gapless_at_the_rate(
     assert settings.nats_url
     prefix = f"syn{uuid.uuid4().hex[:6]}"
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcast.cli", "bench", "produce", "--nats", settings.nats_url,
-        "--sessions", "20", "--rate", "40", "--seconds", "2", "--prefix", prefix, "--json",
+        sys.executable,
+        "-m",
+        "agentcast.cli",
+        "bench",
+        "produce",
+        "--nats",
+        settings.nats_url,
+        "--sessions",
+        "20",
+        "--rate",
+        "40",
+        "--seconds",
+        "2",
+        "--prefix",
+        prefix,
+        "--json",
         stdout=asyncio.subprocess.PIPE,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
@@ -36,7 +50,9 @@ async def test_bench_produce_publishes_every_session_gapless_at_the_rate(
     terminals = 0
     for i in range(20):
         session = f"{prefix}_{i}"
-        sub = await js.subscribe(f"agentcast.evt.{session}.>", ordered_consumer=True, config=_from_start())
+        sub = await js.subscribe(
+            f"agentcast.evt.{session}.>", ordered_consumer=True, config=_from_start()
+        )
         info = await js.stream_info(EVENTS_STREAM, subjects_filter=f"agentcast.evt.{session}.>")
         count = sum((info.state.subjects or {}).values())
         for _ in range(count):

@@ -15,8 +15,15 @@ from tests.support.events import build_events, publish_events, simple_run
 async def tail(settings: Settings, *args: str) -> tuple[int, str, str]:
     assert settings.nats_url
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "agentcast.cli", "tail", *args, "--nats", settings.nats_url,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "agentcast.cli",
+        "tail",
+        *args,
+        "--nats",
+        settings.nats_url,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode is not None
@@ -39,7 +46,9 @@ async def test_tail_filters_types_with_a_prefix_pattern(
     js: JetStreamContext, settings: Settings, session_id: str
 ) -> None:
     await publish_events(js, build_events(session_id, simple_run(n_text=3)))
-    code, out, _ = await tail(settings, session_id, "--json", "--types", "tool.*,run.completed", "--until-done")
+    code, out, _ = await tail(
+        settings, session_id, "--json", "--types", "tool.*,run.completed", "--until-done"
+    )
     types = [json.loads(line)["type"] for line in out.splitlines()]
     assert code == 0
     assert types == ["tool.started", "tool.called", "tool.result", "run.completed"]

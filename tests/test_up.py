@@ -84,8 +84,16 @@ async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentcast.cli", "up", "--data", str(tmp_path / "data"), "--port", str(port),
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            sys.executable,
+            "-m",
+            "agentcast.cli",
+            "up",
+            "--data",
+            str(tmp_path / "data"),
+            "--port",
+            str(port),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
         _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 1

@@ -68,7 +68,9 @@ async def _a_run_is_archived_and_summarized(up: Up) -> None:
             sessions = (await client.get("/v1/sessions")).json()["sessions"]
             done = [s for s in sessions if s["state"] == "completed"]
             archived = [
-                p for p in (up.data / "archive").glob("*/*.jsonl*") if b"run.completed" in p.read_bytes()
+                p
+                for p in (up.data / "archive").glob("*/*.jsonl*")
+                if b"run.completed" in p.read_bytes()
             ]
             if done and archived:
                 # Replay (direct gets) and live (republished subjects) through the gateway.

@@ -13,7 +13,7 @@ from nats.js import JetStreamContext
 
 from agentcast.bus import connect, disconnect
 from agentcast.codec import encode, json_decoder
-from agentcast.control import ControlReply, ControlRequest
+from agentcast.control import ControlRequest
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_REJECTED, RUNS_SUBMIT, ctl_subject
 from tests.support.nats import PrivateNats
@@ -39,16 +39,31 @@ def types_of(events: list) -> list[str]:
 
 
 async def test_tool_run_publishes_the_whole_story_in_order(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
         await submit(js, session_id, "[scenario:bash] say hello from the shell")
         events = await follow(js, session_id)
     types = types_of(events)
     assert types[0] == "run.queued" and types[-1] == "run.completed"
-    for expected in ["run.started", "text.delta", "tool.started", "tool.input.delta", "tool.called", "tool.result", "message.completed"]:
+    for expected in [
+        "run.started",
+        "text.delta",
+        "tool.started",
+        "tool.input.delta",
+        "tool.called",
+        "tool.result",
+        "message.completed",
+    ]:
         assert expected in types, expected
-    assert types.index("tool.started") < types.index("tool.input.delta") < types.index("tool.called")
+    assert (
+        types.index("tool.started") < types.index("tool.input.delta") < types.index("tool.called")
+    )
     assert [e.seq for e in events] == list(range(1, len(events) + 1))
     assert {e.run for e in events} == {1}
     called = next(e for e in events if e.type == "tool.called")
@@ -65,7 +80,12 @@ async def test_tool_run_publishes_the_whole_story_in_order(
 
 
 async def test_coding_scenario_really_edits_the_workspace(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
         await submit(js, session_id, "[scenario:coding] fix the greeting")
@@ -83,7 +103,9 @@ async def test_runs_really_run_at_once(
     nc: Client, js: JetStreamContext, settings: Settings, slow_model: ScriptedModel, tmp_path: Path
 ) -> None:
     sessions = [f"par_{i}_{tmp_path.name[-8:]}" for i in range(3)]
-    async with running_worker(nc, worker_settings(settings, tmp_path, slow_model.url, concurrency=3)):
+    async with running_worker(
+        nc, worker_settings(settings, tmp_path, slow_model.url, concurrency=3)
+    ):
         for session in sessions:
             await submit(js, session, "[scenario:slow] take your time")
         runs = await asyncio.gather(*(follow(js, s, timeout=90) for s in sessions))
@@ -95,7 +117,12 @@ async def test_runs_really_run_at_once(
 
 
 async def test_cancel_mid_run_stops_the_agent_and_its_cli(
-    nc: Client, js: JetStreamContext, settings: Settings, slow_model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    slow_model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     ws = worker_settings(settings, tmp_path, slow_model.url)
     async with running_worker(nc, ws):
@@ -107,7 +134,9 @@ async def test_cancel_mid_run_stops_the_agent_and_its_cli(
                 break
             await asyncio.sleep(0.1)
         assert processes_in(tmp_path / "workspaces" / session_id), "the CLI should be running"
-        reply = await nc.request(ctl_subject(session_id), encode(ControlRequest(op="cancel")), timeout=5)
+        reply = await nc.request(
+            ctl_subject(session_id), encode(ControlRequest(op="cancel")), timeout=5
+        )
         assert json_decoder.decode(reply.data)["ok"] is True
         events = await asyncio.wait_for(following, 30)
         assert events[-1].type == "run.cancelled"
@@ -117,19 +146,30 @@ async def test_cancel_mid_run_stops_the_agent_and_its_cli(
 
 
 async def _events_so_far(js: JetStreamContext, session: str) -> list[str]:
+    from nats.js.errors import NotFoundError
+
     from agentcast.subjects import EVENTS_STREAM, session_type_filter
 
     try:
-        await js.get_last_msg(EVENTS_STREAM, session_type_filter(session, "text.delta"), direct=True)
+        await js.get_last_msg(
+            EVENTS_STREAM, session_type_filter(session, "text.delta"), direct=True
+        )
         return ["text.delta"]
-    except Exception:
+    except NotFoundError:
         return []
 
 
 async def test_follow_up_message_is_run_two_with_the_conversation(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
-    async with running_worker(nc, worker_settings(settings, tmp_path, model.url, session_hold_s=30)):
+    async with running_worker(
+        nc, worker_settings(settings, tmp_path, model.url, session_hold_s=30)
+    ):
         await submit(js, session_id, "[scenario:quick] remember the word pelican")
         await follow(js, session_id)
         raw = await nc.request(
@@ -150,7 +190,12 @@ async def test_follow_up_message_is_run_two_with_the_conversation(
 
 
 async def test_run_request_for_a_finished_session_resumes_it_as_run_two(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     ws = worker_settings(settings, tmp_path, model.url, session_hold_s=0.1)
     async with running_worker(nc, ws):
@@ -167,7 +212,12 @@ async def test_run_request_for_a_finished_session_resumes_it_as_run_two(
 
 
 async def test_api_error_scenario_fails_the_run_loudly(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
         await submit(js, session_id, "[scenario:api_error] this will fail")
@@ -186,7 +236,13 @@ async def test_api_error_scenario_fails_the_run_loudly(
     ],
 )
 async def test_requests_without_a_valid_session_are_rejected_with_the_reason(
-    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel, tmp_path: Path, body: bytes, code: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    model: ScriptedModel,
+    tmp_path: Path,
+    body: bytes,
+    code: str,
 ) -> None:
     rejected = await nc.subscribe(RUNS_REJECTED)
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
@@ -240,7 +296,9 @@ async def test_nats_killed_mid_run_and_restarted_loses_nothing(
     observer = await connect(private_nats.settings, "observer")
     js = observer.jetstream()
     try:
-        async with running_worker(nc, worker_settings(private_nats.settings, tmp_path, slow_model.url)):
+        async with running_worker(
+            nc, worker_settings(private_nats.settings, tmp_path, slow_model.url)
+        ):
             await submit(js, session_id, "[scenario:slow] keep going through an outage")
             for _ in range(300):
                 if "text.delta" in await _events_so_far(js, session_id):
@@ -258,7 +316,12 @@ async def test_nats_killed_mid_run_and_restarted_loses_nothing(
 
 
 async def test_worker_shutdown_cancels_runs_past_the_grace_and_ends_their_cli(
-    nc: Client, js: JetStreamContext, settings: Settings, slow_model: ScriptedModel, tmp_path: Path, session_id: str
+    nc: Client,
+    js: JetStreamContext,
+    settings: Settings,
+    slow_model: ScriptedModel,
+    tmp_path: Path,
+    session_id: str,
 ) -> None:
     ws = worker_settings(settings, tmp_path, slow_model.url, shutdown_grace_s=0.5)
     following = asyncio.create_task(follow(js, session_id, timeout=60))

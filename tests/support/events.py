@@ -53,7 +53,9 @@ def simple_run(n_text: int = 5, prompt: str = "hello") -> list[EventData]:
         ToolStartedData(tool_use_id="toolu_1", name="Bash", index=1),
         ToolCalledData(tool_use_id="toolu_1", name="Bash", input={"command": "echo hi"}),
         ToolResultData(tool_use_id="toolu_1", content="hi"),
-        MessageCompletedData(message_id="msg_1", stop_reason="end_turn", usage={"output_tokens": 9}),
+        MessageCompletedData(
+            message_id="msg_1", stop_reason="end_turn", usage={"output_tokens": 9}
+        ),
         RunCompletedData(result="done", num_turns=1, total_cost_usd=0.001),
     ]
     return datas

@@ -56,7 +56,9 @@ async def submit(js: JetStreamContext, session: str, prompt: str, **options: obj
     await js.publish(RUNS_SUBMIT, json.dumps(body).encode())
 
 
-async def follow(js: JetStreamContext, session: str, *, runs: int = 1, timeout: float = 60) -> list[AnyEvent]:
+async def follow(
+    js: JetStreamContext, session: str, *, runs: int = 1, timeout: float = 60
+) -> list[AnyEvent]:
     """Every event of a session from its start until `runs` runs have closed."""
     sub = await js.subscribe(
         session_events(session),
@@ -94,7 +96,9 @@ def processes_in(directory: Path) -> list[int]:
     return found
 
 
-def worker_role(settings: Settings, tmp: Path, name: str, model_url: str, **changes: object) -> Role:
+def worker_role(
+    settings: Settings, tmp: Path, name: str, model_url: str, **changes: object
+) -> Role:
     """`agentcast worker` as a real process (for kill -9), with a disk of its own under tmp/name."""
     home = tmp / name
     values: dict[str, object] = {
@@ -111,5 +115,7 @@ def worker_role(settings: Settings, tmp: Path, name: str, model_url: str, **chan
         if getattr(settings, field, None):
             values[field] = getattr(settings, field)
     values.update(changes)
-    env = {"AGENTCAST_" + key.upper(): str(value) for key, value in values.items() if value is not None}
+    env = {
+        "AGENTCAST_" + key.upper(): str(value) for key, value in values.items() if value is not None
+    }
     return Role("worker", ["--log-level", "INFO"], env, tmp / f"{name}.log", "Worker ready")
