@@ -100,6 +100,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     compress_sealed: bool = False
     metrics_port: int = 0
     progress_interval_s: float = 0.25
+    progress_store_s: float = 1.0
+    """How often metrics stores its reducer states (and acks): what a restart replays at most."""
     archive_consumer: str = "agentcast-archiver"
     """Durable consumer name of the archiver (`-<i>of<n>` is added per partition)."""
     metrics_consumer: str = "agentcast-metrics"
@@ -112,12 +114,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Bounds what a consumer holds unacknowledged (in flight, in a batch, held back)."""
     gap_timeout_s: float = 60.0
     """How long events after a missing seq wait for it before the gap is recorded."""
-    archive_flush_s: float = 0.05
-    """Longest an archived event waits for its fsync (and so for its ack)."""
+    archive_flush_s: float = 0.1
+    """Longest an archived event waits for its fsync (and so for its ack): the flush cadence."""
     archive_flush_events: int = 8192
     archive_partitions: int = 1
     archive_partition: int = 0
     archive_lease_ttl_s: float = 10.0
+    metrics_lease_ttl_s: float = 10.0
+    """TTL of each metrics partition's lease (the archive's is `archive_lease_ttl_s`)."""
     archive_open_files: int = 256
     idle_after_s: float = 60.0
     """A running session with no event for this long shows state `idle`."""

@@ -4,6 +4,13 @@ The events follow the recorded transcripts' mix (mostly text deltas, tool
 calls and results, one run per session), ~250 bytes each, published with the
 same headers a producer sets. The benchmarks then drain the backlog at full
 speed: what a consumer sustains is how fast it catches up.
+
+Live (`--live`): the opposite shape, as in production. The stream starts
+empty and `agentcast bench produce` (a subprocess: its CPU is not the
+consumer's) publishes recorded agent traces at `--rate` events/s per session
+over `--sessions` sessions, so every pull brings a few events of many
+sessions. The consumer runs in this process; after a warmup, its CPU (every
+thread) and nats-server's are taken over `--seconds`, per event it applied.
 """
 
 from __future__ import annotations
@@ -11,15 +18,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from _procs import cpu_s
 from _procs import nats as server  # noqa: F401 - the benchmarks' own nats-server
+from nats.aio.client import Client
 
 from agentcast.bus import connect, ensure_streams
 from agentcast.codec import encode
+from agentcast.embedded import EmbeddedNats
 from agentcast.events import (
     EventData,
     MessageCompletedData,
@@ -39,6 +54,20 @@ from agentcast.subjects import EVENTS_STREAM, event_subject
 from consumers.consumer import LeasedConsumer
 
 _LIMIT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Load:
+    """One benchmark's shape: a backlog of `events` (bulk), or `rate` per session (live)."""
+
+    events: int
+    sessions: int
+    live: bool = False
+    rate: float = 20.0
+    seconds: float = 10.0
+    warmup: float = 3.0
+    profile: str = ""
+    """Live: write py-spy's collapsed stacks of this process over the window here."""
 
 
 def run_datas(n: int) -> list[EventData]:
@@ -117,18 +146,84 @@ async def drain(consumer: LeasedConsumer[Any], done: Callable[[], int], total: i
     return time.perf_counter() - started
 
 
-def main(doc: str, one_run: Callable[[int, int], Awaitable[dict[str, float]]], events: int) -> None:
-    """Parse `--events --sessions --runs`, run, print each run and the median as JSON lines."""
+async def live(
+    consumer: LeasedConsumer[Any],
+    done: Callable[[], int],
+    nats: EmbeddedNats,
+    nc: Client,
+    load: Load,
+) -> dict[str, float]:
+    """Run a started consumer under paced live traffic, then stop it; CPU per event measured."""
+    assert nats.pid is not None
+    try:
+        return await _live(consumer, done, nats.pid, nats.admin_url, load)
+    finally:
+        await consumer.shutdown()
+        await nc.close()
+
+
+async def _live(
+    consumer: LeasedConsumer[Any], done: Callable[[], int], nats_pid: int, url: str, load: Load
+) -> dict[str, float]:
+    stop = asyncio.Event()
+    loop = asyncio.ensure_future(consumer._loop(stop))
+    cmd = [sys.executable, "-m", "agentcast.cli", "bench", "produce", "--nats", url,
+           "--sessions", str(load.sessions), "--rate", str(load.rate),
+           "--seconds", str(load.warmup + load.seconds + 1), "--json"]  # fmt: skip
+    producer = await asyncio.create_subprocess_exec(
+        *cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
+    )
+    try:
+        await asyncio.sleep(load.warmup)
+        me = [os.getpid()]
+        spy = _profile(load)
+        n0, cpu0, nats0, t0 = done(), cpu_s(me), cpu_s([nats_pid]), time.monotonic()
+        await asyncio.sleep(load.seconds)
+        n1, cpu1, nats1, t1 = done(), cpu_s(me), cpu_s([nats_pid]), time.monotonic()
+        if spy is not None:
+            spy.wait(30)
+    finally:
+        await asyncio.wait_for(producer.wait(), 60)
+        stop.set()
+        await loop
+        await consumer.commit()
+    events = max(1, n1 - n0)
+    return {
+        "events": events,
+        "events_per_s": round(events / (t1 - t0)),
+        "cpu_us_per_event": round((cpu1 - cpu0) / events * 1e6, 2),
+        "nats_us_per_event": round((nats1 - nats0) / events * 1e6, 2),
+        "lag_at_end": consumer.puller.pending,
+    }
+
+
+def _profile(load: Load) -> subprocess.Popen[bytes] | None:
+    if not load.profile:
+        return None
+    spy = str(Path(sys.executable).parent / "py-spy")
+    cmd = [spy, "record", "--native", "--format", "raw", "--rate", "250", "--pid", str(os.getpid()),
+           "--duration", str(int(load.seconds)), "--output", load.profile]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def main(doc: str, one_run: Callable[[Load], Awaitable[dict[str, float]]], events: int) -> None:
+    """Parse the arguments, run, print each run and the median as JSON lines."""
     parser = argparse.ArgumentParser(
         description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--events", type=int, default=events)
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--live", action="store_true", help="paced live traffic, not a backlog")
+    parser.add_argument("--rate", type=float, default=20.0, help="live: events/s per session")
+    parser.add_argument("--seconds", type=float, default=10.0, help="live: measured seconds")
+    parser.add_argument("--profile", default="", help="live: py-spy collapsed stacks to this file")
     args = parser.parse_args()
+    load = Load(args.events, args.sessions, args.live, args.rate, args.seconds,
+                profile=args.profile)  # fmt: skip
     results = []
     for _ in range(args.runs):
-        result = asyncio.run(one_run(args.events, args.sessions))
+        result = asyncio.run(one_run(load))
         print(json.dumps(result), flush=True)
         results.append(result)
     median = {k: statistics.median(r[k] for r in results) for k in results[0]}

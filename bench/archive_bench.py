@@ -1,6 +1,7 @@
 """Archiver benchmark: sustained events/s into hash-chained files, fsync batched, acks after fsync.
 
     python bench/archive_bench.py [--events 200000] [--sessions 200] [--runs 3]
+    python bench/archive_bench.py --live [--sessions 100] [--rate 20] [--seconds 10]
 
 Each run: a fresh nats-server and archive directory, the stream filled with
 `--events` events, then the real Archiver (in this process) drains it; the
@@ -17,20 +18,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _consumer_load import drain, fill, main, server
+from _consumer_load import Load, drain, fill, live, main, server
 
 from agentcast.bus import connect
 from agentcast.settings import Settings
 from consumers.archive.service import Archiver
 
 
-async def one_run(events: int, sessions: int) -> dict[str, float]:
+async def one_run(load: Load) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as nats:
-        total = await fill(nats.admin_url, events, sessions)
+        total = 0 if load.live else await fill(nats.admin_url, load.events, load.sessions)
         settings = Settings.load({"nats_url": nats.admin_url, "data_dir": tmp}, environ={})
         nc = await connect(settings, "bench-archiver")
         archiver = Archiver(settings, nc, Path(tmp) / "archive")
         await archiver.startup()
+        if load.live:
+            return await live(archiver, lambda: archiver.archived, nats, nc, load)
         cpu = time.process_time()
         elapsed = await drain(archiver, lambda: archiver.archived, total)
         cpu = time.process_time() - cpu

@@ -1,6 +1,7 @@
 """Metrics benchmark: events/s through the progress consumer (decode, reducer, Prometheus, KV).
 
     python bench/metrics_bench.py [--events 300000] [--sessions 200] [--runs 3]
+    python bench/metrics_bench.py --live [--sessions 100] [--rate 20] [--seconds 10]
 
 Each run: a fresh nats-server, the stream filled with `--events` events,
 then the real ProgressService (in this process) drains it, publishing
@@ -18,20 +19,22 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _consumer_load import drain, fill, main, server
+from _consumer_load import Load, drain, fill, live, main, server
 
 from agentcast.bus import connect
 from agentcast.settings import Settings
 from consumers.progress.service import ProgressService
 
 
-async def one_run(events: int, sessions: int) -> dict[str, float]:
+async def one_run(load: Load) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as nats:
-        total = await fill(nats.admin_url, events, sessions)
+        total = 0 if load.live else await fill(nats.admin_url, load.events, load.sessions)
         settings = Settings.load({"nats_url": nats.admin_url, "data_dir": tmp}, environ={})
         nc = await connect(settings, "bench-metrics")
         service = ProgressService(settings, nc)
         await service.startup()
+        if load.live:
+            return await live(service, lambda: service.applied, nats, nc, load)
         cpu = time.process_time()
         elapsed = await drain(service, lambda: service.applied, total)
         cpu = time.process_time() - cpu

@@ -2,14 +2,19 @@
 
     run():  startup() -> loop -> shutdown()
     loop:   take deliveries -> handle() each -> commit() when due -> tick() on a period
-    commit: persist() (fsync, KV puts) then AckAll below anything held back
+    commit: persist() (fsync, KV puts) then, once all is durable, AckAll below
+            anything held back
     stall:  the lease lost or NATS failing -> pause: no more writes, drop what
             is not durable; wait for NATS and the lease (another process may
             hold it meanwhile: wait for it), reset() the local state, resync
             from the durable's ack floor (unacked work comes again) -> loop
 
-Subclasses say how to handle one delivery, how to make their work durable,
-how to rebuild their state from what is durable, and what to do on each tick.
+Seq order is kept here, once for every role (`in_order`, `expire_gaps`):
+hold back an event that came before its predecessor, skip repeats, release
+what follows on, drop suspected forgeries, skip a gap that timed out.
+
+Subclasses say how to decode one delivery, apply an event, make their work
+durable, rebuild their state from what is durable, and what to do each tick.
 """
 
 from __future__ import annotations
@@ -26,9 +31,10 @@ import nats.errors
 from nats.aio.client import Client
 
 from agentcast.settings import Settings
-from consumers.holdback import Holdback
+from consumers.holdback import Held, Holdback
 from consumers.lease import Lease, LeaseHeld, LeaseLost
 from consumers.pull import Delivery, Puller
+from consumers.suspects import Reason
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +47,7 @@ T = TypeVar("T")
 
 
 class LeasedConsumer(ABC, Generic[T]):
-    """One process's share of the event stream; `T` is what a held-back event keeps."""
+    """One process's share of the event stream; `T` is a role's decoded event."""
 
     name = "consumer"
     tick_s = 1.0
@@ -50,7 +56,7 @@ class LeasedConsumer(ABC, Generic[T]):
         self.settings = settings
         self.nc = nc
         self.js = nc.jetstream()
-        self.held: Holdback[T] = Holdback(settings.gap_timeout_s)
+        self.held: Holdback[tuple[T, Delivery]] = Holdback(settings.gap_timeout_s)
         self.acks: list[tuple[int, str]] = []
         """(stream seq, reply) of the deliveries handled since the last ack."""
         self._puller: Puller | None = None
@@ -71,11 +77,12 @@ class LeasedConsumer(ABC, Generic[T]):
         stream: str,
         durable: str,
         filter_subject: str,
+        lease_ttl_s: float,
         sourced: bool = False,
     ) -> None:
         """Take the lease on `durable`, then start reading it."""
         s = self.settings
-        self._lease = Lease(self.js, durable, lock_dir, s.archive_lease_ttl_s)
+        self._lease = Lease(self.js, durable, lock_dir, lease_ttl_s)
         await self._lease.acquire(_LEASE_WAIT_S)
         self._puller = Puller(
             self.nc,
@@ -168,13 +175,21 @@ class LeasedConsumer(ABC, Generic[T]):
                 await self.tick()
                 next_tick = time.monotonic() + self.tick_s
 
-    async def commit(self) -> None:
+    def lease_left_s(self) -> float:
+        """What a write in `persist()` may wait for: it must end before the lease could expire."""
+        assert self._lease is not None
+        return self._lease.left_s()
+
+    async def commit(self, final: bool = False) -> None:
         """Make the handled work durable, then ack up to the last message below anything held."""
         lease = self._lease
         assert lease is not None
         if not lease.valid():
             raise LeaseLost(f"lease {lease.name} expired before a write: stopping")
-        await self.persist()
+        if not await self.persist(final):
+            if lease.due():
+                await lease.renew()
+            return
         limit = self.held.min_stream_seq()
         below = [a for a in self.acks if limit is None or a[0] < limit]
         if below:
@@ -189,7 +204,7 @@ class LeasedConsumer(ABC, Generic[T]):
         try:
             lease, puller = self._lease, self._puller
             if lease is not None and lease.valid() and puller is not None and not self._paused:
-                await self.commit()
+                await self.commit(final=True)
         except _BUS_ERRORS as exc:
             # Not acked: delivered again to whoever reads the durable next.
             logger.warning("%s: last commit failed (%r)", self.name, exc)
@@ -201,7 +216,84 @@ class LeasedConsumer(ABC, Generic[T]):
             self.close()
         logger.info("%s stopped", self.name)
 
+    # -- seq order, the same for every role (consumers/holdback.py) ------------------------
+
+    def in_order(self, session: str, seq: int, delivery: Delivery, item: T) -> None:
+        """One valid event of `session`: held back, skipped as a repeat, or applied with what it releases."""
+        d = delivery
+        expected = self.last_seq(session) + 1
+        if seq > expected:
+            other = self.held.hold(session, seq, d.stream_seq, (item, d))
+            if other is not None:  # two messages for one held seq: the later one
+                self._drop(session, other, "repeated_seq", f"repeats held seq {seq}")
+            return
+        self.acks.append((d.stream_seq, d.reply))
+        if seq < expected:
+            self.repeat(session, seq, d)
+            return
+        self.apply(session, item, d)
+        if self.held:
+            for gone in self.held.applied(session, seq, d.stream_seq):
+                self._drop(session, gone, "repeated_seq", f"held seq {gone.seq} superseded")
+            self._release(session, d.stream_seq)
+
+    def _release(self, session: str, after_stream_seq: int) -> None:
+        for held in self.held.release(session, self.last_seq(session) + 1, after_stream_seq):
+            item, d = held.item
+            self.acks.append((d.stream_seq, d.reply))
+            self.apply(session, item, d)
+
+    def _drop(
+        self, session: str, held: Held[tuple[T, Delivery]], reason: Reason, detail: str
+    ) -> None:
+        d = held.item[1]
+        self.acks.append((d.stream_seq, d.reply))
+        self.suspect(session, held.seq, d, reason, detail)
+
+    def expire_gaps(self) -> None:
+        """Sessions whose gap waited `gap_timeout_s`: drop what was overtaken, skip the gap."""
+        for session in self.held.expired():
+            for gone in self.held.overtaken(session):
+                detail = (
+                    f"seq {gone.seq} held {self.held.gap_timeout_s:.0f}s while the session "
+                    "went on in order"
+                )
+                self._drop(session, gone, "far_ahead", detail)
+            first = self.held.first_held(session)
+            if first is None:
+                continue
+            logger.error(
+                "%s: session %s: seqs %d..%d never arrived; recording the gap",
+                self.name,
+                session,
+                self.last_seq(session) + 1,
+                first - 1,
+            )
+            self.skip_to(session, first)
+            self._release(session, 0)
+
     # -- what each consumer provides ----------------------------------------------------
+
+    @abstractmethod
+    def last_seq(self, session: str) -> int:
+        """The session's last seq applied (0 for a new session)."""
+
+    @abstractmethod
+    def apply(self, session: str, item: T, delivery: Delivery) -> None:
+        """Apply the session's next event (`item`: the role's decoded form of it)."""
+
+    def repeat(self, session: str, seq: int, delivery: Delivery) -> None:
+        """A seq at or below the last applied: a redelivery (or a forgery) never applied twice."""
+
+    @abstractmethod
+    def suspect(
+        self, session: str, seq: int, delivery: Delivery, reason: Reason, detail: str
+    ) -> None:
+        """A held event its session's writer cannot have written: dropped (acked), say so."""
+
+    @abstractmethod
+    def skip_to(self, session: str, next_seq: int) -> None:
+        """The seqs before `next_seq` never arrived: go on from there."""
 
     @abstractmethod
     async def startup(self) -> None:
@@ -209,11 +301,14 @@ class LeasedConsumer(ABC, Generic[T]):
 
     @abstractmethod
     def handle(self, delivery: Delivery) -> None:
-        """Apply, hold back (`self.held`) or skip one delivery; record it in `self.acks` once done."""
+        """Decode one delivery: a valid event goes to `in_order()`, anything else is acked here."""
 
     @abstractmethod
-    async def persist(self) -> None:
-        """Make everything handled so far durable."""
+    async def persist(self, final: bool) -> bool:
+        """Make everything handled so far durable (True), or some of it only: then no ack yet.
+
+        `final` (at shutdown): all of it, now.
+        """
 
     @abstractmethod
     async def reset(self) -> None:

@@ -147,6 +147,10 @@ class Lease:
     def valid(self) -> bool:
         return time.monotonic() < self._valid_until
 
+    def left_s(self) -> float:
+        """How long writes may still go on unrenewed: what a write may wait for at most."""
+        return max(0.0, self._valid_until - time.monotonic())
+
     def due(self) -> bool:
         return time.monotonic() - self._renewed_at >= self._ttl / 3
 

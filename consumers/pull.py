@@ -36,7 +36,17 @@ logger = logging.getLogger(__name__)
 _EXPIRES_S: Final = 5.0
 # A request whose end we never heard of (lost in a reconnect) is replaced after this.
 _REQUEST_GRACE_S: Final = 2.0
+# How often take() looks for a full batch while it waits (bulk: returns as soon as one is in).
+_POLL_S: Final = 0.02
+_PENDING_MSGS: Final = 1_000_000
 _encode = msgspec.json.encode
+
+
+def take_queued(queue: asyncio.Queue[Msg]) -> Msg:
+    """A message queued for a callback-less subscription, marked done (nats-py's drain() waits for it)."""
+    msg = queue.get_nowait()
+    queue.task_done()
+    return msg
 
 
 class Delivery(NamedTuple):
@@ -81,7 +91,6 @@ class Puller:
         self._sub: Subscription | None = None
         self._inbox = ""
         self._buf: list[Delivery] = []
-        self._ready = asyncio.Event()
         self._requested = 0
         """Messages asked for and not yet received: kept between one and two batches."""
         self._deadline = 0.0
@@ -161,27 +170,50 @@ class Puller:
         self._inbox = self._nc.new_inbox()
         self._requested = 0
         self._last_cseq = self._delivered
-        self._sub = await self._nc.subscribe(self._inbox, cb=self._on_msg)
+        # No callback: nats-py queues the messages and take() drains the queue
+        # at its own pace. A callback subscription wakes a task per message,
+        # which under live traffic (a few messages per pull) costs more than
+        # the message. Bounded by max_ack_pending (JetStream stops delivering).
+        self._sub = await self._nc.subscribe(
+            self._inbox, pending_msgs_limit=_PENDING_MSGS, pending_bytes_limit=0
+        )
         await self._request()
 
     # -- reading -------------------------------------------------------------------
 
     async def take(self, timeout: float) -> list[Delivery]:
-        """What has arrived, waiting up to `timeout` for the first message."""
+        """What arrives within `timeout`: sooner only once a whole batch is in.
+
+        Why wait the whole time when a few messages are in: live traffic
+        brings a few events per pull, and a consumer that woke for each would
+        spend more on waking (a task switch, a loop pass, a commit check) than
+        on the events. It waits until its next commit is due anyway.
+        """
         if self._nc.stats.get("reconnects", 0) != self._reconnects:
             # Messages in flight when the connection dropped are delivered
             # from JetStream's point of view: read again from the floor.
             self.needs_resync = True
-        if not self._buf and timeout > 0:
+        deadline = time.monotonic() + timeout
+        self._drain()
+        while len(self._buf) < self._batch and not self.needs_resync:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             await self._request()
-            self._ready.clear()
-            try:
-                await asyncio.wait_for(self._ready.wait(), timeout)
-            except TimeoutError:
-                pass
+            await asyncio.sleep(min(left, _POLL_S))
+            self._drain()
         out, self._buf = self._buf, []
         await self._request()
         return out
+
+    def _drain(self) -> None:
+        """Take in what nats-py has queued for the inbox."""
+        sub = self._sub
+        if sub is None:
+            return
+        queue = sub._pending_queue  # nats-py's queue of a callback-less subscription
+        while not queue.empty():
+            self._accept(take_queued(queue))
 
     async def _request(self) -> None:
         """Ask for another batch while less than one is on its way (two in flight: no idle gap)."""
@@ -199,7 +231,7 @@ class Puller:
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}", body, reply=self._inbox
         )
 
-    async def _on_msg(self, msg: Msg) -> None:
+    def _accept(self, msg: Msg) -> None:
         reply = msg.reply
         if not reply:
             # A status: 100 heartbeat, 404/408 request over, 409 request refused or consumer gone.
@@ -209,9 +241,7 @@ class Puller:
                 return
             if status == "409" and "Deleted" in headers.get("Description", ""):
                 self.needs_resync = True
-            self._requested = 0
-            await self._request()
-            self._ready.set()
+            self._requested = 0  # the next _request() asks again
             return
         tokens = reply.split(".")
         # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or the v2
@@ -225,7 +255,6 @@ class Puller:
             logger.warning("Consumer %s: delivery %d after %d", self.durable, dseq, self._last_cseq)
             self.needs_resync = True
         if self.needs_resync:
-            self._ready.set()
             return
         self._last_cseq = dseq
         self.pending = int(pending)
@@ -238,9 +267,6 @@ class Puller:
             cursor = int(origin[0]) if origin and origin[0].isdigit() else 0
         self._buf.append(Delivery(msg.subject, msg.data, reply, at, cursor))
         self._requested -= 1
-        if self._requested < self._batch:
-            await self._request()
-        self._ready.set()
 
     # -- acknowledging -------------------------------------------------------------
 

@@ -31,6 +31,7 @@ def _roles(nats: PrivateNats, tmp: Path) -> tuple[Role, Role]:
     url = nats.server.admin_url  # unique durable names: the roles run as admin here
     common = {
         "AGENTCAST_ARCHIVE_LEASE_TTL_S": str(_TTL_S),
+        "AGENTCAST_METRICS_LEASE_TTL_S": str(_TTL_S),
         "AGENTCAST_CONSUMER_START_SEQ": "1",
     }
     archiver = Role(
@@ -67,6 +68,12 @@ def _archived(root: Path) -> dict[str, list[int]]:
         lines = [chain.parse(chain.split(line)[0]) for line in read_bytes(path).splitlines()]
         out[session] = [int(r["seq"]) for r in lines if "seq" in r]
     return out
+
+
+def _all_sealed(root: Path) -> bool:
+    """Every session file ends with its seal (the archiver seals ended runs once idle)."""
+    last = [read_bytes(path).splitlines()[-1] for path in iter_archive(root)]
+    return all(chain.record_kind(chain.parse(chain.split(line)[0])) == "seal" for line in last)
 
 
 async def _snapshot_seqs(nats: PrivateNats, sessions: list[str]) -> dict[str, int]:
@@ -137,6 +144,8 @@ async def test_a_stall_longer_than_the_lease_ttl_is_ridden_out_exactly_once(
         assert archiver.proc is not None and archiver.proc.poll() is None, archiver.output()[-3000:]
         assert metrics.proc is not None and metrics.proc.poll() is None, metrics.output()[-3000:]
         assert archiver.starts == 1 and metrics.starts == 1
+        # Sealing runs on the archiver's 1 s tick once a run has been idle `seal_idle_s`.
+        await wait_until(lambda: _all_sealed(root), 30, "every ended session sealed")
     finally:
         codes = (archiver.stop(), metrics.stop())
     assert codes == (0, 0), (archiver.output()[-3000:], metrics.output()[-3000:])
@@ -197,6 +206,9 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
         await wait_until(
             lambda: "waits for its lease" in first.output(), 30, "the first to wait", interval=0.2
         )
+        await wait_until(
+            lambda: _all_sealed(tmp_path / "standby" / "archive"), 30, "the standby's seals"
+        )
         assert standby.stop() == 0, standby.output()[-3000:]
         await wait_until(
             lambda: "resumed after" in first.output(), 30, "the first to resume", interval=0.2
@@ -207,6 +219,7 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
                 break
             await asyncio.sleep(0.2)
         assert first.proc.poll() is None and first.starts == 1
+        await wait_until(lambda: _all_sealed(tmp_path / "first" / "archive"), 30, "the seals")
     finally:
         codes = (first.stop(), standby.stop())
     assert codes == (0, 0), first.output()[-3000:]

@@ -46,8 +46,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agentcast.commands._role import run_consumer
     from consumers.archive.service import Archiver
-    from consumers.role import run_role
     from consumers.suspects import SuspectEvents
 
     setup_logging(args)
@@ -57,7 +57,7 @@ def _run(args: argparse.Namespace) -> int:
     if args.archiver_metrics_port is not None:
         suspects.serve(args.archiver_metrics_port)
     try:
-        return run_role(
+        return run_consumer(
             settings, "agentcast-archiver", lambda nc: Archiver(settings, nc, root, suspects)
         )
     finally:

@@ -18,16 +18,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from agentcast.commands._role import run_consumer
     from consumers.progress.prometheus import ProgressMetrics
     from consumers.progress.service import ProgressService
-    from consumers.role import run_role
 
     setup_logging(args)
     settings = settings_from_args(args)
     metrics = ProgressMetrics()
     metrics.serve(settings.metrics_port, args.metrics_host)
     try:
-        return run_role(
+        return run_consumer(
             settings, "agentcast-metrics", lambda nc: ProgressService(settings, nc, metrics)
         )
     finally:

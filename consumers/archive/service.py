@@ -1,9 +1,10 @@
 """The archiver: a durable JetStream consumer feeding the session files, acking after fsync.
 
     startup:   streams, partition source, lease, scan the archive, consumer
-    main loop: deliveries -> chained in seq order -> every `archive_flush_s`
-               or `archive_flush_events`: write + fsync, then AckAll up to
-               the last message below anything held back
+    main loop: deliveries (gathered until the flush is due) -> chained in seq
+               order -> every `archive_flush_s` or `archive_flush_events`:
+               write + fsync, then AckAll up to the last message below
+               anything held back
     each 1 s:  record gaps that timed out, seal idle ended sessions, renew
                the lease, compress what was sealed
     shutdown:  flush, ack, give the lease back
@@ -42,7 +43,7 @@ logger = logging.getLogger(__name__)
 _decode: Final = msgspec.json.Decoder().decode
 
 
-class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
+class Archiver(LeasedConsumer[dict[str, Any]]):
     """One archiver process's work: its partition of the events into `root`."""
 
     name = "Archiver"
@@ -55,7 +56,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         self.root = root
         self.writer = self._new_writer()
         self._session_token = 2
-        self._first_pending = 0.0
+        self._next_flush = 0.0
         self.archived = 0
 
     def _new_writer(self) -> ArchiveWriter:
@@ -78,6 +79,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             stream=src.stream,
             durable=src.durable,
             filter_subject=src.filter_subject,
+            lease_ttl_s=self.settings.archive_lease_ttl_s,
             sourced=src.sourced,
         )
         self.writer.scan()
@@ -100,103 +102,70 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             self.acks.append((d.stream_seq, d.reply))
             return
         assert isinstance(env, dict)
-        seq: int = env["seq"]
-        sf = self.writer.get(session, env["ts"])
-        expected = sf.last_seq + 1
-        if seq > expected:
-            other = self.held.hold(session, seq, d.stream_seq, (env, d))
-            if other is not None:  # two messages for one held seq: the later one
-                self.acks.append((other.stream_seq, other.item[1].reply))
-                self._quarantine(other.item[1], "repeated_seq", f"repeats held seq {seq}")
-            return
-        self.acks.append((d.stream_seq, d.reply))
-        if seq < expected:
-            if d.cursor <= sf.last_cursor:
-                return  # a redelivery of what is archived (or was quarantined)
-            if any(after < seq < nxt for after, nxt in sf.gaps):
-                self.writer.reject(
-                    d.subject, d.cursor, d.data, "arrived after its gap was recorded"
-                )
-                return
-            self._quarantine(
-                d,
-                "repeated_seq",
-                f"repeats seq {seq}, archived before at or below {sf.last_cursor}",
-            )
-            return
-        self.writer.append_event(sf, env, d.cursor)
+        self.writer.get(session, env["ts"])  # a new session's file is dated by its first event
+        self.in_order(session, env["seq"], d, env)
+
+    def last_seq(self, session: str) -> int:
+        return self.writer.get(session, 0).last_seq
+
+    def apply(self, session: str, item: dict[str, Any], delivery: Delivery) -> None:
+        self.writer.append_event(self.writer.get(session, 0), item, delivery.cursor)
         self.archived += 1
-        if self.held:
-            for gone in self.held.applied(session, seq, d.stream_seq):
-                self.acks.append((gone.stream_seq, gone.item[1].reply))
-                self._quarantine(gone.item[1], "repeated_seq", f"held seq {gone.seq} superseded")
-            self._release(session, d.stream_seq)
 
-    def _release(self, session: str, after_stream_seq: int) -> None:
-        sf = self.writer.get(session, 0)
-        for held in self.held.release(session, sf.last_seq + 1, after_stream_seq):
-            env, d = held.item
-            self.writer.append_event(sf, env, d.cursor)
-            self.acks.append((d.stream_seq, d.reply))
-            self.archived += 1
+    def repeat(self, session: str, seq: int, delivery: Delivery) -> None:
+        d, sf = delivery, self.writer.get(session, 0)
+        if d.cursor <= sf.last_cursor:
+            return  # a redelivery of what is archived (or was quarantined)
+        if any(after < seq < nxt for after, nxt in sf.gaps):
+            self.writer.reject(d.subject, d.cursor, d.data, "arrived after its gap was recorded")
+            return
+        self.suspect(
+            session,
+            seq,
+            d,
+            "repeated_seq",
+            f"repeats seq {seq}, archived before at or below {sf.last_cursor}",
+        )
 
-    def _quarantine(self, d: Delivery, reason: Reason, detail: str) -> None:
+    def suspect(
+        self, session: str, seq: int, delivery: Delivery, reason: Reason, detail: str
+    ) -> None:
+        d = delivery
         self.suspects.count(reason)
         self.writer.quarantine(d.subject, d.cursor, d.data, f"{reason}: {detail}")
+
+    def skip_to(self, session: str, next_seq: int) -> None:
+        self.writer.append_gap(self.writer.get(session, 0), next_seq)
 
     # -- durability ------------------------------------------------------------------
 
     def wait(self, until_tick: float) -> float:
-        return (
-            min(until_tick, self.settings.archive_flush_s)
-            if self.writer.pending_lines
-            else until_tick
-        )
+        # Flushes on a fixed cadence: deliveries gather until then (consumers/pull.py take()),
+        # so an event waits at most `archive_flush_s` (plus its fsync) to be archived.
+        now = time.monotonic()
+        if now >= self._next_flush and not self.writer.pending_lines:
+            self._next_flush = now + self.settings.archive_flush_s
+        return max(0.0, min(until_tick, self._next_flush - now))
 
     def commit_due(self) -> bool:
-        if not self.writer.pending_lines:
-            return False
-        now = time.monotonic()
-        if not self._first_pending:
-            self._first_pending = now
-        return (
-            self.writer.pending_lines >= self.settings.archive_flush_events
-            or now - self._first_pending >= self.settings.archive_flush_s
+        pending = self.writer.pending_lines
+        return bool(pending) and (
+            pending >= self.settings.archive_flush_events or time.monotonic() >= self._next_flush
         )
 
-    async def persist(self) -> None:
+    async def persist(self, final: bool) -> bool:
         await self.writer.flush()
-        self._first_pending = 0.0
+        self._next_flush = time.monotonic() + self.settings.archive_flush_s
+        return True
 
     async def reset(self) -> None:
         # The files are what is durable: lines not yet written are dropped, chains re-read.
         self.writer.close()
         self.writer = self._new_writer()
         self.writer.scan()
-        self._first_pending = 0.0
 
     async def tick(self) -> None:
-        for session in self.held.expired():
-            for gone in self.held.overtaken(session):
-                self.acks.append((gone.stream_seq, gone.item[1].reply))
-                self._quarantine(
-                    gone.item[1],
-                    "far_ahead",
-                    f"seq {gone.seq} held {self.held.gap_timeout_s:.0f}s while the session "
-                    "went on in order",
-                )
-            first = self.held.first_held(session)
-            if first is None:
-                continue
-            sf = self.writer.get(session, 0)
-            logger.error(
-                "Session %s: seqs %d..%d never arrived; recording the gap",
-                session,
-                sf.last_seq + 1,
-                first - 1,
-            )
-            self.writer.append_gap(sf, first)
-            self._release(session, 0)
+        self.expire_gaps()
         if self.puller.pending == 0 and not self.held:
             # Only when caught up: a lagging archiver must not seal a session
             # whose next run is already in the stream (a live one would not

@@ -1,13 +1,15 @@
 """Session files: append chained lines, fsync in batches, seal, compress, reopen.
 
 Single-threaded by design: the archive loop calls it between JetStream
-batches. Only the blocking syscalls (write, fdatasync, compression) go to a
-thread pool, several files at a time, which is what makes fsync batching pay.
+batches. Only the blocking syscalls (write, fdatasync or syncfs, compression)
+go to a thread pool, several files at a time, which is what makes fsync
+batching pay.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import os
 from collections import OrderedDict
@@ -38,6 +40,13 @@ logger = logging.getLogger(__name__)
 
 _FLAGS: Final = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _THREADS: Final = 8
+# Beyond this many files in one flush, one syncfs(2) replaces a fdatasync each:
+# on ext4 a fdatasync of a small append costs ~60 µs of CPU, a syncfs of the
+# whole filesystem ~0.5 ms, so live traffic (100 sessions touched per flush)
+# pays one syscall per flush instead of one per session. syncfs (Linux >= 5.8)
+# reports the filesystem's writeback errors, so an ack still follows durability.
+_FDATASYNC_MAX: Final = 4
+_syncfs: Final = getattr(ctypes.CDLL(None, use_errno=True), "syncfs", None)
 REJECTED: Final = "_rejected.jsonl"
 """Messages that cannot join a chain (not an envelope, or a seq after its gap was recorded)."""
 QUARANTINE: Final = "_quarantine.jsonl"
@@ -240,8 +249,11 @@ class ArchiveWriter:
         self._dirty = {}
         self.pending_lines = 0
         loop = asyncio.get_running_loop()
-        groups = [jobs[i::_THREADS] for i in range(min(_THREADS, len(jobs)))]
-        await asyncio.gather(*(loop.run_in_executor(self._pool, _write_all, g) for g in groups))
+        if len(jobs) > _FDATASYNC_MAX and _syncfs is not None:
+            await loop.run_in_executor(self._pool, _write_then_syncfs, jobs)
+        else:
+            groups = [jobs[i::_THREADS] for i in range(min(_THREADS, len(jobs)))]
+            await asyncio.gather(*(loop.run_in_executor(self._pool, _write_all, g) for g in groups))
         for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
             await loop.run_in_executor(self._pool, fsync_dir, d)
         self._trim_open()
@@ -279,12 +291,22 @@ class ArchiveWriter:
         self._pool.shutdown(wait=True)
 
 
-def _write_all(jobs: list[tuple[int, bytes]]) -> None:
+def _write_all(jobs: list[tuple[int, bytes]], sync: bool = True) -> None:
     for fd, data in jobs:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
-        os.fdatasync(fd)
+        if sync:
+            os.fdatasync(fd)
+
+
+def _write_then_syncfs(jobs: list[tuple[int, bytes]]) -> None:
+    """Write every file, then make the whole filesystem durable with one syscall."""
+    _write_all(jobs, sync=False)
+    assert _syncfs is not None
+    if _syncfs(jobs[0][0]) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"syncfs: {os.strerror(err)}")
 
 
 def _set_aside(subject: str, stream_seq: int, data: bytes, reason: str) -> bytes:

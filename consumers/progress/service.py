@@ -2,10 +2,11 @@
 
     startup:   streams and buckets, lease, durable consumer (resumes after
                its ack floor), load the reducer states from KV
-    main loop: deliveries -> applied in seq order -> every
-               `progress_interval_s`: publish changed snapshots (progress
-               subject + `agentcast_sessions`), store changed states
-               (`agentcast_progress`), then AckAll
+    main loop: deliveries (gathered until the tick) -> applied in seq
+               order -> every `progress_interval_s`: publish changed
+               snapshots (progress subject + `agentcast_sessions`); every
+               `progress_store_s`: store changed states (`agentcast_progress`),
+               then AckAll
     shutdown:  a last commit, give the lease back
 
 Why restarts are exact: a state is stored with the seq it has applied, and
@@ -22,10 +23,8 @@ it (consumers/holdback.py), so neither touches a snapshot's state or counts.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Iterable
 from typing import Final
 
 import msgspec
@@ -34,14 +33,13 @@ from nats.js.kv import KeyValue
 
 from agentcast.bus import ensure_streams
 from agentcast.codec import decode_event, decode_loose, encode
-from agentcast.events import AnyEvent, Event, type_of
+from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
 from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
-from consumers.buckets import bucket
+from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, SESSIONS_BUCKET, progress_subject
+from consumers.buckets import BatchPut, bucket
 from consumers.consumer import LeasedConsumer
-from consumers.holdback import Held
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
 from consumers.pull import Delivery
@@ -50,12 +48,11 @@ from consumers.suspects import Reason
 logger = logging.getLogger(__name__)
 
 STATES_BUCKET: Final = "agentcast_progress"
-_KV_CONCURRENCY: Final = 256
 _encode_state = msgspec.msgpack.Encoder().encode
 _decode_state = msgspec.msgpack.Decoder(SessionState).decode
 
 
-class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
+class ProgressService(LeasedConsumer[Event | AnyEvent]):
     """Per-session progress for every session in the stream."""
 
     name = "Metrics"
@@ -69,15 +66,19 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self.states: dict[str, SessionState] = {}
         self._published: dict[str, ProgressSnapshot] = {}
         self._dirty: set[str] = set()
+        """Sessions applied to since the last snapshot publish."""
+        self._unstored: set[str] = set()
+        """Sessions whose state changed since it was last stored."""
+        self._store_due = 0.0
+        self._puts = BatchPut(nc)
         self._idle_after_ns = int(settings.idle_after_s * 1e9)
-        self._snapshots: KeyValue | None = None
         self._store: KeyValue | None = None
         self.applied = 0
 
     async def startup(self) -> None:
         s = self.settings
         logger.info("Metrics starting")
-        self._snapshots = await ensure_streams(self.js, s)
+        await ensure_streams(self.js, s)
         self._store = await bucket(
             self.js,
             STATES_BUCKET,
@@ -91,6 +92,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
             stream=EVENTS_STREAM,
             durable=s.metrics_consumer,
             filter_subject=EVENTS_ALL,
+            lease_ttl_s=s.metrics_lease_ttl_s,
         )
         await self._load()
         logger.info("Metrics ready (%d sessions loaded)", len(self.states))
@@ -100,6 +102,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self.states.clear()
         self._published.clear()
         self._dirty.clear()
+        self._unstored.clear()
         await self._load()
 
     async def _load(self) -> None:
@@ -131,78 +134,58 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
                 event = decode_loose(d.data)  # a type (or field) newer than this reader
         except msgspec.DecodeError:
             event = None
-        state = None
-        if event is not None and len(parts) == 4 and event.session == parts[2]:
-            state = self.states.get(parts[2])
-            if state is None and is_valid_session_id(parts[2]):
-                state = new_state(parts[2])
-        if event is None or state is None:
+        ok = event is not None and len(parts) == 4 and event.session == parts[2]
+        if not ok or (parts[2] not in self.states and not is_valid_session_id(parts[2])):
             # Not an envelope of this session: nothing to count.
             logger.warning("Skipping message %d on %s", d.stream_seq, d.subject)
             self.acks.append((d.stream_seq, d.reply))
             return
-        session, kind = parts[2], parts[3]
-        if event.seq > state.last_seq + 1:
-            other = self.held.hold(session, event.seq, d.stream_seq, (event, d.reply))
-            if other is not None:
-                self._suspect(other, "repeated_seq")
-            return
-        self.acks.append((d.stream_seq, d.reply))
-        if event.seq <= state.last_seq:
-            return  # a redelivery, or a repeated seq: never applied twice
-        self._apply(state, event, kind)
-        if self.held:
-            for gone in self.held.applied(session, event.seq, d.stream_seq):
-                self._suspect(gone, "repeated_seq")
-            self._release(session, d.stream_seq)
+        assert event is not None
+        self.in_order(parts[2], event.seq, d, event)
 
-    def _apply(self, state: SessionState, event: Event | AnyEvent, kind: str) -> None:
-        after = apply(state, event)
-        self.metrics.observe(state, after, event, kind)
-        self.states[state.session] = after
-        self._dirty.add(state.session)
+    def last_seq(self, session: str) -> int:
+        state = self.states.get(session)
+        return state.last_seq if state is not None else 0
+
+    def apply(self, session: str, item: Event | AnyEvent, delivery: Delivery) -> None:
+        state = self.states.get(session) or new_state(session)
+        after = apply(state, item)
+        # The type as the subject names it (agentcast.evt.<session>.<type>).
+        self.metrics.observe(state, after, item, delivery.subject.split(".", 3)[3])
+        self.states[session] = after
+        self._dirty.add(session)
+        self._unstored.add(session)
         self.applied += 1
 
-    def _suspect(self, held: Held[tuple[Event | AnyEvent, str]], reason: Reason) -> None:
-        """Drop a held event its session's writer cannot have written (counted, logged)."""
-        event, reply = held.item
-        self.acks.append((held.stream_seq, reply))
+    def suspect(
+        self, session: str, seq: int, delivery: Delivery, reason: Reason, detail: str
+    ) -> None:
         self.metrics.suspects.count(reason)
         logger.error(
-            "Session %s: dropped suspected forgery seq %d (message %d, %s)",
-            event.session,
-            held.seq,
-            held.stream_seq,
+            "Session %s: dropped suspected forgery seq %d (message %d, %s: %s)",
+            session,
+            seq,
+            delivery.stream_seq,
             reason,
+            detail,
         )
 
-    def _release(self, session: str, after_stream_seq: int) -> None:
-        state = self.states[session]
-        for held in self.held.release(session, state.last_seq + 1, after_stream_seq):
-            event, reply = held.item
-            self.acks.append((held.stream_seq, reply))
-            self._apply(self.states[session], event, _kind(event))
+    def skip_to(self, session: str, next_seq: int) -> None:
+        state = self.states.get(session) or new_state(session)
+        self.states[session] = msgspec.structs.replace(state, last_seq=next_seq - 1)
 
     async def tick(self) -> None:
-        for session in self.held.expired():
-            for gone in self.held.overtaken(session):
-                self._suspect(gone, "far_ahead")
-            first = self.held.first_held(session)
-            if first is None:
-                continue
-            state = self.states.get(session) or new_state(session)
-            logger.error(
-                "Session %s: seqs %d..%d never arrived", session, state.last_seq + 1, first - 1
-            )
-            self.states[session] = msgspec.structs.replace(state, last_seq=first - 1)
-            self._release(session, 0)
+        self.expire_gaps()
         await self.commit()
 
     # -- publishing ------------------------------------------------------------------
 
-    async def persist(self) -> None:
-        """Publish changed snapshots, then store the changed states (acks follow)."""
-        assert self._snapshots is not None and self._store is not None
+    async def persist(self, final: bool) -> bool:
+        """Publish changed snapshots; every `progress_store_s` (or `final`), store changed states.
+
+        Only a tick that stored the states lets acks follow (True): a restart
+        replays what came after the stored states, so they stay exact.
+        """
         now = time.time_ns()
         changed: list[ProgressSnapshot] = []
         for session, state in self.states.items():
@@ -213,34 +196,21 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
                 changed.append(snap)
         for snap in changed:
             await self.nc.publish(progress_subject(snap.session), encode(snap))
-        snapshots, store = self._snapshots, self._store
-        await _bounded(snapshots.put(s.session, encode(s)) for s in changed)
-        await _bounded(store.put(k, _encode_state(self.states[k])) for k in self._dirty)
+        snaps = ((s.session, encode(s)) for s in changed)
+        await self._puts.put_many(SESSIONS_BUCKET, snaps, self.lease_left_s())
         for snap in changed:
             self._published[snap.session] = snap
         if changed:
             self.metrics.set_states(self._view_states(now))
         self._dirty.clear()
         self.metrics.lag.set(self.puller.pending)
+        if not final and self._unstored and time.monotonic() < self._store_due:
+            return False
+        states = ((k, _encode_state(self.states[k])) for k in self._unstored)
+        await self._puts.put_many(STATES_BUCKET, states, self.lease_left_s())
+        self._unstored.clear()
+        self._store_due = time.monotonic() + self.settings.progress_store_s
+        return True
 
     def _view_states(self, now: int = 0) -> list[str]:
         return [snapshot(s, now, self._idle_after_ns).state for s in self.states.values()]
-
-
-def _kind(event: Event | AnyEvent) -> str:
-    return event.type if isinstance(event, AnyEvent) else type_of(event)
-
-
-async def _bounded(calls: Iterable[Awaitable[object]]) -> None:
-    """Run KV puts concurrently, a bounded number at a time."""
-    pending: set[asyncio.Future[object]] = set()
-    for call in calls:
-        pending.add(asyncio.ensure_future(call))
-        if len(pending) >= _KV_CONCURRENCY:
-            done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-            for fut in done:
-                fut.result()
-    if pending:
-        for result in await asyncio.gather(*pending, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
