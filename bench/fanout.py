@@ -112,7 +112,9 @@ async def run(
 async def _measure(
     w: Workload, srv: _procs.Server, target: NatsTarget | NchanTarget,
     nats_pids: list[int], binary: Path, tmp: Path, profile: Path | None,
+    roles: dict[str, list[int]] | None = None,
 ) -> dict[str, object]:  # fmt: skip
+    """One measured run; `roles`: more processes (by name) whose CPU per delivery is reported."""
     token = mint_token(_procs.SECRET, scopes=["read"], ttl_s=3600)
     specs = specs_for(w, srv.name, token)
     server_pids = srv.pids()
@@ -135,7 +137,7 @@ async def _measure(
         await target.open()
         marks: dict[str, float] = {}
         all_pids = {"server": server_pids, "nats": nats_pids,
-                    "client": [p for c in clients for p in c.pids()]}  # fmt: skip
+                    "client": [p for c in clients for p in c.pids()], **(roles or {})}  # fmt: skip
 
         def sample() -> dict[str, float]:
             out = {k: _procs.cpu_s(v) for k, v in all_pids.items()}
@@ -181,9 +183,9 @@ async def _measure(
     missing, extra, short = merged.loss(fed.measured)
     delivered = merged.measured
     window = end["wall"] - marks["wall0"]
-    per = {k: (end[k] - marks[f"{k}0"]) / max(1, delivered) * 1e6
-           for k in ("server", "nats", "client", "producer", "machine")}  # fmt: skip
-    ours = sum(end[k] - marks[f"{k}0"] for k in ("server", "nats", "client", "producer"))
+    mine = ["server", "nats", "client", "producer", *(roles or {})]
+    per = {k: (end[k] - marks[f"{k}0"]) / max(1, delivered) * 1e6 for k in [*mine, "machine"]}
+    ours = sum(end[k] - marks[f"{k}0"] for k in mine)
     return {
         "server": srv.name,
         "deliveries": delivered,
@@ -204,6 +206,7 @@ async def _measure(
         "short_conns": short, "tail_missing": merged.tail_missing(fed.total),
         "closed_early": merged.closed_early, "lost_upstream": fed.lost_upstream,
         "drain_s": round(time.monotonic() - feed_end, 2),
+        **{f"{k}_us_per_delivery": round(per[k], 2) for k in roles or {}},
     }  # fmt: skip
 
 
