@@ -52,30 +52,13 @@ WORKLOADS: dict[str, list[tuple[str, Workload]]] = {
         ("single session 10k", Workload(clients=1, sessions=1, rate=10000)),
     ],
 }
+_LIVE = ["--live", "--sessions", "100", "--rate", "20", "--runs", "3"]
+_CONSUMERS = {"archiver": "archive_bench", "metrics": "metrics_bench"}
 OTHERS = {
     "producer": ["producer_bench.py", "--runs", "3"],
     "archiver": ["archive_bench.py", "--events", "200000", "--sessions", "200", "--runs", "3"],
     "metrics": ["metrics_bench.py", "--events", "300000", "--sessions", "200", "--runs", "3"],
-    "archiver-live": [
-        "archive_bench.py",
-        "--live",
-        "--sessions",
-        "100",
-        "--rate",
-        "20",
-        "--runs",
-        "3",
-    ],
-    "metrics-live": [
-        "metrics_bench.py",
-        "--live",
-        "--sessions",
-        "100",
-        "--rate",
-        "20",
-        "--runs",
-        "3",
-    ],
+    **{f"{role}-live": [f"{script}.py", *_LIVE] for role, script in _CONSUMERS.items()},
     "system-w1": ["system_w1.py", "--runs", "3"],
 }
 _QUIET_CORES = 0.4
