@@ -33,11 +33,8 @@ from nats.js.errors import NotFoundError
 
 logger = logging.getLogger(__name__)
 
-_EXPIRES_S: Final = 5.0
-# A request whose end we never heard of (lost in a reconnect) is replaced after this.
-_REQUEST_GRACE_S: Final = 2.0
-# How often take() looks for a full batch while it waits (bulk: returns as soon as one is in).
-_POLL_S: Final = 0.02
+# A pull whose answer has not ended by then (lost in a reconnect) is given up.
+_ANSWER_S: Final = 2.0
 _PENDING_MSGS: Final = 1_000_000
 _encode = msgspec.json.encode
 
@@ -91,9 +88,10 @@ class Puller:
         self._sub: Subscription | None = None
         self._inbox = ""
         self._buf: list[Delivery] = []
-        self._requested = 0
-        """Messages asked for and not yet received: kept between one and two batches."""
-        self._deadline = 0.0
+        self._open = False
+        """A pull request is being answered."""
+        self._more = True
+        """The last pull left messages behind: pull again at once."""
         self._last_cseq = 0
         self._delivered = 0
         """The consumer's last delivery when this process took it over."""
@@ -168,68 +166,59 @@ class Puller:
 
     async def _subscribe(self) -> None:
         self._inbox = self._nc.new_inbox()
-        self._requested = 0
         self._last_cseq = self._delivered
-        # No callback: nats-py queues the messages and take() drains the queue
-        # at its own pace. A callback subscription wakes a task per message,
-        # which under live traffic (a few messages per pull) costs more than
-        # the message. Bounded by max_ack_pending (JetStream stops delivering).
+        self._more = True
+        # No callback: nats-py queues the messages and take() reads the queue
+        # when it pulls. A callback subscription wakes a task per message.
         self._sub = await self._nc.subscribe(
             self._inbox, pending_msgs_limit=_PENDING_MSGS, pending_bytes_limit=0
         )
-        await self._request()
 
     # -- reading -------------------------------------------------------------------
 
     async def take(self, timeout: float) -> list[Delivery]:
-        """What arrives within `timeout`: sooner only once a whole batch is in.
+        """Wait `timeout` (not when more is known to wait), then pull what the stream holds now.
 
-        Why wait the whole time when a few messages are in: live traffic
-        brings a few events per pull, and a consumer that woke for each would
-        spend more on waking (a task switch, a loop pass, a commit check) than
-        on the events. It waits until its next commit is due anyway.
+        Why not keep a pull request open and take messages as they come:
+        live traffic then brings a message or two per socket read and per
+        wakeup, each costing more than the message. Pulled when the consumer
+        is about to commit anyway, the server sends them in one burst: a few
+        reads of many messages, as when catching up on a backlog.
         """
         if self._nc.stats.get("reconnects", 0) != self._reconnects:
             # Messages in flight when the connection dropped are delivered
             # from JetStream's point of view: read again from the floor.
             self.needs_resync = True
-        deadline = time.monotonic() + timeout
-        self._drain()
-        while len(self._buf) < self._batch and not self.needs_resync:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                break
-            await self._request()
-            await asyncio.sleep(min(left, _POLL_S))
-            self._drain()
+        if timeout > 0 and not self._more and not self.needs_resync:
+            await asyncio.sleep(timeout)
+        if self._sub is not None and not self.needs_resync:
+            await self._pull(self._sub)
         out, self._buf = self._buf, []
-        await self._request()
         return out
 
-    def _drain(self) -> None:
-        """Take in what nats-py has queued for the inbox."""
-        sub = self._sub
-        if sub is None:
-            return
-        queue = sub._pending_queue  # nats-py's queue of a callback-less subscription
-        while not queue.empty():
-            self._accept(take_queued(queue))
-
-    async def _request(self) -> None:
-        """Ask for another batch while less than one is on its way (two in flight: no idle gap)."""
-        if self._sub is None or self.needs_resync or len(self._buf) >= self._batch:
-            return
-        now = time.monotonic()
-        if self._requested >= self._batch and now < self._deadline:
-            return
-        if now >= self._deadline:
-            self._requested = 0  # what was asked for earlier expired unseen (a reconnect)
-        self._requested += self._batch
-        self._deadline = now + _EXPIRES_S + _REQUEST_GRACE_S
-        body = _encode({"batch": self._batch, "expires": int(_EXPIRES_S * 1e9)})
+    async def _pull(self, sub: Subscription) -> None:
+        """One request for up to a batch, answered at once (no_wait): read until its end."""
+        self._open = True
+        body = _encode({"batch": self._batch, "no_wait": True})
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}", body, reply=self._inbox
         )
+        queue = sub._pending_queue  # nats-py's queue of a callback-less subscription
+        deadline = time.monotonic() + _ANSWER_S
+        while self._open and not self.needs_resync and len(self._buf) < self._batch:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break  # the answer was lost (a reconnect): the next take() asks again
+            try:
+                msg = await asyncio.wait_for(queue.get(), left)
+            except TimeoutError:
+                break
+            queue.task_done()
+            self._accept(msg)
+            while not queue.empty() and len(self._buf) < self._batch:
+                self._accept(take_queued(queue))
+        # A full batch, or messages left behind it: pull again without waiting.
+        self._more = len(self._buf) >= self._batch or self.pending > 0
 
     def _accept(self, msg: Msg) -> None:
         reply = msg.reply
@@ -241,7 +230,7 @@ class Puller:
                 return
             if status == "409" and "Deleted" in headers.get("Description", ""):
                 self.needs_resync = True
-            self._requested = 0  # the next _request() asks again
+            self._open = False  # the request is over (no more messages for it now)
             return
         tokens = reply.split(".")
         # $JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>, or the v2
@@ -266,7 +255,6 @@ class Puller:
             origin = source.split(" ", 2)[1:2]
             cursor = int(origin[0]) if origin and origin[0].isdigit() else 0
         self._buf.append(Delivery(msg.subject, msg.data, reply, at, cursor))
-        self._requested -= 1
 
     # -- acknowledging -------------------------------------------------------------
 
