@@ -22,6 +22,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from _procs import cpu_s
-from _procs import nats as server  # noqa: F401 - the benchmarks' own nats-server
+from _procs import nats as server
 from nats.aio.client import Client
 
 from agentcast.bus import connect, ensure_streams
@@ -50,7 +51,7 @@ from agentcast.events import (
     type_of,
 )
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_STREAM, event_subject
+from agentcast.subjects import EVENTS_STREAM, LIVE_ALL, event_subject
 from consumers.consumer import LeasedConsumer
 
 _LIMIT_S = 120.0
@@ -162,17 +163,19 @@ async def live(
         await nc.close()
 
 
+def _producer(url: str, load: Load) -> Awaitable[asyncio.subprocess.Process]:
+    cmd = [sys.executable, "-m", "agentcast.cli", "bench", "produce", "--nats", url,
+           "--sessions", str(load.sessions), "--rate", str(load.rate),
+           "--seconds", str(load.warmup + load.seconds + 1), "--json"]  # fmt: skip
+    return asyncio.create_subprocess_exec(*cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+
+
 async def _live(
     consumer: LeasedConsumer[Any], done: Callable[[], int], nats_pid: int, url: str, load: Load
 ) -> dict[str, float]:
     stop = asyncio.Event()
     loop = asyncio.ensure_future(consumer._loop(stop))
-    cmd = [sys.executable, "-m", "agentcast.cli", "bench", "produce", "--nats", url,
-           "--sessions", str(load.sessions), "--rate", str(load.rate),
-           "--seconds", str(load.warmup + load.seconds + 1), "--json"]  # fmt: skip
-    producer = await asyncio.create_subprocess_exec(
-        *cmd, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL
-    )
+    producer = await _producer(url, load)
     try:
         await asyncio.sleep(load.warmup)
         me = [os.getpid()]
@@ -194,6 +197,43 @@ async def _live(
         "cpu_us_per_event": round((cpu1 - cpu0) / events * 1e6, 2),
         "nats_us_per_event": round((nats1 - nats0) / events * 1e6, 2),
         "lag_at_end": consumer.puller.pending,
+    }
+
+
+async def producer_only(load: Load, republish: bool) -> dict[str, float]:
+    """nats-server's CPU per event with the live producer alone: what the consumers add is the rest.
+
+    With `republish`, one subscriber reads `agentcast.live.>` (as the gateway
+    does); without, the events stream's RePublish is removed first (a
+    measurement only: the gateway needs it).
+    """
+    with tempfile.TemporaryDirectory() as tmp, server(Path(tmp)) as nats:
+        settings = Settings.load({"nats_url": nats.admin_url}, environ={})
+        nc = await connect(settings, "bench-baseline")
+        js = nc.jetstream()
+        await ensure_streams(js, settings)
+        if republish:
+            # A reader of the republished events, as the gateway is (never read: not measured).
+            await nc.subscribe(LIVE_ALL, pending_msgs_limit=1_000_000, pending_bytes_limit=0)
+        else:
+            config = (await js.stream_info(EVENTS_STREAM)).config
+            config.republish = None
+            await js.update_stream(config)
+        assert nats.pid is not None
+        producer = await _producer(nats.admin_url, load)
+        try:
+            await asyncio.sleep(load.warmup)
+            n0, cpu0 = (await js.stream_info(EVENTS_STREAM)).state.messages, cpu_s([nats.pid])
+            await asyncio.sleep(load.seconds)
+            n1, cpu1 = (await js.stream_info(EVENTS_STREAM)).state.messages, cpu_s([nats.pid])
+        finally:
+            await asyncio.wait_for(producer.wait(), 60)
+            await nc.close()
+    events = max(1, n1 - n0)
+    return {
+        "republish": republish,
+        "events_per_s": round(events / load.seconds),
+        "nats_us_per_event": round((cpu1 - cpu0) / events * 1e6, 2),
     }
 
 
@@ -228,3 +268,14 @@ def main(doc: str, one_run: Callable[[Load], Awaitable[dict[str, float]]], event
         results.append(result)
     median = {k: statistics.median(r[k] for r in results) for k in results[0]}
     print(json.dumps({"median": median}))
+
+
+if __name__ == "__main__":
+    # python bench/_consumer_load.py [--sessions 100] [--rate 20] [--seconds 10] [--runs 3]:
+    # the producer-only baselines of nats-server's cost, with and without the live republish.
+    for flag in (True, False):
+        main(
+            f"producer-only nats-server cost (republish={flag})",
+            lambda load, flag=flag: producer_only(load, flag),  # type: ignore[misc]
+            events=0,
+        )
