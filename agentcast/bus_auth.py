@@ -162,7 +162,7 @@ def _contract_streams() -> list[str]:
 
 
 def _archive_partitions() -> list[str]:
-    """The sourced partition streams (consumers/archive/partition.py): only archivers use them."""
+    """The sourced partition streams (consumers/archive/partition.py): archivers and metrics."""
     found: list[str] = []
     for n in range(2, MAX_ARCHIVE_PARTITIONS + 1):
         stream = f"AGENTCAST_ARCHIVE_P{n}"
@@ -226,6 +226,7 @@ def grants(
             publish=_unique(
                 _contract_streams(),
                 _durable(EVENTS_STREAM, metrics_durable),
+                _archive_partitions(),
                 _kv(SESSIONS_BUCKET, write=True),
                 _kv(PROGRESS_STATE_BUCKET, write=True),
                 leases,

@@ -122,6 +122,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     archive_lease_ttl_s: float = 10.0
     metrics_lease_ttl_s: float = 10.0
     """TTL of each metrics partition's lease (the archive's is `archive_lease_ttl_s`)."""
+    metrics_partitions: int = 1
+    """Metrics processes sharing the sessions (as `archive_partitions` does for the archive)."""
+    metrics_partition: int = 0
     archive_open_files: int = 256
     idle_after_s: float = 60.0
     """A running session with no event for this long shows state `idle`."""

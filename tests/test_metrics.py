@@ -19,7 +19,9 @@ from agentcast.events import Event, MessageCompletedData, RunQueuedData, TextDel
 from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.settings import Settings
 from agentcast.subjects import SESSIONS_BUCKET
+from consumers.archive.partition import partition_of
 from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.nats import PrivateNats
 from tests.support.progress import snapshots_after_each
 from tests.support.roles import Role, next_stream_seq, unique_name, wait_until
 from tests.support.transcript_events import transcript_events
@@ -211,3 +213,54 @@ async def test_snapshots_survive_kill_9_and_a_restart_exactly(
     assert role.starts == 4
     wire = json.loads(msgspec.json.encode(after_follow))
     assert wire["run"] == 3 and wire["percent_source"] == "final"
+
+
+async def test_two_metrics_partitions_share_the_sessions_each_owned_by_one_exactly(
+    private_nats: PrivateNats, tmp_path: Path
+) -> None:
+    js = private_nats.nc.jetstream()
+    ports = [free_port(), free_port()]
+
+    def partition(i: int) -> Role:
+        args = ["--nats", private_nats.server.admin_url, "--data", str(tmp_path / "data"),
+                "--metrics-port", str(ports[i]), "--partitions", "2", "--partition", str(i)]  # fmt: skip
+        env = {"AGENTCAST_PROGRESS_INTERVAL_S": "0.05", "AGENTCAST_IDLE_AFTER_S": "600"}
+        return Role("metrics", args, env, tmp_path / f"metrics{i}.log", "Metrics ready")
+
+    roles = [partition(0), partition(1)]
+    load = {
+        s: build_events(s, simple_run(3 + i % 4))
+        for i in range(24)
+        if (s := unique_session("part"))
+    }
+    mine = [[s for s in load if partition_of(s, 2) == i] for i in range(2)]
+    assert all(mine), "both partitions get sessions"
+    kv = Snapshots(js)
+    for role in roles:
+        role.start()
+    try:
+        items = list(load.items())
+        for session, events in items[:12]:
+            await publish_events(js, events)
+        roles[1].kill()  # a crash of one partition while the load arrives
+        roles[1].start()
+        for session, events in items[12:]:
+            await publish_events(js, events)
+        for session, events in load.items():
+            assert await kv.wait_seq(session, events[-1].seq) == snapshots_after_each(events)[-1]
+        async with httpx.AsyncClient() as http:
+            held = []
+            for port in ports:
+                text = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+                held.append(_gauge_sum(text, "agentcast_sessions"))
+    finally:
+        codes = [role.stop() for role in roles]
+    assert codes == [0, 0], [role.output()[-2000:] for role in roles]
+    # Each process holds exactly its partition's sessions.
+    assert held == [len(mine[0]), len(mine[1])]
+
+
+def _gauge_sum(text: str, name: str) -> float:
+    return sum(
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name + "{")
+    )

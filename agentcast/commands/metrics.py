@@ -14,6 +14,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--metrics-port", dest="metrics_port", type=int, help="port of /metrics (0: a free one)"
     )
     p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
+    p.add_argument(
+        "--partitions",
+        dest="metrics_partitions",
+        type=int,
+        help="metrics processes sharing the sessions",
+    )
+    p.add_argument(
+        "--partition", dest="metrics_partition", type=int, help="which one this is (0-based)"
+    )
     p.set_defaults(func=_run)
 
 

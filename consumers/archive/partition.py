@@ -1,4 +1,4 @@
-"""Sharing the archive between processes: sessions partitioned by NATS subject mapping.
+"""Sharing the archive (or metrics) between processes: sessions partitioned by NATS subject mapping.
 
 With `archive_partitions = 1` the archiver reads AGENTCAST_EVENTS itself.
 With N > 1, a stream `AGENTCAST_ARCHIVE_P<N>` sources the events under a
@@ -9,7 +9,9 @@ subject that carries the session's partition, computed by the server:
 
 Archiver i of N reads only `agentcast.archive.<i>.>` with its own durable
 consumer, which it owns through a lease: every session belongs to exactly one
-partition, so no two processes ever write the same chain.
+partition, so no two processes ever write the same chain. Metrics processes
+(`metrics_partitions`) partition the same way, each owning its sessions'
+states and snapshots.
 
 Sourced, not mirrored: a mirror would keep the origin's sequences, but the
 server makes a mirror of a stream that allows direct gets answer the
@@ -95,13 +97,17 @@ def stream_config(settings: Settings, partitions: int) -> StreamConfig:
     )
 
 
-async def ensure_source(js: JetStreamContext, settings: Settings) -> Source:
-    """The source of this process's partition, creating its stream if needed."""
-    source = source_for(
-        settings.archive_partition, settings.archive_partitions, settings.archive_consumer
-    )
-    if settings.archive_partitions > 1:
-        config = stream_config(settings, settings.archive_partitions)
+async def ensure_source(
+    js: JetStreamContext, settings: Settings, partition: int, partitions: int, durable: str
+) -> Source:
+    """The source of one process's partition (of the archive, or of metrics), creating its stream.
+
+    Archivers and metrics processes with the same number of partitions read
+    the same partitioned stream, each role with its own durable consumers.
+    """
+    source = source_for(partition, partitions, durable)
+    if partitions > 1:
+        config = stream_config(settings, partitions)
         try:
             info = await js.stream_info(source.stream)
             if info.config.mirror is not None:

@@ -71,7 +71,10 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
     async def startup(self) -> None:
         logger.info("Archiver starting: %s", self.root)
         await ensure_streams(self.js, self.settings)
-        src = await ensure_source(self.js, self.settings)
+        s = self.settings
+        src = await ensure_source(
+            self.js, s, s.archive_partition, s.archive_partitions, s.archive_consumer
+        )
         self._session_token = src.session_token
         self.root.mkdir(parents=True, exist_ok=True)
         await self.open(

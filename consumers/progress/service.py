@@ -1,7 +1,9 @@
 """The metrics process: events -> reducer -> snapshots on NATS and in KV, aggregates on /metrics.
 
     startup:   streams and buckets, lease, durable consumer (resumes after
-               its ack floor), load the reducer states from KV
+               its ack floor), load the reducer states from KV; with
+               `metrics_partitions` N > 1, only this partition's sessions
+               (consumers/archive/partition.py: the archive's partitioning)
     main loop: deliveries (gathered until the tick) -> applied in seq
                order -> every `progress_interval_s`: publish changed
                snapshots (progress subject + `agentcast_sessions`); every
@@ -37,7 +39,8 @@ from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
 from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, SESSIONS_BUCKET, progress_subject
+from agentcast.subjects import SESSIONS_BUCKET, progress_subject
+from consumers.archive.partition import ensure_source, partition_of
 from consumers.buckets import BatchPut, bucket
 from consumers.consumer import LeasedConsumer
 from consumers.progress.prometheus import ProgressMetrics
@@ -71,6 +74,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         """Sessions whose state changed since it was last stored."""
         self._store_due = 0.0
         self._puts = BatchPut(nc)
+        self._session_token = 2
         self._idle_after_ns = int(settings.idle_after_s * 1e9)
         self._store: KeyValue | None = None
         self.applied = 0
@@ -87,12 +91,17 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         )
         data = s.resolved_data_dir()
         data.mkdir(parents=True, exist_ok=True)
+        src = await ensure_source(
+            self.js, s, s.metrics_partition, s.metrics_partitions, s.metrics_consumer
+        )
+        self._session_token = src.session_token
         await self.open(
             lock_dir=data,
-            stream=EVENTS_STREAM,
-            durable=s.metrics_consumer,
-            filter_subject=EVENTS_ALL,
+            stream=src.stream,
+            durable=src.durable,
+            filter_subject=src.filter_subject,
             lease_ttl_s=s.metrics_lease_ttl_s,
+            sourced=src.sourced,
         )
         await self._load()
         logger.info("Metrics ready (%d sessions loaded)", len(self.states))
@@ -112,6 +121,8 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
             while (entry := await watcher.updates(timeout=30)) is not None:  # type: ignore[no-untyped-call]
                 if entry.value:
                     state = _decode_state(entry.value)
+                    if not self._mine(state.session):
+                        continue  # another partition's session
                     self.states[state.session] = state
                     # As last published before any idle overlay: an idle flip is published anew.
                     self._published[state.session] = snapshot(state)
@@ -123,9 +134,11 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
 
     def handle(self, delivery: Delivery) -> None:
         d = delivery
-        # agentcast.evt.<session>.<type>, split without a regex per event: the
-        # envelope's session must match, and a new session's id is validated once.
-        parts = d.subject.split(".", 3)
+        # agentcast.evt.<session>.<type> (or agentcast.archive.<p>.<session>.<type>),
+        # split without a regex per event: the envelope's session must match, and
+        # a new session's id is validated once.
+        at = self._session_token
+        parts = d.subject.split(".", at + 1)
         event: Event | AnyEvent | None
         try:
             try:
@@ -134,14 +147,19 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
                 event = decode_loose(d.data)  # a type (or field) newer than this reader
         except msgspec.DecodeError:
             event = None
-        ok = event is not None and len(parts) == 4 and event.session == parts[2]
-        if not ok or (parts[2] not in self.states and not is_valid_session_id(parts[2])):
+        ok = event is not None and len(parts) == at + 2 and event.session == parts[at]
+        if not ok or (parts[at] not in self.states and not is_valid_session_id(parts[at])):
             # Not an envelope of this session: nothing to count.
             logger.warning("Skipping message %d on %s", d.stream_seq, d.subject)
             self.acks.append((d.stream_seq, d.reply))
             return
         assert event is not None
-        self.in_order(parts[2], event.seq, d, event)
+        self.in_order(parts[at], event.seq, d, event)
+
+    def _mine(self, session: str) -> bool:
+        s = self.settings
+        n = s.metrics_partitions
+        return n == 1 or partition_of(session, n) == s.metrics_partition
 
     def last_seq(self, session: str) -> int:
         state = self.states.get(session)
@@ -150,8 +168,9 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
     def apply(self, session: str, item: Event | AnyEvent, delivery: Delivery) -> None:
         state = self.states.get(session) or new_state(session)
         after = apply(state, item)
-        # The type as the subject names it (agentcast.evt.<session>.<type>).
-        self.metrics.observe(state, after, item, delivery.subject.split(".", 3)[3])
+        # The type as the subject names it (its last token).
+        at = self._session_token
+        self.metrics.observe(state, after, item, delivery.subject.split(".", at + 1)[at + 1])
         self.states[session] = after
         self._dirty.add(session)
         self._unstored.add(session)
