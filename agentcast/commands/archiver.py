@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agentcast.commands._common import add_common_args, settings_from_args, setup_logging
+from agentcast.commands._role import add_partition_args
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -13,15 +14,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     add_common_args(p)
     p.add_argument("--dir", dest="archive_dir", help="archive directory (default <data>/archive)")
-    p.add_argument(
-        "--partitions",
-        dest="archive_partitions",
-        type=int,
-        help="archiver processes sharing the work",
-    )
-    p.add_argument(
-        "--partition", dest="archive_partition", type=int, help="which one this is (0-based)"
-    )
+    add_partition_args(p, "archive", "archiver processes sharing the work")
     p.add_argument(
         "--seal-idle",
         dest="seal_idle_s",

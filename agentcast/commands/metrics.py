@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from agentcast.commands._common import add_common_args, settings_from_args, setup_logging
+from agentcast.commands._role import add_partition_args
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -14,15 +15,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--metrics-port", dest="metrics_port", type=int, help="port of /metrics (0: a free one)"
     )
     p.add_argument("--metrics-host", default="127.0.0.1", help="address of /metrics")
-    p.add_argument(
-        "--partitions",
-        dest="metrics_partitions",
-        type=int,
-        help="metrics processes sharing the sessions",
-    )
-    p.add_argument(
-        "--partition", dest="metrics_partition", type=int, help="which one this is (0-based)"
-    )
+    add_partition_args(p, "metrics", "metrics processes sharing the sessions")
     p.set_defaults(func=_run)
 
 
