@@ -217,8 +217,9 @@ class Puller:
             self._accept(msg)
             while not queue.empty() and len(self._buf) < self._batch:
                 self._accept(take_queued(queue))
-        # A full batch, or messages left behind it: pull again without waiting.
-        self._more = len(self._buf) >= self._batch or self.pending > 0
+        # A full batch: more may wait behind it, pull again at once. Less than a
+        # batch was all there was (or all max_ack_pending allows): wait.
+        self._more = len(self._buf) >= self._batch
 
     def _accept(self, msg: Msg) -> None:
         reply = msg.reply
