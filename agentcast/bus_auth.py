@@ -58,6 +58,7 @@ WORKERS_DURABLE: Final = "agentcast-workers"
 ARCHIVE_DURABLE: Final = "agentcast-archiver"
 METRICS_DURABLE: Final = "agentcast-metrics"
 LEASES_BUCKET: Final = "agentcast_leases"
+METRICS_LEASES_BUCKET: Final = "agentcast_metrics_leases"
 PROGRESS_STATE_BUCKET: Final = "agentcast_progress"
 WORKERS_BUCKET: Final = "agentcast_workers"
 RUNNING_BUCKET: Final = "agentcast_running"
@@ -229,7 +230,7 @@ def grants(
                 _archive_partitions(),
                 _kv(SESSIONS_BUCKET, write=True),
                 _kv(PROGRESS_STATE_BUCKET, write=True),
-                leases,
+                _kv(METRICS_LEASES_BUCKET, write=True),
                 [f"{PROGRESS_PREFIX}.>"],
             ),
             subscribe=(f"{inbox_prefix('metrics')}.>",),

@@ -32,7 +32,7 @@ from nats.aio.client import Client
 
 from agentcast.settings import Settings
 from consumers.holdback import Held, Holdback
-from consumers.lease import Lease, LeaseHeld, LeaseLost
+from consumers.lease import LEASES_BUCKET, Lease, LeaseHeld, LeaseLost
 from consumers.pull import Delivery, Puller
 from consumers.suspects import Reason
 
@@ -78,11 +78,12 @@ class LeasedConsumer(ABC, Generic[T]):
         durable: str,
         filter_subject: str,
         lease_ttl_s: float,
+        lease_bucket: str = LEASES_BUCKET,
         sourced: bool = False,
     ) -> None:
         """Take the lease on `durable`, then start reading it."""
         s = self.settings
-        self._lease = Lease(self.js, durable, lock_dir, lease_ttl_s)
+        self._lease = Lease(self.js, durable, lock_dir, lease_ttl_s, lease_bucket)
         await self._lease.acquire(_LEASE_WAIT_S)
         self._puller = Puller(
             self.nc,

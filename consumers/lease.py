@@ -4,7 +4,8 @@ Two processes reading one AckAll consumer would each ack the other's
 messages, and two archivers writing one session would fork its chain; so
 each partition of the work has one owner at a time:
 
-- The owner holds the key `<name>` in the KV bucket `agentcast_leases`,
+- The owner holds the key `<name>` in the KV bucket `agentcast_leases`
+  (`agentcast_metrics_leases` for the metrics partitions),
   whose TTL expires it unless renewed (every TTL/3). It stops writing before
   its lease could have expired unrenewed (`valid()`), so a successor that
   takes over an expired key never overlaps with it.
@@ -44,6 +45,9 @@ from consumers.buckets import bucket
 logger = logging.getLogger(__name__)
 
 LEASES_BUCKET: Final = "agentcast_leases"
+# The metrics partitions' leases: a bucket of their own, because a KV bucket
+# has one TTL (its creator's), and `metrics_lease_ttl_s` is not the archive's.
+METRICS_LEASES_BUCKET: Final = "agentcast_metrics_leases"
 # Stop writing this long before the lease could expire unrenewed.
 _MARGIN: Final = 0.2
 
@@ -77,9 +81,17 @@ class _Holder(msgspec.Struct, frozen=True):
 class Lease:
     """Ownership of `name`, taken with `acquire()`, kept with `renew()`, given back with `release()`."""
 
-    def __init__(self, js: JetStreamContext, name: str, lock_dir: Path, ttl_s: float) -> None:
+    def __init__(
+        self,
+        js: JetStreamContext,
+        name: str,
+        lock_dir: Path,
+        ttl_s: float,
+        bucket: str = LEASES_BUCKET,
+    ) -> None:
         self._js = js
         self.name = name
+        self._bucket = bucket
         self._ttl = ttl_s
         self._lock_path = lock_dir / f".{name}.lock"
         self._me = _Holder(socket.gethostname(), str(lock_dir.resolve()), os.getpid())
@@ -113,7 +125,7 @@ class Lease:
         self._valid_until = 0.0
         self._kv = await bucket(
             self._js,
-            LEASES_BUCKET,
+            self._bucket,
             "owners of agentcast consumers (archiver partitions, metrics)",
             self._ttl,
         )

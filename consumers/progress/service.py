@@ -43,6 +43,7 @@ from agentcast.subjects import SESSIONS_BUCKET, progress_subject
 from consumers.archive.partition import ensure_source, partition_of
 from consumers.buckets import BatchPut, bucket
 from consumers.consumer import LeasedConsumer
+from consumers.lease import METRICS_LEASES_BUCKET
 from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
 from consumers.pull import Delivery
@@ -101,6 +102,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
             durable=src.durable,
             filter_subject=src.filter_subject,
             lease_ttl_s=s.metrics_lease_ttl_s,
+            lease_bucket=METRICS_LEASES_BUCKET,
             sourced=src.sourced,
         )
         await self._load()
