@@ -78,18 +78,6 @@ async def page(tmp_path: Path) -> AsyncIterator[Any]:
             await browser.close()
 
 
-def _gateway_pid(data: Path) -> int:
-    """The gateway that `up` started (our own child's child), found by its command line."""
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if b"gateway" in cmdline and str(data.resolve()).encode() in cmdline:
-            return int(entry.name)
-    raise AssertionError("no gateway process found")
-
-
 async def _streamed_text(up: Up, session: str) -> str:
     """Every text delta of the session's first run, straight from the gateway."""
     text = []
@@ -151,7 +139,7 @@ async def test_dashboard_shows_live_agents_streams_runs_and_cancels(
     streaming = page.locator(".run .text.streaming").first
     await expect(streaming).to_contain_text("Streaming an agent")
     await _grows(page, len(await streaming.text_content() or ""))
-    os.kill(_gateway_pid(demo.data), signal.SIGKILL)  # `up` starts another
+    os.kill(demo.gateway_pid(), signal.SIGKILL)  # `up` starts another
     conn = page.locator("#events-conn")
     await expect(conn).to_have_attribute("data-state", "reconnecting")
     await expect(conn).to_have_attribute("data-state", "live")

@@ -8,7 +8,8 @@ async with Client("http://127.0.0.1:8000", token) as client:
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import weakref
+from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -70,6 +71,9 @@ class Client:
     ) -> None:
         self.gateway_url = gateway_url.rstrip("/")
         self.stats = StreamStats()
+        # Streams a caller abandoned mid-iteration are closed with the client,
+        # on this loop, not later by the garbage collector.
+        self._streams: weakref.WeakSet[AsyncGenerator[Event | AnyEvent]] = weakref.WeakSet()
         self._http = httpx.AsyncClient(
             base_url=self.gateway_url,
             headers={"Authorization": f"Bearer {token}"},
@@ -87,28 +91,34 @@ class Client:
         await self.aclose()
 
     async def aclose(self) -> None:
+        for stream in list(self._streams):
+            await stream.aclose()
         await self._http.aclose()
 
     # -- reading -------------------------------------------------------------------
 
     def events(
         self, session: str, *, from_: str = "start", types: Sequence[str] | None = None
-    ) -> AsyncIterator[Event | AnyEvent]:
+    ) -> AsyncGenerator[Event | AnyEvent]:
         """The session's events from `from_` (start | now | a cursor), forever, in seq order.
 
         Reconnects from the last cursor on any disconnect; raises CursorExpired
         when `from_` is older than retention, AuthError when the token is refused.
         """
-        return resumable(
-            self._http, f"/v1/sessions/{session}/events", _types(types), from_, self.stats
-        )
+        return self._open(f"/v1/sessions/{session}/events", _types(types), from_)
 
     def firehose(
         self, sessions: str = "*", *, from_: str = "now", types: Sequence[str] | None = None
-    ) -> AsyncIterator[Event | AnyEvent]:
+    ) -> AsyncGenerator[Event | AnyEvent]:
         """The events of every session matching the glob `sessions`, like `events`."""
-        params = {"sessions": sessions, **_types(types)}
-        return resumable(self._http, "/v1/events", params, from_, self.stats)
+        return self._open("/v1/events", {"sessions": sessions, **_types(types)}, from_)
+
+    def _open(
+        self, path: str, params: dict[str, str], from_: str
+    ) -> AsyncGenerator[Event | AnyEvent]:
+        stream = resumable(self._http, path, params, from_, self.stats)
+        self._streams.add(stream)
+        return stream
 
     async def sessions(
         self, *, state: str | None = None, limit: int = 100

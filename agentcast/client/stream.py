@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Final
 
@@ -56,7 +56,7 @@ async def resumable(
     from_: str,
     stats: StreamStats,
     backoff: Backoff | None = None,
-) -> AsyncIterator[Event | AnyEvent]:
+) -> AsyncGenerator[Event | AnyEvent]:
     """Every event of the stream at `path`, from `from_` on, across reconnects."""
     backoff = backoff or Backoff()
     cursor: str | None = None
