@@ -20,6 +20,7 @@ from agentcast.client import (
     NotFound,
     SyncClient,
     Unauthorized,
+    event_type,
 )
 from agentcast.events import TERMINAL_TYPES, AnyEvent, Event, RunQueued, TextDelta, TextDeltaData
 from agentcast.subjects import EVENTS_STREAM, session_events
@@ -38,15 +39,11 @@ async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
         yield up
 
 
-def _type(event: Event | AnyEvent) -> str:
-    return event.type if isinstance(event, AnyEvent) else type(event).__struct_config__.tag  # type: ignore[return-value]
-
-
 async def _until_terminal(events: AsyncIterator[Event | AnyEvent]) -> list[Event | AnyEvent]:
     got = []
     async for event in events:
         got.append(event)
-        if _type(event) in TERMINAL_TYPES:
+        if event_type(event) in TERMINAL_TYPES:
             return got
     raise AssertionError("unreachable: a session stream never ends")
 
@@ -71,7 +68,7 @@ async def test_a_real_run_streams_typed_events_through_a_gateway_kill_and_restar
         assert client.stats.reconnects >= 1
         assert demo.gateway_pid() != killed
 
-        assert isinstance(got[0], RunQueued) and _type(got[-1]) == "run.completed"
+        assert isinstance(got[0], RunQueued) and event_type(got[-1]) == "run.completed"
         seqs = [e.seq for e in got]
         assert seqs == list(range(1, len(got) + 1)), "an event lost or repeated"
         again = await _until_terminal(client.events(queued.session))
@@ -94,7 +91,7 @@ async def test_follow_up_and_cancel(demo: Up) -> None:
     async with Client(demo.base, demo.token) as client:
         queued = await client.run("[scenario:quick] hi")
         first = await _until_terminal(client.events(queued.session))
-        assert _type(first[-1]) == "run.completed"
+        assert event_type(first[-1]) == "run.completed"
         follow = await client.message(queued.session, "[scenario:slow] and now at length")
         assert follow.run == 2
         cursor_run2 = client.events(queued.session, types=["run.*", "text.delta"])
@@ -104,7 +101,7 @@ async def test_follow_up_and_cancel(demo: Up) -> None:
         reply = await client.cancel(queued.session)
         assert reply.ok and reply.run == 2
         closing = await _until_terminal(_resume(cursor_run2))
-        assert _type(closing[-1]) == "run.cancelled"
+        assert event_type(closing[-1]) == "run.cancelled"
         with pytest.raises(ClientError) as refused:
             await client.cancel(queued.session)
         assert refused.value.status == 409  # not_running, or refused by the worker still holding it
@@ -194,7 +191,7 @@ async def test_the_sync_client_reads_and_refuses_like_the_async_one(
             ids = []
             for event in client.events(session):
                 ids.append(event.id)
-                if _type(event) in TERMINAL_TYPES:
+                if event_type(event) in TERMINAL_TYPES:
                     break
             with pytest.raises(Forbidden):
                 client.run("hello")

@@ -10,7 +10,7 @@ from agentcast.client.errors import (
     NotFound,
     Unauthorized,
 )
-from agentcast.client.stream import StreamStats
+from agentcast.client.stream import StreamStats, event_type
 from agentcast.client.sync import SyncClient
 
 __all__ = [
@@ -26,4 +26,5 @@ __all__ = [
     "StreamStats",
     "SyncClient",
     "Unauthorized",
+    "event_type",
 ]

@@ -25,7 +25,7 @@ from httpx_sse import aconnect_sse
 from agentcast.client.backoff import Backoff
 from agentcast.client.errors import error_of
 from agentcast.codec import decode_event, decode_loose
-from agentcast.events import AnyEvent, Event
+from agentcast.events import AnyEvent, Event, type_of
 
 logger = logging.getLogger(__name__)
 
@@ -39,6 +39,11 @@ class StreamStats:
     connects: int = 0
     reconnects: int = 0
     lagged: int = 0
+
+
+def event_type(event: Event | AnyEvent) -> str:
+    """The wire `type` of what a stream yields (a typed event carries it as its class tag)."""
+    return event.type if isinstance(event, AnyEvent) else type_of(event)
 
 
 def decode(raw: bytes) -> Event | AnyEvent:
