@@ -46,6 +46,7 @@ from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
 from consumers.pull import Delivery
 from consumers.suspects import Reason
+from consumers.telemetry import telemetry_from
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self._snapshots: KeyValue | None = None
         self._store: KeyValue | None = None
         self.applied = 0
+        self.telemetry = telemetry_from(settings)  # OpenTelemetry GenAI, when configured
 
     async def startup(self) -> None:
         s = self.settings
@@ -159,6 +161,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
     def _apply(self, state: SessionState, event: Event | AnyEvent, kind: str) -> None:
         after = apply(state, event)
         self.metrics.observe(state, after, event, kind)
+        self.telemetry.observe(event)
         self.states[state.session] = after
         self._dirty.add(state.session)
         self.applied += 1
