@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,9 +27,10 @@ from agentcast.settings import Settings
 from consumers.progress.service import ProgressService
 from consumers.telemetry import genai as g
 from consumers.telemetry import recorder
-from tests.support.events import build_events, simple_run, unique_session
-from tests.support.roles import next_stream_seq, unique_name, wait_until
+from tests.support.events import build_events, publish_events, simple_run, unique_session
+from tests.support.roles import Role, next_stream_seq, unique_name, wait_until
 from tests.support.scripted import ScriptedModel
+from tests.support.transcript_events import transcript_events
 from tests.support.worker import follow, running_worker, submit, worker_settings
 
 
@@ -205,3 +212,87 @@ def test_a_failed_tool_call_and_a_failed_run_carry_error_type() -> None:
         p for p in exported.points()[g.EXECUTE_TOOL_DURATION] if p.attributes.get(g.ERROR_TYPE)
     ]
     assert errors and errors[0].attributes[g.ERROR_TYPE] == "tool_error"
+
+
+class _Receiver:
+    """A tiny OTLP/HTTP receiver on loopback: it keeps every request it is sent."""
+
+    def __init__(self) -> None:
+        received: list[tuple[str, bytes]] = []
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                received.append((self.path, body))
+                self.send_response(200)
+                self.send_header("content-type", "application/x-protobuf")
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.received = received
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def span_names(self) -> set[str]:
+        names = set()
+        for path, body in list(self.received):
+            if path == "/v1/traces":
+                request = ExportTraceServiceRequest.FromString(body)
+                for resource in request.resource_spans:
+                    names |= {s.name for scope in resource.scope_spans for s in scope.spans}
+        return names
+
+    def metric_names(self) -> set[str]:
+        names = set()
+        for path, body in list(self.received):
+            if path == "/v1/metrics":
+                request = ExportMetricsServiceRequest.FromString(body)
+                for resource in request.resource_metrics:
+                    names |= {m.name for scope in resource.scope_metrics for m in scope.metrics}
+        return names
+
+
+async def test_the_metrics_process_exports_over_otlp_http(
+    js: JetStreamContext, settings: Settings, tmp_path: Path
+) -> None:
+    receiver = _Receiver()
+    receiver.thread.start()
+    assert settings.nats_url
+    role = Role(
+        "metrics",
+        ["--nats", settings.nats_url, "--data", str(tmp_path / "data"), "--metrics-port", "0"],
+        {
+            "AGENTCAST_METRICS_CONSUMER": unique_name("otlp"),
+            "AGENTCAST_CONSUMER_START_SEQ": str(await next_stream_seq(js)),
+            "AGENTCAST_OTEL_ENDPOINT": receiver.url,
+            "OTEL_METRIC_EXPORT_INTERVAL": "500",
+            "OTEL_BSP_SCHEDULE_DELAY": "200",
+        },
+        tmp_path / "metrics.log",
+        "Metrics ready",
+    )
+    role.start()
+    try:
+        await publish_events(js, transcript_events("bash", unique_session("otlp")))
+        await wait_until(
+            lambda: {"invoke_agent", "execute_tool Bash"} <= receiver.span_names(),
+            30,
+            "the spans at the collector",
+        )
+        await wait_until(
+            lambda: {g.TOKEN_USAGE, g.EXECUTE_TOOL_DURATION} <= receiver.metric_names(),
+            30,
+            "the metrics at the collector",
+        )
+    finally:
+        role.stop()
+        receiver.server.shutdown()
+        receiver.server.server_close()
+    assert any(name.startswith("chat ") for name in receiver.span_names())
