@@ -13,8 +13,8 @@ import pytest
 
 from agentcast.client import Client, event_type
 from agentcast.events import TERMINAL_TYPES, TextDelta
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, playwright_factory
 from tests.support.up import Up, running_up
-from tests.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, _playwright
 
 # Runs in the page: start a run with the module and follow it, recording what it delivers.
 _FOLLOW = """async ({ token, transport, prompt }) => {
@@ -44,7 +44,7 @@ async def demo(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Up]:
 
 @pytest.fixture
 async def page(demo: Up, tmp_path: Path) -> AsyncIterator[Any]:
-    async with _playwright()() as pw:
+    async with playwright_factory()() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         page = await browser.new_page()
         page.set_default_timeout(WAIT_MS)

@@ -197,4 +197,5 @@ async def test_the_sync_client_reads_and_refuses_like_the_async_one(
                 client.run("hello")
             return ids
 
-    assert await asyncio.to_thread(script) == [e.id for e in events]
+    # Called straight from a coroutine, as in a notebook: a loop already runs in this thread.
+    assert script() == [e.id for e in events]
