@@ -2,19 +2,30 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-from collections.abc import AsyncIterator
+import socket
+import subprocess
+import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from nats.js import JetStreamContext
 
 from agentcast.client import Client, event_type
-from agentcast.events import TERMINAL_TYPES, TextDelta
+from agentcast.embedded import free_port
+from agentcast.events import TERMINAL_TYPES, TextDelta, TextDeltaData
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, playwright_factory
+from tests.support.events import build_events, publish_events, unique_session
+from tests.support.gateway import GatewayProcess, token
+from tests.support.roles import wait_until
 from tests.support.up import Up, running_up
+
+NGINX = "/usr/sbin/nginx"
 
 # Runs in the page: start a run with the module and follow it, recording what it delivers.
 _FOLLOW = """async ({ token, transport, prompt }) => {
@@ -100,3 +111,108 @@ async def test_the_module_is_served_as_javascript(demo: Up) -> None:
     assert module.status_code == 200
     assert module.headers["content-type"].startswith("text/javascript")
     assert "export class Client" in module.text
+
+
+class Nginx:
+    """Real nginx in front of one gateway: with the gateway down it answers 502."""
+
+    def __init__(self, root: Path, upstream_port: int) -> None:
+        self.root = root
+        self.port = free_port()
+        self.errors = root / "error.log"
+        root.mkdir(parents=True, exist_ok=True)
+        temp = " ".join(
+            f"{kind}_temp_path {root / kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        (root / "nginx.conf").write_text(
+            f"daemon off; worker_processes 1; pid {root / 'nginx.pid'}; error_log {self.errors} error;\n"
+            "events { worker_connections 256; }\n"
+            f"http {{ access_log off; {temp}\n"
+            f"  server {{ listen 127.0.0.1:{self.port};\n"
+            f"    location / {{ proxy_pass http://127.0.0.1:{upstream_port}; proxy_http_version 1.1;\n"
+            '      proxy_set_header Connection ""; proxy_buffering off; proxy_read_timeout 3600s; } } }\n'
+        )
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [NGINX, "-p", str(self.root), "-c", str(self.root / "nginx.conf")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), 1),
+            ):
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nginx did not start: {self.errors.read_text()[-2000:]}")
+
+    def refused_upstream(self) -> int:
+        """How many requests found the gateway down (each logged by nginx, answered 502)."""
+        text = self.errors.read_text() if self.errors.exists() else ""
+        return text.count("connect() failed")
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+
+@pytest.fixture
+def nginx(own_gateway: GatewayProcess, tmp_path: Path) -> Iterator[Nginx]:
+    if not Path(NGINX).exists():
+        pytest.fail(f"{NGINX} not found: apt-get install -y nginx", pytrace=False)
+    proxy = Nginx(tmp_path / "nginx", own_gateway.port)
+    own_gateway.start()
+    proxy.start()
+    try:
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+_COLLECT = """async ({ token, session }) => {
+  const { Client } = await import("/static/agentcast.js");
+  const got = { seqs: [], states: [] };
+  window.__got = got;
+  new Client({ token }).events(session, {
+    onEvent: (event) => got.seqs.push(event.seq),
+    onState: (state) => got.states.push(state),
+  });
+}"""
+
+
+async def test_the_module_reconnects_itself_when_event_source_gives_up(
+    own_gateway: GatewayProcess, nginx: Nginx, js: JetStreamContext, tmp_path: Path
+) -> None:
+    """Behind nginx, a dead gateway is a 502: EventSource closes for good, the module retries."""
+    session = unique_session("es")
+    events = build_events(session, [TextDeltaData(index=0, text=f"{i} ") for i in range(30)])
+    async with playwright_factory()() as pw:
+        browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            page.set_default_timeout(WAIT_MS)
+            await page.goto(f"{nginx.url}/?token={token()}")
+            await page.evaluate(_COLLECT, {"token": token(), "session": session})
+            await publish_events(js, events[:10])
+            await page.wait_for_function("() => window.__got.seqs.length >= 10")
+            own_gateway.kill()
+            await publish_events(js, events[10:20])
+            await page.wait_for_function("() => window.__got.states.includes('reconnecting')")
+            # EventSource makes one attempt that gets the 502, then gives up: more are ours.
+            await wait_until(lambda: nginx.refused_upstream() >= 3, 60, "the module's own retries")
+            own_gateway.start()
+            await publish_events(js, events[20:])
+            await page.wait_for_function("() => window.__got.seqs.length >= 30", timeout=60_000)
+            got = await page.evaluate("window.__got")
+        finally:
+            await browser.close()
+    assert got["seqs"] == list(range(1, 31)), "an event lost or repeated"
