@@ -20,6 +20,7 @@ from agentcast.client.errors import GatewayUnreachable, error_of
 from agentcast.client.stream import StreamStats, resumable
 from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
+from agentcast.sessions import validate_session_id
 
 READ_TIMEOUT_S: Final = 60.0
 """A stream silent this long is presumed dead (the gateway sends a heartbeat every 15 s)."""
@@ -104,8 +105,11 @@ class Client:
 
         Reconnects from the last cursor on any disconnect; raises CursorExpired
         when `from_` is older than retention, AuthError when the token is refused.
+        Before the first event there is no cursor yet: a reconnect then asks
+        `from_` again, which for "now" means events published during the
+        outage are skipped (pass "start" or a cursor where that matters).
         """
-        return self._open(f"/v1/sessions/{session}/events", _types(types), from_)
+        return self._open(f"/v1/sessions/{_id(session)}/events", _types(types), from_)
 
     def firehose(
         self, sessions: str = "*", *, from_: str = "now", types: Sequence[str] | None = None
@@ -134,7 +138,7 @@ class Client:
     async def snapshot(self, session: str) -> ProgressSnapshot:
         """The session's latest progress snapshot; NotFound before its first is computed."""
         snapshot: ProgressSnapshot = _SNAPSHOT.decode(
-            await self._call("GET", f"/v1/sessions/{session}")
+            await self._call("GET", f"/v1/sessions/{_id(session)}")
         )
         return snapshot
 
@@ -155,13 +159,15 @@ class Client:
     async def cancel(self, session: str) -> CancelReply:
         """Cancel the session's active run; ClientError `not_running` (409) when none is."""
         reply: CancelReply = _CANCEL.decode(
-            await self._call("POST", f"/v1/sessions/{session}/cancel")
+            await self._call("POST", f"/v1/sessions/{_id(session)}/cancel")
         )
         return reply
 
     async def message(self, session: str, text: str) -> QueuedRun:
         """A follow-up message: it continues the conversation as the session's next run."""
-        body = await self._call("POST", f"/v1/sessions/{session}/messages", json={"text": text})
+        body = await self._call(
+            "POST", f"/v1/sessions/{_id(session)}/messages", json={"text": text}
+        )
         queued: QueuedRun = _QUEUED.decode(body)
         return queued
 
@@ -173,6 +179,11 @@ class Client:
         if response.status_code >= 400:
             raise error_of(response)
         return response.content
+
+
+def _id(session: str) -> str:
+    """A session id checked before it goes into a path (InvalidSessionId otherwise)."""
+    return validate_session_id(session)
 
 
 def _types(types: Sequence[str] | None) -> dict[str, str]:

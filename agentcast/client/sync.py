@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any, Self, TypeVar
 
 from agentcast.client.client import CancelReply, Client, QueuedRun
+from agentcast.client.stream import StreamStats
 from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
 
@@ -31,7 +32,7 @@ class SyncClient:
         self._client: Client = self._call(_make(gateway_url, token, kwargs))
 
     @property
-    def stats(self) -> Any:
+    def stats(self) -> StreamStats:
         return self._client.stats
 
     def __enter__(self) -> Self:
