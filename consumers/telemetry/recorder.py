@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from opentelemetry import trace
-from opentelemetry.metrics import Histogram, Meter
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.metrics import Meter
+from opentelemetry.trace import Span, SpanKind, Tracer
 from opentelemetry.util.types import AttributeValue
 
 from agentcast.events import (
@@ -54,6 +54,13 @@ from agentcast.events import (
     Status as StatusEvent,
 )
 from consumers.telemetry import genai as g
+from consumers.telemetry.instruments import (
+    Instruments,
+    error_attributes,
+    mark_failed,
+    seconds,
+    usage_attributes,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,30 +92,6 @@ class _Run:
     tools: dict[str, tuple[Span, int, str]] = field(default_factory=dict)
     agents: dict[str, tuple[Span, int, str]] = field(default_factory=dict)
     """Sub-agents by the tool_use_id of the Task call that started them."""
-
-
-class Instruments:
-    """The five GenAI histograms, with the bucket boundaries the conventions advise."""
-
-    def __init__(self, meter: Meter) -> None:
-        def histogram(name: str, unit: str, text: str, buckets: tuple[float, ...]) -> Histogram:
-            return meter.create_histogram(
-                name, unit=unit, description=text, explicit_bucket_boundaries_advisory=buckets
-            )
-
-        self.tokens = histogram(g.TOKEN_USAGE, "{token}", "Tokens per model call", g.TOKEN_BUCKETS)
-        self.duration = histogram(
-            g.OPERATION_DURATION, "s", "Model call duration", g.OPERATION_BUCKETS
-        )
-        self.first_chunk = histogram(
-            g.TIME_TO_FIRST_CHUNK, "s", "Request to first chunk", g.TIME_TO_FIRST_CHUNK_BUCKETS
-        )
-        self.agent = histogram(
-            g.INVOKE_AGENT_DURATION, "s", "Agent invocation duration", g.INVOKE_AGENT_BUCKETS
-        )
-        self.tool = histogram(
-            g.EXECUTE_TOOL_DURATION, "s", "Tool execution duration", g.EXECUTE_TOOL_BUCKETS
-        )
 
 
 class GenAiRecorder:
@@ -195,13 +178,13 @@ class GenAiRecorder:
             self._end_agent(run, tool_use_id, ts, "incomplete")
         if stop_reason:
             run.span.set_attribute(g.RESPONSE_FINISH_REASONS, [stop_reason])
-        run.span.set_attributes(_usage(usage))
-        _fail(run.span, error)
+        run.span.set_attributes(usage_attributes(usage))
+        mark_failed(run.span, error)
         run.span.end(end_time=ts)
-        attributes = {g.AGENT_NAME: "claude-code", **_error(error)}
+        attributes = {g.AGENT_NAME: "claude-code", **error_attributes(error)}
         if run.model:
             attributes[g.REQUEST_MODEL] = run.model
-        self.instruments.agent.record(_seconds(ts - run.start_ns), attributes)
+        self.instruments.agent.record(seconds(ts - run.start_ns), attributes)
         self.runs.pop(key, None)
 
     # -- scopes: the main agent, or a sub-agent under its Task call ---------------------
@@ -243,12 +226,12 @@ class GenAiRecorder:
         span, start, name = run.agents.pop(tool_use_id)
         if tool_use_id in run.chats:
             self._end_chat(run, tool_use_id, ts, None, None, error="incomplete")
-        _fail(span, error)
+        mark_failed(span, error)
         span.end(end_time=ts)
-        attributes = {g.AGENT_NAME: name, **_error(error)}
+        attributes = {g.AGENT_NAME: name, **error_attributes(error)}
         if run.model:
             attributes[g.REQUEST_MODEL] = run.model
-        self.instruments.agent.record(_seconds(ts - start), attributes)
+        self.instruments.agent.record(seconds(ts - start), attributes)
 
     # -- model calls -----------------------------------------------------------------
 
@@ -282,7 +265,7 @@ class GenAiRecorder:
         chat = run.chats.get(scope)
         if chat is not None and chat.first_chunk_ns is None:
             chat.first_chunk_ns = ts
-            chat.span.set_attribute(g.RESPONSE_TIME_TO_FIRST_CHUNK, _seconds(ts - chat.start_ns))
+            chat.span.set_attribute(g.RESPONSE_TIME_TO_FIRST_CHUNK, seconds(ts - chat.start_ns))
 
     def _end_chat(
         self, run: _Run, scope: str | None, ts: int, stop_reason: str | None,
@@ -291,20 +274,20 @@ class GenAiRecorder:
         chat = run.chats.pop(scope, None)
         if chat is None:
             return
-        tokens = _usage(usage)
+        tokens = usage_attributes(usage)
         chat.span.set_attributes(tokens)
         if stop_reason:
             chat.span.set_attribute(g.RESPONSE_FINISH_REASONS, [stop_reason])
-        _fail(chat.span, error)
+        mark_failed(chat.span, error)
         chat.span.end(end_time=ts)
         attributes: dict[str, AttributeValue] = {**_BASE, g.OPERATION_NAME: g.OP_CHAT}
         if chat.model:
             attributes[g.REQUEST_MODEL] = chat.model
             attributes[g.RESPONSE_MODEL] = chat.model
         i = self.instruments
-        i.duration.record(_seconds(ts - chat.start_ns), {**attributes, **_error(error)})
+        i.duration.record(seconds(ts - chat.start_ns), {**attributes, **error_attributes(error)})
         if chat.first_chunk_ns is not None:
-            i.first_chunk.record(_seconds(chat.first_chunk_ns - chat.start_ns), attributes)
+            i.first_chunk.record(seconds(chat.first_chunk_ns - chat.start_ns), attributes)
         for kind, key in (
             (g.TOKEN_INPUT, g.USAGE_INPUT_TOKENS),
             (g.TOKEN_OUTPUT, g.USAGE_OUTPUT_TOKENS),
@@ -352,40 +335,9 @@ class GenAiRecorder:
             return
         span, start, name = tool
         error = error or ("tool_error" if is_error else None)
-        _fail(span, error)
+        mark_failed(span, error)
         span.end(end_time=ts)
         self.instruments.tool.record(
-            _seconds(ts - start),
-            {g.TOOL_NAME: name, g.OPERATION_NAME: g.OP_EXECUTE_TOOL, **_error(error)},
+            seconds(ts - start),
+            {g.TOOL_NAME: name, g.OPERATION_NAME: g.OP_EXECUTE_TOOL, **error_attributes(error)},
         )
-
-
-def _usage(usage: Mapping[str, Any] | None) -> dict[str, AttributeValue]:
-    """Anthropic usage as GenAI attributes; input tokens include both cache parts."""
-    if not usage:
-        return {}
-    counts = {k: v for k, v in usage.items() if isinstance(v, int) and not isinstance(v, bool)}
-    read = counts.get("cache_read_input_tokens", 0)
-    created = counts.get("cache_creation_input_tokens", 0)
-    out: dict[str, AttributeValue] = {
-        g.USAGE_INPUT_TOKENS: counts.get("input_tokens", 0) + read + created,
-        g.USAGE_CACHE_READ_INPUT_TOKENS: read,
-        g.USAGE_CACHE_CREATION_INPUT_TOKENS: created,
-    }
-    if "output_tokens" in counts:
-        out[g.USAGE_OUTPUT_TOKENS] = counts["output_tokens"]
-    return out
-
-
-def _error(error: str | None) -> dict[str, AttributeValue]:
-    return {g.ERROR_TYPE: error} if error else {}
-
-
-def _fail(span: Span, error: str | None) -> None:
-    if error:
-        span.set_attribute(g.ERROR_TYPE, error)
-        span.set_status(Status(StatusCode.ERROR, error))
-
-
-def _seconds(ns: int) -> float:
-    return max(0, ns) / 1e9
