@@ -8,6 +8,7 @@ async with Client("http://127.0.0.1:8000", token) as client:
 
 from __future__ import annotations
 
+import contextlib
 import weakref
 from collections.abc import AsyncGenerator, Sequence
 from types import TracebackType
@@ -93,7 +94,9 @@ class Client:
 
     async def aclose(self) -> None:
         for stream in list(self._streams):
-            await stream.aclose()
+            # One being iterated by another task right now fails on its next read instead.
+            with contextlib.suppress(RuntimeError):
+                await stream.aclose()
         await self._http.aclose()
 
     # -- reading -------------------------------------------------------------------
