@@ -128,6 +128,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     archive_open_files: int = 256
     idle_after_s: float = 60.0
     """A running session with no event for this long shows state `idle`."""
+    otel_endpoint: str | None = None
+    """OTLP/HTTP collector base URL (e.g. http://127.0.0.1:4318): the metrics consumer exports GenAI spans and metrics there."""
 
     def resolved_data_dir(self) -> Path:
         return Path(self.data_dir).expanduser().resolve()

@@ -1,4 +1,5 @@
-"""The web dashboard: `GET /` and its static assets under `/dashboard/`, no build step.
+"""The web dashboard: `GET /` and its static assets under `/dashboard/`, no build step;
+and the browser client module at `/static/agentcast.js`, which the dashboard uses too.
 
 The files live in gateway/dashboard/ (package data). The page takes its token
 from its own URL (`/?token=...`) and sends it with every API call; the assets
@@ -48,6 +49,18 @@ def _asset(name: str) -> Response:
 @router.get("/", summary="The dashboard (open it with ?token=...)", response_class=Response)
 async def index() -> Response:
     return _asset("index.html")
+
+
+@router.get(
+    "/static/agentcast.js",
+    summary="The browser client (an ES module: streams that resume, runs, cancel, messages)",
+    response_class=Response,
+)
+async def client_module() -> Response:
+    response = _asset("agentcast.js")
+    # A public module other origins may import (their API calls still need the gateway's CORS).
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 @router.get("/dashboard/{name}", include_in_schema=False)

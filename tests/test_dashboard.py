@@ -20,36 +20,12 @@ import httpx
 import pytest
 from httpx_sse import aconnect_sse
 
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, playwright_factory
 from tests.support.gateway import GatewayProcess
 from tests.support.up import Up, running_up
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-quic", "--no-first-run", "--disable-component-update", "--disable-sync",
-]  # fmt: skip
 README_SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "dashboard.png"
 """Refreshed only with AGENTCAST_UPDATE_SCREENSHOT=1, so a test run leaves the tree clean."""
-WAIT_MS = 30_000
-"""Generous: how long anything may take to show up (nothing here is timed)."""
-
-
-def _playwright() -> Any:
-    if not CHROMIUM.exists():
-        pytest.fail(
-            f"{CHROMIUM} not found: the dashboard test needs Debian's chromium "
-            "(apt-get install -y chromium fonts-dejavu-core; .ci/run does this)",
-            pytrace=False,
-        )
-    try:
-        from playwright.async_api import async_playwright
-    except ImportError:
-        pytest.fail(
-            "playwright is not installed: pip install -e '.[test]' (never `playwright install`: "
-            "the test drives the system's chromium)",
-            pytrace=False,
-        )
-    return async_playwright
 
 
 @pytest.fixture
@@ -61,7 +37,7 @@ async def demo(tmp_path: Path) -> AsyncIterator[Up]:
 @pytest.fixture
 async def page(tmp_path: Path) -> AsyncIterator[Any]:
     """A dark-mode page; its uncaught errors fail the test; its last state is saved as last.png."""
-    async with _playwright()() as pw:
+    async with playwright_factory()() as pw:
         browser = await pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         context = await browser.new_context(
             viewport={"width": 1440, "height": 900}, color_scheme="dark"
@@ -76,18 +52,6 @@ async def page(tmp_path: Path) -> AsyncIterator[Any]:
         finally:
             await page.screenshot(path=str(tmp_path / "last.png"))  # to look at after a failure
             await browser.close()
-
-
-def _gateway_pid(data: Path) -> int:
-    """The gateway that `up` started (our own child's child), found by its command line."""
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError):
-            continue
-        if b"gateway" in cmdline and str(data.resolve()).encode() in cmdline:
-            return int(entry.name)
-    raise AssertionError("no gateway process found")
 
 
 async def _streamed_text(up: Up, session: str) -> str:
@@ -151,7 +115,7 @@ async def test_dashboard_shows_live_agents_streams_runs_and_cancels(
     streaming = page.locator(".run .text.streaming").first
     await expect(streaming).to_contain_text("Streaming an agent")
     await _grows(page, len(await streaming.text_content() or ""))
-    os.kill(_gateway_pid(demo.data), signal.SIGKILL)  # `up` starts another
+    os.kill(demo.gateway_pid(), signal.SIGKILL)  # `up` starts another
     conn = page.locator("#events-conn")
     await expect(conn).to_have_attribute("data-state", "reconnecting")
     await expect(conn).to_have_attribute("data-state", "live")

@@ -12,12 +12,11 @@ import asyncio
 import contextlib
 import signal
 import time
-from typing import Any
 
-import httpx
-from httpx_sse import aconnect_sse
+import msgspec
 from rich.console import Console
 
+from agentcast.client import Client, ClientError, GatewayUnreachable
 from agentcast.codec import decode_loose, encode
 from agentcast.commands._common import add_client_args, fail, gateway_token, setup_logging
 from agentcast.events import TERMINAL_TYPES, AnyEvent
@@ -47,23 +46,15 @@ def _run(args: argparse.Namespace) -> int:
 
 
 async def _follow_run(args: argparse.Namespace, token: str) -> int:
-    headers = {"Authorization": f"Bearer {token}"}
-    body: dict[str, Any] = {"prompt": args.prompt}
-    if args.session:
-        body["session"] = args.session
     console = Console()
-    async with httpx.AsyncClient(
-        base_url=args.gateway, headers=headers, timeout=httpx.Timeout(10, read=None)
-    ) as client:
+    async with Client(args.gateway, token) as client:
         try:
-            response = await client.post("/v1/runs", json=body)
-        except httpx.HTTPError as exc:
-            fail(f"cannot reach the gateway at {args.gateway}: {exc}")
-        if response.status_code != 202:
-            error = _error_of(response)
-            fail(f"{error['code']}: {error['message']}")
-        started = response.json()
-        session, run = started["session"], started["run"]
+            queued = await client.run(args.prompt, session=args.session or None)
+        except GatewayUnreachable as exc:
+            fail(f"cannot reach the gateway at {args.gateway}: {exc.message}")
+        except ClientError as exc:
+            fail(f"{exc.code}: {exc.message}")
+        session, run = queued.session, queued.run
         if not args.json:
             console.print(f"[dim]session {session} · run {run}[/]")
         cancel = asyncio.Event()
@@ -80,64 +71,46 @@ async def _follow_run(args: argparse.Namespace, token: str) -> int:
 
 
 async def _watch(
-    client: httpx.AsyncClient, console: Console, session: str, run: int, as_json: bool
+    client: Client, console: Console, session: str, run: int, as_json: bool
 ) -> AnyEvent:
     """Follow the session's events from its start; show those of our run until it closes."""
     started = time.monotonic()
     view = None if as_json else RunView(console)
     poller = None if view is None else asyncio.create_task(_poll_progress(client, session, view))
-    cursor = "start"
     try:
         with view or contextlib.nullcontext():
-            while True:  # reconnect with the last cursor if the stream drops
-                try:
-                    async with aconnect_sse(
-                        client, "GET", f"/v1/sessions/{session}/events", params={"from": cursor}
-                    ) as source:
-                        async for sse in source.aiter_sse():
-                            if not sse.data or sse.event in ("lagged", "error"):
-                                continue
-                            cursor = sse.id or cursor
-                            event = decode_loose(sse.data.encode())
-                            if event.run < run:
-                                continue
-                            if view is None:
-                                print(encode(event).decode(), flush=True)
-                            else:
-                                view.feed(event)
-                            if event.type in TERMINAL_TYPES:
-                                if view is not None:
-                                    view.__exit__(None, None, None)
-                                    console.print(view.summary(event, started))
-                                return event
-                except httpx.TransportError:
-                    await asyncio.sleep(0.5)
+            # The client resumes from its last cursor by itself when the stream drops.
+            async for typed in client.events(session, from_="start"):
+                if typed.run < run:
+                    continue
+                raw = encode(typed)
+                event = decode_loose(raw)  # the live view reads any type, as plain data
+                if view is None:
+                    print(raw.decode(), flush=True)
+                else:
+                    view.feed(event)
+                if event.type in TERMINAL_TYPES:
+                    if view is not None:
+                        view.__exit__(None, None, None)
+                        console.print(view.summary(event, started))
+                    return event
     finally:
         if poller is not None:
             poller.cancel()
+    raise AssertionError("a session's event stream never ends")
 
 
-async def _poll_progress(client: httpx.AsyncClient, session: str, view: RunView) -> None:
+async def _poll_progress(client: Client, session: str, view: RunView) -> None:
     while True:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            response = await client.get(f"/v1/sessions/{session}")
-            if response.status_code == 200:
-                view.progress(response.json())
+        with contextlib.suppress(ClientError):
+            view.progress(msgspec.to_builtins(await client.snapshot(session)))
         await asyncio.sleep(_PROGRESS_POLL_S)
 
 
 async def _cancel_when(
-    cancel: asyncio.Event, client: httpx.AsyncClient, session: str, console: Console
+    cancel: asyncio.Event, client: Client, session: str, console: Console
 ) -> None:
     await cancel.wait()
     console.print("[yellow]Cancelling…[/]")
-    with contextlib.suppress(httpx.HTTPError):
-        await client.post(f"/v1/sessions/{session}/cancel")
-
-
-def _error_of(response: httpx.Response) -> dict[str, str]:
-    try:
-        error = response.json()["error"]
-        return {"code": str(error["code"]), "message": str(error["message"])}
-    except (ValueError, KeyError, TypeError):
-        return {"code": str(response.status_code), "message": response.text[:200]}
+    with contextlib.suppress(ClientError):
+        await client.cancel(session)

@@ -48,6 +48,7 @@ from consumers.progress.prometheus import ProgressMetrics
 from consumers.progress.reducer import SessionState, apply, new_state, snapshot
 from consumers.pull import Delivery
 from consumers.suspects import Reason
+from consumers.telemetry import telemetry_from
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         self._idle_after_ns = int(settings.idle_after_s * 1e9)
         self._store: KeyValue | None = None
         self.applied = 0
+        self.telemetry = telemetry_from(settings)  # OpenTelemetry GenAI, when configured
 
     async def startup(self) -> None:
         s = self.settings
@@ -173,6 +175,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         # The type as the subject names it (its last token).
         at = self._session_token
         self.metrics.observe(state, after, item, delivery.subject.split(".", at + 1)[at + 1])
+        self.telemetry.observe(item)
         self.states[session] = after
         self._dirty.add(session)
         self._unstored.add(session)

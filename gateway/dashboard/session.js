@@ -1,12 +1,11 @@
 // The session view (#/s/<id>): header from the progress store, live transcript, actions.
 
-import { cancelRun, sendMessage, startRun } from "./api.js";
+import { cancelRun, client, sendMessage, startRun } from "./api.js";
 import { renderChecklist } from "./plan.js";
 import { mountRail, setProgress } from "./sessions.js";
 import { ACTIVE, store } from "./store.js";
-import { Stream, showConnection } from "./stream.js";
-import { TRANSCRIPT_TYPES, TYPES_PARAM, Transcript } from "./transcript.js";
-import { el, formatCost, formatCount, formatDuration, frameLoop, setText, toast, totalTools } from "./util.js";
+import { TYPES_PARAM, Transcript } from "./transcript.js";
+import { el, formatCost, formatCount, formatDuration, frameLoop, setText, showConnection, toast, totalTools } from "./util.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -145,23 +144,15 @@ export function mountSessionView() {
     renderPlan([]);
     const transcript = new Transcript($("transcript"), { onPlan: renderPlan, onRuns: renderRuns });
     renderRuns([]);
-    const stream = new Stream(`/v1/sessions/${encodeURIComponent(session)}/events`, {
-      params: { types: TYPES_PARAM },
-      events: TRANSCRIPT_TYPES,
-      onEvent: (name, data) => {
-        try {
-          transcript.push(JSON.parse(data));
-        } catch (exc) {
-          console.warn("bad event", exc);
-        }
-      },
+    const stream = client.events(session, {
+      types: TYPES_PARAM.split(","),
+      onEvent: (event) => transcript.push(event),
       onState: (state, error) => {
         showConnection($("events-conn"), state, error);
         if (error) toast(`Transcript stream: ${error.message} (${error.code})`, "error");
       },
     });
     current = { session, transcript, stream };
-    stream.start();
     rail.select(session);
     renderHeader();
   }

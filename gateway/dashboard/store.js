@@ -1,6 +1,7 @@
 // Progress snapshots of every visible session, fed by GET /v1/progress.
 
-import { Stream, showConnection } from "./stream.js";
+import { client } from "./api.js";
+import { showConnection } from "./util.js";
 
 export const STATES = ["running", "queued", "idle", "completed", "failed", "cancelled"];
 export const ACTIVE = new Set(["queued", "running", "idle"]);
@@ -32,25 +33,17 @@ class SessionStore {
   }
 
   connect(indicator, onError) {
-    this.stream = new Stream("/v1/progress", {
-      events: ["progress", "synced"],
-      onEvent: (name, data) => {
-        if (name === "synced") {
-          this.synced = true;
-          for (const listener of this.listeners) listener(null);
-          return;
-        }
-        try {
-          this.put(JSON.parse(data));
-        } catch (exc) {
-          console.warn("bad progress snapshot", exc);
-        }
+    this.stream = client.progress({
+      onSynced: () => {
+        this.synced = true;
+        for (const listener of this.listeners) listener(null);
       },
+      onSnapshot: (snapshot) => this.put(snapshot),
       onState: (state, error) => {
         showConnection(indicator, state, error);
         if (error) onError(error);
       },
-    }).start();
+    });
   }
 }
 

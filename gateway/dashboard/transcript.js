@@ -10,15 +10,7 @@ import { renderMarkdown } from "./markdown.js";
 import { ToolCard } from "./tools.js";
 import { Plan } from "./plan.js";
 
-/** Every event type the transcript shows (EventSource listens by name). */
-export const TRANSCRIPT_TYPES = [
-  "run.queued", "run.started", "status", "message.started", "message.completed",
-  "text.delta", "text.completed", "thinking.delta", "thinking.completed",
-  "tool.started", "tool.input.delta", "tool.called", "tool.result", "user.message",
-  "rate_limit", "task.started", "task.progress", "task.completed",
-  "run.completed", "run.failed", "run.cancelled",
-];
-/** The same as a server-side filter: `sdk.other` is never sent to the page. */
+/** The types the transcript shows, as a server-side filter: `sdk.other` is never sent to the page. */
 export const TYPES_PARAM = "run.*,status,message.*,text.*,thinking.*,tool.*,user.message,rate_limit,task.*";
 const END = new Set(["run.completed", "run.failed", "run.cancelled"]);
 

@@ -90,3 +90,10 @@ export function toast(message, kind = "info") {
   box.append(item);
   setTimeout(() => item.remove(), kind === "error" ? 8000 : 4000);
 }
+/** Show a stream's state in a `.conn` indicator element. */
+export function showConnection(node, state, error) {
+  const labels = { connecting: "connecting", live: "live", reconnecting: "reconnecting…", error: "disconnected" };
+  node.dataset.state = state;
+  node.querySelector(".conn-label").textContent = labels[state] || state;
+  node.title = error ? String(error) : `stream ${labels[state] || state}`;
+}

@@ -42,6 +42,17 @@ class Up:
     def token(self) -> str:
         return self.dashboard.rsplit("token=", 1)[1]
 
+    def gateway_pid(self) -> int:
+        """The gateway that `up` started (our own child's child), found by its command line."""
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+            except (OSError, ValueError):
+                continue
+            if b"gateway" in cmdline and str(self.data.resolve()).encode() in cmdline:
+                return int(entry.name)
+        raise AssertionError("no gateway process found")
+
 
 @asynccontextmanager
 async def running_up(data: Path, *args: str, ready_s: float = 60.0) -> AsyncIterator[Up]:
