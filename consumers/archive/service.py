@@ -31,7 +31,9 @@ from nats.aio.client import Client
 
 from agentcast.bus import ensure_streams
 from agentcast.settings import Settings
-from consumers.archive.partition import ensure_source
+from consumers.archive import signing
+from consumers.archive.checkpointer import Checkpointer
+from consumers.archive.partition import ensure_source, partition_of
 from consumers.archive.writer import ArchiveWriter
 from consumers.consumer import LeasedConsumer
 from consumers.pull import Delivery
@@ -57,6 +59,7 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         self._session_token = 2
         self._first_pending = 0.0
         self.archived = 0
+        self.checkpoints: Checkpointer | None = None
 
     def _new_writer(self) -> ArchiveWriter:
         s = self.settings
@@ -81,6 +84,16 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             sourced=src.sourced,
         )
         self.writer.scan()
+        self.checkpoints = Checkpointer(
+            self.root,
+            src.durable,
+            signing.key_path(self.settings),
+            interval_s=self.settings.checkpoint_interval_s,
+            js=self.js,
+            replicas=self.settings.replicas,
+            owns=self._owns,
+        )
+        await self.checkpoints.start(self.writer.chains())
         logger.info("Archiver ready: %s from %s (%s)", self.root, src.stream, src.durable)
 
     # -- one delivery ----------------------------------------------------------------
@@ -204,7 +217,21 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
             for sf in self.writer.due_for_seal(time.time_ns()):
                 self.writer.seal(sf)
         await self.commit()
+        if self.checkpoints is not None:  # after the commit: every line is fsynced
+            await self.checkpoints.tick(self.writer.chains())
         await self.writer.compress_sealed()
+
+    async def shutdown(self) -> None:
+        await super().shutdown()
+        if self.checkpoints is not None:
+            # Heads are durable only if the last commit wrote every line.
+            await self.checkpoints.final(
+                None if self.writer.pending_lines else self.writer.chains()
+            )
+
+    def _owns(self, session: str) -> bool:
+        n = self.settings.archive_partitions
+        return n <= 1 or partition_of(session, n) == self.settings.archive_partition
 
     def close(self) -> None:
         self.writer.close()
