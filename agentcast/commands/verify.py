@@ -145,8 +145,20 @@ def _read_witness(url: str, archive_ids: list[str]) -> dict[str, list[bytes]]:
 
     from consumers.archive import witness
 
+    async def quiet(exc: Exception) -> None:
+        del exc  # reported once, below, instead of nats-py's traceback per attempt
+
     async def read() -> dict[str, list[bytes]]:
-        nc = await nats.connect(servers=url.split(","), allow_reconnect=False, connect_timeout=3)
+        # nats-py's connect can retry an unreachable server forever: bounded here.
+        nc = await asyncio.wait_for(
+            nats.connect(
+                servers=url.split(","),
+                connect_timeout=2,
+                max_reconnect_attempts=0,
+                error_cb=quiet,
+            ),
+            10,
+        )
         try:
             js = nc.jetstream(timeout=5)
             return {a: await witness.read_all(js, a) for a in archive_ids}
