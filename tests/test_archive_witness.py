@@ -107,3 +107,30 @@ async def test_an_unreachable_witness_cannot_verify(tmp_path: Path) -> None:
     got = await cli("verify", str(tmp_path), "--witness", f"nats://127.0.0.1:{free_port()}")
     assert got.returncode == 2 and "could not read the witness" in got.stderr, got.stderr
     assert "Traceback" not in got.stderr
+
+
+async def test_verify_after_the_readme_demo_passes_with_open_files(tmp_path: Path) -> None:
+    import re
+
+    from tests.support.up import running_up
+
+    data = tmp_path / "data"
+    archive = data / "archive"
+    async with running_up(data, "--demo", "--speed", "0", "--demo-agents", "3") as up:
+        match = re.search(r"Signed by\s+(ed25519:\S+)", up.banner)
+        assert match, up.banner
+        key = match.group(1)
+        assert (
+            key == (await cli("archiver", "--print-public-key", "--data", str(data))).stdout.strip()
+        )
+        await wait_until(
+            lambda: len(list(archive.glob("*/*.jsonl*"))) >= 3, 60, "3 sessions archived"
+        )
+        await wait_until(lambda: any(archive.glob("_checkpoints.*.jsonl")), 30, "a checkpoint log")
+        plain = await cli("verify", str(archive))
+        assert plain.returncode == 0, plain.stdout[-2000:]
+        assert ": open: " in plain.stdout and "BROKEN" not in plain.stdout
+        signed = await cli("verify", str(archive), "--key", key, "--witness", up.nats_url)
+        assert signed.returncode == 0, signed.stdout[-2000:] + signed.stderr[-2000:]
+    log = (data / "nats" / "nats-server.log").read_text()
+    assert [line for line in log.splitlines() if "Violation" in line][:10] == []

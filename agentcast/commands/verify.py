@@ -69,10 +69,12 @@ def _run(args: argparse.Namespace) -> int:
     files = list(iter_archive(path))
     if not files and not logs:
         fail(f"{path}: holds no archive (no <YYYY-MM-DD>/<session>.jsonl files, no checkpoint log)")
+    # Logs before files: a checkpoint names only lines already written, so on a live
+    # archive every head it records is in the files read after it.
+    audits = [audit.audit_log(log, trusted) for log in logs]
     reports = {session_of(p) or str(p): verify_file(p, allow_open=not args.sealed) for p in files}
     if path.is_file() and next(iter(reports.values())).not_archive:
         fail(f"{path}: not an archive file (no line of it is an archive line)")
-    audits = [audit.audit_log(log, trusted) for log in logs]
     if args.prove:
         return _prove(audits, args.prove)
     findings: list[Any] = []

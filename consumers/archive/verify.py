@@ -24,7 +24,7 @@ from typing import Any, Final
 import zstandard
 
 from consumers.archive import chain
-from consumers.archive.files import iter_archive, read_bytes, session_of
+from consumers.archive.files import PLAIN, SEALED, iter_archive, read_bytes, session_of
 
 _MAX_SEARCH: Final = 200_000
 """Lines searched for a moved line's true predecessor."""
@@ -78,7 +78,7 @@ def verify_path(path: Path, *, allow_open: bool = False) -> list[FileReport]:
 def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
     report = FileReport(path)
     try:
-        data = read_bytes(path)
+        data = _read_live(path)
     except (OSError, zstandard.ZstdError) as exc:
         report.problems.append(Problem(0, "unreadable", str(exc)))
         return report
@@ -92,7 +92,9 @@ def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
             report.problems.append(Problem(no, "edited", f"not an archive line ({exc})"))
             continue
         lines.append(_Line(no, canonical, digest, record, chain.record_kind(record)))
-    if raw[-1]:
+    # An open file's unfinished last line is being written (or a crash cut it, and the
+    # archiver will): accepted with the open files, never acknowledged, never checkpointed.
+    if raw[-1] and not (allow_open and path.name.endswith(PLAIN) and any(raw[:-1])):
         report.problems.append(
             Problem(len(raw), "truncated", "the file ends inside this line (no newline)")
         )
@@ -107,6 +109,18 @@ def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
         )
     report.problems.sort(key=lambda p: p.line)
     return report
+
+
+def _read_live(path: Path) -> bytes:
+    """A file's content, following it when a live archiver compressed or reopened it meanwhile."""
+    try:
+        return read_bytes(path)
+    except FileNotFoundError:
+        session = session_of(path)
+        if session is None:
+            raise
+        other = SEALED if path.name.endswith(PLAIN) else PLAIN
+        return read_bytes(path.with_name(session + other))
 
 
 def _index(lines: list[_Line], report: FileReport) -> None:
