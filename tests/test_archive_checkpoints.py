@@ -218,7 +218,10 @@ async def test_a_rotated_key_is_followed(tmp_path: Path) -> None:
         old = cp.public_key
         append(w, build_events("s_r", simple_run(2)))
         await w.flush()
-        new = signing.public_of(signing.create_next(key))
+        rotated = await cli("archiver", "--rotate-key", "--key", str(key))
+        assert rotated.returncode == 0, rotated.stderr
+        new = rotated.stdout.strip()
+        assert new == signing.public_of(signing.load_private(signing.next_path(key)))
         await cp.tick(w.chains())
         await cp.write()  # names the new key, signed by the old one
         assert cp.public_key == new and not signing.next_path(key).exists()
