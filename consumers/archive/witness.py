@@ -71,6 +71,8 @@ async def publish(js: JetStreamContext, archive_id: str, payload: bytes, after: 
         payload,
         stream=STREAM,
         headers={"Nats-Expected-Last-Subject-Sequence": str(after)},
+        # Short: the archive loop waits on it; a checkpoint not witnessed now is retried later.
+        timeout=2.0,
     )
     return ack.seq
 
