@@ -82,6 +82,11 @@ class Checkpointer:
     # -- start -----------------------------------------------------------------------
 
     async def start(self, chains: Iterable[SessionFile]) -> None:
+        """At the archiver's start, and again after a pause (another process may have written meanwhile)."""
+        self._heads, self._changed, self._full = {}, set(), True
+        self.seq, self._prev, self._expected_key = 0, "", ""
+        self._unwitnessed.clear()
+        self._witness_after = None
         loop = asyncio.get_running_loop()
         self._key = await loop.run_in_executor(None, signing.load_or_create, self.key_file)
         self._read_log()
@@ -210,10 +215,9 @@ class Checkpointer:
         if time.monotonic() >= self._next_due:
             await self.write()
 
-    async def final(self, chains: Iterable[SessionFile] | None) -> None:
-        """The shutdown checkpoint; `None`: the last commit failed, keep the heads noted before."""
-        if chains is not None:
-            self.observe(chains)
+    async def final(self, chains: Iterable[SessionFile]) -> None:
+        """The shutdown checkpoint, right after the last commit."""
+        self.observe(chains)
         await self.write()
 
     async def write(self) -> None:

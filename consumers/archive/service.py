@@ -35,7 +35,7 @@ from consumers.archive import signing
 from consumers.archive.checkpointer import Checkpointer
 from consumers.archive.partition import ensure_source, partition_of
 from consumers.archive.writer import ArchiveWriter
-from consumers.consumer import LeasedConsumer
+from consumers.consumer import _BUS_ERRORS, LeasedConsumer
 from consumers.pull import Delivery
 from consumers.suspects import Reason, SuspectEvents
 
@@ -187,6 +187,8 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         self.writer = self._new_writer()
         self.writer.scan()
         self._first_pending = 0.0
+        if self.checkpoints is not None:  # the log may have grown meanwhile: read it again
+            await self.checkpoints.start(self.writer.chains())
 
     async def tick(self) -> None:
         for session in self.held.expired():
@@ -222,12 +224,15 @@ class Archiver(LeasedConsumer[tuple[dict[str, Any], Delivery]]):
         await self.writer.compress_sealed()
 
     async def shutdown(self) -> None:
+        # The last checkpoint while the lease is still ours: once it is given back,
+        # another process may write this log.
+        if self.checkpoints is not None and not self._paused:
+            try:
+                await self.commit()
+                await self.checkpoints.final(self.writer.chains())
+            except _BUS_ERRORS as exc:
+                logger.warning("No checkpoint at shutdown (%r): the next start writes one", exc)
         await super().shutdown()
-        if self.checkpoints is not None:
-            # Heads are durable only if the last commit wrote every line.
-            await self.checkpoints.final(
-                None if self.writer.pending_lines else self.writer.chains()
-            )
 
     def _owns(self, session: str) -> bool:
         n = self.settings.archive_partitions
