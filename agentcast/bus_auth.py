@@ -63,6 +63,9 @@ PROGRESS_STATE_BUCKET: Final = "agentcast_progress"
 WORKERS_BUCKET: Final = "agentcast_workers"
 RUNNING_BUCKET: Final = "agentcast_running"
 TRANSCRIPTS_STORE: Final = "agentcast_transcripts"
+CHECKPOINTS_STREAM: Final = "AGENTCAST_CHECKPOINTS"
+"""The archive checkpoints' witness (consumers/archive/witness.py): archivers append, admin verifies."""
+CHECKPOINTS_ALL: Final = "agentcast.checkpoints.>"
 MAX_ARCHIVE_PARTITIONS: Final = 16
 """Partitioned archive streams (AGENTCAST_ARCHIVE_P2..P16) the archiver may use."""
 
@@ -219,6 +222,9 @@ def grants(
                 _durable(EVENTS_STREAM, archive_durable),
                 _archive_partitions(),
                 leases,
+                _stream(CHECKPOINTS_STREAM),
+                _direct_get(CHECKPOINTS_STREAM),
+                [CHECKPOINTS_ALL],
             ),
             subscribe=(f"{inbox_prefix('archiver')}.>",),
             publish_deny=(EVENTS_ALL, LIVE_ALL),

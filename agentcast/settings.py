@@ -126,6 +126,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Metrics processes sharing the sessions (as `archive_partitions` does for the archive)."""
     metrics_partition: int = 0
     archive_open_files: int = 256
+    checkpoint_interval_s: float = 60.0
+    """Seconds between the archiver's signed checkpoints (one more at shutdown)."""
+    archive_key: str | None = None
+    """Path of the archiver's Ed25519 signing key (PEM); None: `<data_dir>/archive.key`, made at first start."""
     idle_after_s: float = 60.0
     """A running session with no event for this long shows state `idle`."""
     otel_endpoint: str | None = None

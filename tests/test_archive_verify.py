@@ -110,7 +110,7 @@ async def test_verify_command_checks_a_tree_and_exits_nonzero_on_a_break(tmp_pat
         await write_session(tmp_path, f"s_{i}", compress=i == 0)
     assert all(r.ok for r in verify_path(tmp_path)) and len(verify_path(tmp_path)) == 3
     ok = await cli("verify", str(tmp_path))
-    assert ok.returncode == 0 and "OK: 3 files, 36 events" in ok.stdout
+    assert ok.returncode == 0 and "OK: 3 files (0 open), 36 events" in ok.stdout
     target = next(tmp_path.glob("*/s_1.jsonl"))
     lines = target.read_bytes().splitlines(keepends=True)
     del lines[3]

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from agentcast.commands._common import add_common_args, settings_from_args, setup_logging
+from agentcast.commands._common import add_common_args, fail, settings_from_args, setup_logging
 from agentcast.commands._role import add_partition_args
 
 
@@ -35,7 +36,49 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default=None,
         help="serve the archiver's /metrics (suspected forgeries) on this port (0: a free one)",
     )
+    p.add_argument(
+        "--key",
+        dest="archive_key",
+        help="Ed25519 signing key (PEM) for checkpoints (default <data>/archive.key, made at first start)",
+    )
+    p.add_argument(
+        "--checkpoint-interval",
+        dest="checkpoint_interval_s",
+        type=float,
+        help="seconds between signed checkpoints (default 60)",
+    )
+    p.add_argument(
+        "--print-public-key",
+        action="store_true",
+        help="print the checkpoints' public key (creating the key if needed) and exit",
+    )
+    p.add_argument(
+        "--rotate-key",
+        action="store_true",
+        help="make a new key; the archiver names it in its next checkpoint, signed by the old one",
+    )
     p.set_defaults(func=_run)
+
+
+def _keys(args: argparse.Namespace) -> int:
+    from consumers.archive import signing
+
+    path = signing.key_path(settings_from_args(args))
+    try:
+        key = signing.load_or_create(path)
+        if args.rotate_key:
+            nxt = signing.create_next(path)
+            print(signing.public_of(nxt))
+            print(
+                f"agentcast: the archiver signs its next checkpoint with {signing.public_of(key)} "
+                f"naming this key, then uses {signing.next_path(path)} as {path}",
+                file=sys.stderr,
+            )
+        else:
+            print(signing.public_of(key))
+    except (OSError, signing.KeyProblem) as exc:
+        fail(str(exc))
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -43,6 +86,8 @@ def _run(args: argparse.Namespace) -> int:
     from consumers.archive.service import Archiver
     from consumers.suspects import SuspectEvents
 
+    if args.print_public_key or args.rotate_key:
+        return _keys(args)
     setup_logging(args)
     settings = settings_from_args(args)
     root = settings.resolved_archive_dir()

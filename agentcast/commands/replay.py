@@ -24,7 +24,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from agentcast.render import Renderer
     from agentcast.sessions import is_valid_session_id
-    from consumers.archive.reader import read_events, session_path
+    from consumers.archive.reader import NotAnArchive, read_events, session_path
 
     as_path = Path(args.session)
     if as_path.is_file():
@@ -38,7 +38,11 @@ def _run(args: argparse.Namespace) -> int:
             fail(f"session {args.session} is not in the archive {root}", 1)
     assert path is not None
     renderer = Renderer(Console(highlight=False), json=args.json)
-    for event in read_events(path):
-        renderer.feed(event)
-    renderer.close()
+    try:
+        for event in read_events(path):
+            renderer.feed(event)
+    except NotAnArchive as exc:
+        fail(f"{path}: {exc}")
+    finally:
+        renderer.close()
     return 0

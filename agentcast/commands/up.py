@@ -211,10 +211,18 @@ def _banner(settings: Settings, url: str, token: str, seconds: float, demo: bool
         f"  Metrics    {base}/metrics (gateway), http://127.0.0.1:{settings.metrics_port}/metrics (progress)",
         f"  NATS       {url}",
         f"  Archive    {settings.resolved_archive_dir()}",
+        f"  Signed by  {_archive_public_key(settings)} (agentcast verify --key)",
         f"  Logs       {settings.resolved_data_dir() / 'logs'}",
         "Press Ctrl+C to stop.",
     ]
     print("\n".join(lines), flush=True)
+
+
+def _archive_public_key(settings: Settings) -> str:
+    """The archiver's checkpoint key (made now if it is the first start: the archiver loads the same)."""
+    from consumers.archive import signing
+
+    return signing.public_of(signing.load_or_create(signing.key_path(settings)))
 
 
 async def _watch(

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import msgspec
+import zstandard
 
 from agentcast.events import AnyEvent
 from consumers.archive import chain
@@ -21,10 +22,22 @@ def session_path(root: Path, session: str) -> Path | None:
     return find_session(root, session) if root.is_dir() else None
 
 
+class NotAnArchive(ValueError):
+    """A file that cannot be read as a session's archive file."""
+
+
 def read_events(path: Path) -> Iterator[AnyEvent]:
     """The events of one session file in chain order (seal and gap lines skipped)."""
-    for line in read_bytes(path).splitlines():
-        canonical, _ = chain.split(line)
-        if canonical.startswith((b'{"seal":', b'{"gap":')):
-            continue
-        yield _event_decoder.decode(canonical)
+    try:
+        data = read_bytes(path)
+    except (OSError, zstandard.ZstdError) as exc:
+        raise NotAnArchive(f"cannot read it ({exc})") from None
+    for no, line in enumerate(data.splitlines(), 1):
+        try:
+            canonical, _ = chain.split(line)
+            if canonical.startswith((b'{"seal":', b'{"gap":')):
+                continue
+            event = _event_decoder.decode(canonical)
+        except (chain.MalformedLine, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise NotAnArchive(f"line {no} is not an archive line ({exc})") from None
+        yield event

@@ -32,9 +32,11 @@ from nats.aio.client import Client
 
 from agentcast.bus import ensure_streams
 from agentcast.settings import Settings
-from consumers.archive.partition import ensure_source
+from consumers.archive import signing
+from consumers.archive.checkpointer import Checkpointer
+from consumers.archive.partition import ensure_source, partition_of
 from consumers.archive.writer import ArchiveWriter
-from consumers.consumer import LeasedConsumer
+from consumers.consumer import _BUS_ERRORS, LeasedConsumer
 from consumers.pull import Delivery
 from consumers.suspects import Reason, SuspectEvents
 
@@ -58,6 +60,7 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
         self._session_token = 2
         self._next_flush = 0.0
         self.archived = 0
+        self.checkpoints: Checkpointer | None = None
 
     def _new_writer(self) -> ArchiveWriter:
         s = self.settings
@@ -86,6 +89,16 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
             sourced=src.sourced,
         )
         self.writer.scan()
+        self.checkpoints = Checkpointer(
+            self.root,
+            src.durable,
+            signing.key_path(self.settings),
+            interval_s=self.settings.checkpoint_interval_s,
+            js=self.js,
+            replicas=self.settings.replicas,
+            owns=self._owns,
+        )
+        await self.checkpoints.start(self.writer.chains())
         logger.info("Archiver ready: %s from %s (%s)", self.root, src.stream, src.durable)
 
     # -- one delivery ----------------------------------------------------------------
@@ -166,6 +179,8 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
         self.writer.close()
         self.writer = self._new_writer()
         self.writer.scan()
+        if self.checkpoints is not None:  # the log may have grown meanwhile: read it again
+            await self.checkpoints.start(self.writer.chains())
 
     async def tick(self) -> None:
         self.expire_gaps()
@@ -176,7 +191,24 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
             for sf in self.writer.due_for_seal(time.time_ns()):
                 self.writer.seal(sf)
         await self.commit()
+        if self.checkpoints is not None:  # after the commit: every line is fsynced
+            await self.checkpoints.tick(self.writer.chains())
         await self.writer.compress_sealed()
+
+    async def shutdown(self) -> None:
+        # The last checkpoint while the lease is still ours: once it is given back,
+        # another process may write this log.
+        if self.checkpoints is not None and not self._paused:
+            try:
+                await self.commit()
+                await self.checkpoints.final(self.writer.chains())
+            except _BUS_ERRORS as exc:
+                logger.warning("No checkpoint at shutdown (%r): the next start writes one", exc)
+        await super().shutdown()
+
+    def _owns(self, session: str) -> bool:
+        n = self.settings.archive_partitions
+        return n <= 1 or partition_of(session, n) == self.settings.archive_partition
 
     def close(self) -> None:
         self.writer.close()

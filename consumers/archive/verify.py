@@ -24,7 +24,7 @@ from typing import Any, Final
 import zstandard
 
 from consumers.archive import chain
-from consumers.archive.files import iter_archive, read_bytes, session_of
+from consumers.archive.files import PLAIN, SEALED, iter_archive, read_bytes, session_of
 
 _MAX_SEARCH: Final = 200_000
 """Lines searched for a moved line's true predecessor."""
@@ -42,6 +42,15 @@ class FileReport:
     path: Path
     events: int = 0
     problems: list[Problem] = field(default_factory=list)
+    sealed: bool = False
+    not_archive: bool = False
+    """Not one line of the file is an archive line."""
+    heads: dict[str, tuple[int, int, int]] = field(default_factory=dict)
+    """Each line's stored hash -> (line number, events up to it, last seq up to it)."""
+    event_lines: list[int] = field(default_factory=list)
+    """The line number of event n at index n - 1."""
+    covered: tuple[int, int] = (0, 0)
+    """(checkpoint seq, events) of the newest checkpoint whose head for this file holds."""
 
     @property
     def ok(self) -> bool:
@@ -69,7 +78,7 @@ def verify_path(path: Path, *, allow_open: bool = False) -> list[FileReport]:
 def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
     report = FileReport(path)
     try:
-        data = read_bytes(path)
+        data = _read_live(path)
     except (OSError, zstandard.ZstdError) as exc:
         report.problems.append(Problem(0, "unreadable", str(exc)))
         return report
@@ -83,19 +92,50 @@ def verify_file(path: Path, *, allow_open: bool = False) -> FileReport:
             report.problems.append(Problem(no, "edited", f"not an archive line ({exc})"))
             continue
         lines.append(_Line(no, canonical, digest, record, chain.record_kind(record)))
-    if raw[-1]:
+    # An open file's unfinished last line is being written (or a crash cut it, and the
+    # archiver will): accepted with the open files, never acknowledged, never checkpointed.
+    if raw[-1] and not (allow_open and path.name.endswith(PLAIN) and any(raw[:-1])):
         report.problems.append(
             Problem(len(raw), "truncated", "the file ends inside this line (no newline)")
         )
+    report.not_archive = not lines and any(raw)
     _check_chain(lines, report, session_of(path))
-    report.events = sum(1 for ln in lines if ln.kind == "event")
-    if (not lines or lines[-1].kind != "seal") and not allow_open and not raw[-1]:
+    _index(lines, report)
+    report.sealed = bool(lines) and lines[-1].kind == "seal"
+    if not report.sealed and not allow_open and not raw[-1]:
         last = lines[-1].no if lines else 0
         report.problems.append(
             Problem(last, "missing seal", "the file does not end with a seal line")
         )
     report.problems.sort(key=lambda p: p.line)
     return report
+
+
+def _read_live(path: Path) -> bytes:
+    """A file's content, following it when a live archiver compressed or reopened it meanwhile."""
+    try:
+        return read_bytes(path)
+    except FileNotFoundError:
+        session = session_of(path)
+        if session is None:
+            raise
+        other = SEALED if path.name.endswith(PLAIN) else PLAIN
+        return read_bytes(path.with_name(session + other))
+
+
+def _index(lines: list[_Line], report: FileReport) -> None:
+    """Where each stored hash sits, for checking the heads that checkpoints recorded."""
+    events = last_seq = 0
+    for ln in lines:
+        if ln.kind == "event":
+            events += 1
+            seq = ln.record.get("seq")
+            last_seq = seq if isinstance(seq, int) else last_seq
+            report.event_lines.append(ln.no)
+        elif ln.kind == "gap":
+            last_seq = int(ln.record["gap"].get("next_seq", last_seq + 1)) - 1
+        report.heads[ln.digest] = (ln.no, events, last_seq)
+    report.events = events
 
 
 def _check_chain(lines: list[_Line], report: FileReport, session: str | None) -> None:

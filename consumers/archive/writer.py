@@ -13,6 +13,7 @@ import ctypes
 import logging
 import os
 from collections import OrderedDict
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Final
@@ -105,6 +106,10 @@ class ArchiveWriter:
             raise ArchiveCorrupt(plain, f"differs from {packed.name}")
         packed.unlink()
         return plain
+
+    def chains(self) -> Iterable[SessionFile]:
+        """The chains in memory (open, or sealed and not yet forgotten): their heads for checkpoints."""
+        return self._live.values()
 
     # -- appending -------------------------------------------------------------------
 
