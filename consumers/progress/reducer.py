@@ -288,6 +288,18 @@ def snapshot(s: SessionState, now_ns: int = 0, idle_after_ns: int = 0) -> Progre
     )
 
 
+def at_least(snap: ProgressSnapshot, shown: ProgressSnapshot | None) -> ProgressSnapshot:
+    """`snap`, its percent raised to what was last shown for the same run.
+
+    The pure percent only rises with events and the clock; this covers the
+    clock the publisher used for the last one shown, a little ahead of the
+    events' own (a plan that grows is floored at event times).
+    """
+    if shown is None or shown.run != snap.run or shown.percent <= snap.percent:
+        return snap
+    return _replace(snap, percent=shown.percent)
+
+
 def progress(s: SessionState, now_ns: int = 0) -> tuple[float, str, int | None, float]:
     """(percent, its source, ETA in ms or None, confidence) of the current run at `now_ns`."""
     if not s.run_open and s.ended_at:

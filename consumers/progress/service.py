@@ -42,8 +42,9 @@ from agentcast.subjects import EVENTS_ALL, EVENTS_STREAM, progress_subject
 from consumers.buckets import bucket
 from consumers.consumer import LeasedConsumer
 from consumers.holdback import Held
+from consumers.progress.learning import Learning
 from consumers.progress.prometheus import ProgressMetrics
-from consumers.progress.reducer import SessionState, apply, new_state, snapshot
+from consumers.progress.reducer import SessionState, at_least, new_state, snapshot
 from consumers.pull import Delivery
 from consumers.suspects import Reason
 
@@ -73,6 +74,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self._snapshots: KeyValue | None = None
         self._store: KeyValue | None = None
         self.applied = 0
+        self.learning = Learning(settings.metrics_consumer)
 
     async def startup(self) -> None:
         s = self.settings
@@ -100,6 +102,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self.states.clear()
         self._published.clear()
         self._dirty.clear()
+        self.learning = Learning(self.settings.metrics_consumer)
         await self._load()
 
     async def _load(self) -> None:
@@ -107,7 +110,7 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         watcher = await self._store.watchall(ignore_deletes=True)
         try:
             while (entry := await watcher.updates(timeout=30)) is not None:  # type: ignore[no-untyped-call]
-                if entry.value:
+                if entry.value and not self.learning.load(entry.key, entry.value):
                     state = _decode_state(entry.value)
                     self.states[state.session] = state
                     # As last published before any idle overlay: an idle flip is published anew.
@@ -150,14 +153,16 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         self.acks.append((d.stream_seq, d.reply))
         if event.seq <= state.last_seq:
             return  # a redelivery, or a repeated seq: never applied twice
-        self._apply(state, event, kind)
+        self._apply(state, event, kind, d.stream_seq)
         if self.held:
             for gone in self.held.applied(session, event.seq, d.stream_seq):
                 self._suspect(gone, "repeated_seq")
             self._release(session, d.stream_seq)
 
-    def _apply(self, state: SessionState, event: Event | AnyEvent, kind: str) -> None:
-        after = apply(state, event)
+    def _apply(
+        self, state: SessionState, event: Event | AnyEvent, kind: str, position: int
+    ) -> None:
+        after = self.learning.apply(state, event, position)
         self.metrics.observe(state, after, event, kind)
         self.states[state.session] = after
         self._dirty.add(state.session)
@@ -181,7 +186,9 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         for held in self.held.release(session, state.last_seq + 1, after_stream_seq):
             event, reply = held.item
             self.acks.append((held.stream_seq, reply))
-            self._apply(self.states[session], event, _kind(event))
+            # Learned at the position that released it (what a replay releases it at too).
+            position = max(held.stream_seq, after_stream_seq)
+            self._apply(self.states[session], event, _kind(event), position)
 
     async def tick(self) -> None:
         for session in self.held.expired():
@@ -208,13 +215,17 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         for session, state in self.states.items():
             if session not in self._dirty and state.state != "running":
                 continue
-            snap = snapshot(state, now, self._idle_after_ns)
+            snap = at_least(snapshot(state, now, self._idle_after_ns), self._published.get(session))
             if self._published.get(session) != snap:
                 changed.append(snap)
         for snap in changed:
             await self.nc.publish(progress_subject(snap.session), encode(snap))
         snapshots, store = self._snapshots, self._store
         await _bounded(snapshots.put(s.session, encode(s)) for s in changed)
+        # The learned history before the states: a state stored is never ahead of it.
+        if (learned := self.learning.entry()) is not None:
+            await store.put(*learned)
+            self.learning.stored()
         await _bounded(store.put(k, _encode_state(self.states[k])) for k in self._dirty)
         for snap in changed:
             self._published[snap.session] = snap
