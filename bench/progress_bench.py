@@ -69,6 +69,8 @@ class RunResult:
     eta_err_pct: float | None
     drops: int
     state: str
+    trace: list[tuple[float, float, int | None]] | None = None
+    """With --trace: (elapsed fraction, percent, eta_ms) at each poll."""
 
 
 class Deployment:
@@ -124,7 +126,7 @@ class Deployment:
         self.log.close()
 
 
-def measure(dep: Deployment, scenario: str, prior_runs: int) -> RunResult:
+def measure(dep: Deployment, scenario: str, prior_runs: int, trace: bool = False) -> RunResult:
     """One run of a scenario, polled every 100 ms until its final snapshot."""
     session = f"bench_{uuid.uuid4().hex[:12]}"
     run = 1
@@ -138,6 +140,7 @@ def measure(dep: Deployment, scenario: str, prior_runs: int) -> RunResult:
     duration_ns = int(final["duration_ms"]) * 1_000_000  # type: ignore[call-overload]
     start_ns = end_ns - duration_ns
     errors, eta_errors, drops, last = [], [], 0, 0.0
+    seen: list[tuple[float, float, int | None]] = []
     for t, snap in polls:
         if not start_ns <= t <= end_ns:
             continue
@@ -146,6 +149,7 @@ def measure(dep: Deployment, scenario: str, prior_runs: int) -> RunResult:
         last = percent
         errors.append(abs(percent - 100.0 * (t - start_ns) / duration_ns))
         eta = snap.get("eta_ms")
+        seen.append((round((t - start_ns) / duration_ns, 3), percent, eta))  # type: ignore[arg-type]
         if isinstance(eta, int) and snap["state"] not in _ENDED:
             eta_errors.append(abs(t + eta * 1_000_000 - end_ns) / 1e9)
     eta_err = statistics.mean(eta_errors) if eta_errors else None
@@ -159,6 +163,7 @@ def measure(dep: Deployment, scenario: str, prior_runs: int) -> RunResult:
         eta_err_pct=round(100 * eta_err / (duration_ns / 1e9), 1) if eta_err is not None else None,
         drops=drops,
         state=str(final["state"]),
+        trace=seen if trace else None,
     )
 
 
@@ -186,6 +191,7 @@ def main() -> int:
     p.add_argument("--cold", action="store_true", help="each scenario once, on an empty deployment")
     p.add_argument("--speed", type=float, default=1.0, help="scripted model pacing (1 = realistic)")
     p.add_argument("--scenarios", default=",".join(SCENARIOS))
+    p.add_argument("--trace", action="store_true", help="each poll in the JSON lines")
     args = p.parse_args()
     scenarios = args.scenarios.split(",")
     results: list[RunResult] = []
@@ -194,7 +200,7 @@ def main() -> int:
             shutil.rmtree(args.data, ignore_errors=True)
             dep = Deployment(args.data, args.speed)
             try:
-                results.append(_report(measure(dep, name, 0)))
+                results.append(_report(measure(dep, name, 0, args.trace)))
             finally:
                 dep.stop()
     else:
@@ -205,7 +211,7 @@ def main() -> int:
         try:
             for _ in range(args.runs):
                 for name in scenarios:
-                    results.append(_report(measure(dep, name, seen.get(name, 0))))
+                    results.append(_report(measure(dep, name, seen.get(name, 0), args.trace)))
                     seen[name] = seen.get(name, 0) + 1
         finally:
             dep.stop()

@@ -1,19 +1,23 @@
 """The estimated percent of a run, its ETA and confidence, from what similar runs took (pure).
 
 A run's `Prior` is fixed when it is queued (consumers/progress/history.py
-learns it from earlier completed runs): the expected wall time and the
-expected work (model messages + tool results + text/1000 chars, the
-reducer's `work`). While the run goes on
+learns it from earlier completed runs): the expected wall time D and the
+expected work W (model messages + tool results + text/1000 chars, the
+reducer's `work`). While the run goes on, with elapsed time e and work w:
 
-    time fraction  t = elapsed / expected duration
-    work fraction  w = work / expected work
-    blend          b = TIME_WEIGHT * t + (1 - TIME_WEIGHT) * w
-    percent        = 100 * b up to KNEE, then bending towards CEILING
+- runs of its kind have completed (the prior's source is "kind"):
+      b = a * e/D + (1 - a) * w/W,   a = 1 - spread, within [TIME_WEIGHT, KIND_TIME_WEIGHT]
+  runs that took alike make time the better guide; a kind whose runs vary
+  leans on the work done;
+- none has (source "all": the median of every run; "cold": `COLD`, no
+  history at all): the length is a guess, so both measures bend, each at
+  half at the guess, time with a long tail for runs far longer than it:
+      b = 0.8 * x/(1 + x) + 0.2 * (w/W)/(1 + w/W),   x = (e / (D/2))^0.6
+- percent = 100 * b up to KNEE, then bending towards CEILING.
 
-Both fractions only grow (elapsed with the clock, work with events) and the
+Both measures only grow (elapsed with the clock, work with events) and the
 prior does not change during the run, so the percent only rises; the bend
-keeps it below 100 however long a run overruns. With no history at all the
-prior is `COLD`, a typical short agent run.
+keeps it below 100 however long a run overruns.
 
 ETA = elapsed * (100 - percent) / percent: the time the bar itself implies,
 so the two never disagree. Confidence is how much the prior can be trusted:
@@ -31,6 +35,11 @@ import msgspec
 CEILING: Final = 99.0
 KNEE: Final = 85.0
 TIME_WEIGHT: Final = 0.7
+KIND_TIME_WEIGHT: Final = 0.95
+# With no runs of the kind (tuned on the scripted scenarios, bench/progress_bench.py --cold).
+_UNKNOWN_TIME_WEIGHT: Final = 0.8
+_HALF: Final = 0.5
+_SHAPE: Final = 0.6
 PriorSource = Literal["cold", "all", "kind"]
 
 
@@ -46,14 +55,27 @@ class Prior(msgspec.Struct, frozen=True, array_like=True):
 
 
 # No history: a short agent run (a few turns, some tools, a couple of seconds of CLI start).
-COLD: Final = Prior(duration_ms=8000.0, work=12.0)
+COLD: Final = Prior(duration_ms=3000.0, work=8.0)
 
 
 def fraction(prior: Prior, elapsed_ms: float, work: float) -> float:
-    """The blended fraction of the run done (may exceed 1 when the run overruns)."""
-    t = max(0.0, elapsed_ms) / prior.duration_ms
-    w = max(0.0, work) / prior.work
-    return TIME_WEIGHT * t + (1 - TIME_WEIGHT) * w
+    """The blended fraction of the run done (may exceed 1 when the run overruns its kind's time)."""
+    elapsed, work = max(0.0, elapsed_ms), max(0.0, work)
+    if prior.source == "kind":
+        weight = time_weight(prior)
+        return weight * elapsed / prior.duration_ms + (1 - weight) * work / prior.work
+    # Nothing known of this kind: its length is a guess, so each measure bends, halfway at
+    # the guess (time at `_HALF` of it, with a long tail for the runs far longer), never at 1.
+    t: float = (elapsed / (_HALF * prior.duration_ms)) ** _SHAPE
+    w = work / prior.work
+    return _UNKNOWN_TIME_WEIGHT * t / (1 + t) + (1 - _UNKNOWN_TIME_WEIGHT) * w / (1 + w)
+
+
+def time_weight(prior: Prior) -> float:
+    """How much the time fraction counts: runs of one kind that took alike make time the better guide."""
+    if prior.source != "kind":
+        return TIME_WEIGHT
+    return max(TIME_WEIGHT, min(KIND_TIME_WEIGHT, 1.0 - prior.spread))
 
 
 def percent_of(frac: float) -> float:

@@ -213,9 +213,12 @@ class ProgressService(LeasedConsumer[tuple[Event | AnyEvent, str]]):
         now = time.time_ns()
         changed: list[ProgressSnapshot] = []
         for session, state in self.states.items():
-            if session not in self._dirty and state.state != "running":
+            # A queued or running run's percent moves with the clock: the CLI's start is time too.
+            if session not in self._dirty and state.state not in ("running", "queued"):
                 continue
-            snap = at_least(snapshot(state, now, self._idle_after_ns), self._published.get(session))
+            # As of the middle of the interval it will be shown for (its percent moves with time).
+            at = now + int(self.settings.progress_interval_s * 5e8)
+            snap = at_least(snapshot(state, at, self._idle_after_ns), self._published.get(session))
             if self._published.get(session) != snap:
                 changed.append(snap)
         for snap in changed:
