@@ -21,7 +21,8 @@ runs use what earlier ones taught the metrics consumer. `--cold` runs each
 scenario once on its own empty deployment instead: no history at all.
 The followup scenario is a second run in a session whose first run was a
 quick one; only the second is measured. Output: one JSON line per run, then
-a table per scenario and history depth (how many runs of it came before).
+a table per scenario and history depth (how many runs of it came before:
+0, 1, 2 or more), with the medians of its runs.
 """
 
 from __future__ import annotations
@@ -221,7 +222,10 @@ def main() -> int:
 
 
 def _report(result: RunResult) -> RunResult:
-    print(json.dumps(asdict(result)), flush=True)
+    row = asdict(result)
+    if row["trace"] is None:
+        del row["trace"]
+    print(json.dumps(row), flush=True)
     return result
 
 
@@ -238,13 +242,13 @@ def _save_seen(data: Path, seen: dict[str, int]) -> None:
 def _table(results: list[RunResult]) -> None:
     print(f"\n{'scenario':<10} {'prior runs':>10} {'n':>3} {'MAE':>6} {'ETA err s':>10} "
           f"{'ETA err %':>10} {'duration s':>11} {'drops':>6}")  # fmt: skip
-    keys = sorted({(r.scenario, min(r.prior_runs, 3)) for r in results})
+    keys = sorted({(r.scenario, min(r.prior_runs, 2)) for r in results})
     for scenario, depth in keys:
-        rows = [r for r in results if r.scenario == scenario and min(r.prior_runs, 3) == depth]
+        rows = [r for r in results if r.scenario == scenario and min(r.prior_runs, 2) == depth]
         eta = [r.eta_err_s for r in rows if r.eta_err_s is not None]
         eta_pct = [r.eta_err_pct for r in rows if r.eta_err_pct is not None]
         print(
-            f"{scenario:<10} {('3+' if depth == 3 else str(depth)):>10} {len(rows):>3} "
+            f"{scenario:<10} {('2+' if depth == 2 else str(depth)):>10} {len(rows):>3} "
             f"{statistics.median(r.mae for r in rows):>6.1f} "
             f"{(f'{statistics.median(eta):.2f}' if eta else '-'):>10} "
             f"{(f'{statistics.median(eta_pct):.1f}' if eta_pct else '-'):>10} "
