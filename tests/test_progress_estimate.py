@@ -145,6 +145,21 @@ def test_plan_items_weigh_what_items_like_them_took() -> None:
     assert snap.percent_source == "todos" and snap.percent > 60
 
 
+def test_a_quiet_run_stops_moving_once_idle() -> None:
+    state = new_state("s_q")
+    for event in _timed("s_q", _run("x")[:3], 1.0):
+        state = apply(state, event)
+    idle = 60 * S
+    at_idle = snapshot(state, state.updated_at + idle, idle)
+    assert snapshot(state, state.updated_at + idle // 2, idle).percent < at_idle.percent
+    later = snapshot(state, state.updated_at + 50 * idle, idle)
+    assert (
+        later.state == "idle"
+        and later.percent == at_idle.percent
+        and later == snapshot(state, state.updated_at + 2 * idle, idle)
+    )
+
+
 def test_at_least_keeps_what_was_shown_for_the_same_run() -> None:
     state = new_state("s_al")
     for event in _timed("s_al", _run("x")[:3], 1.0):

@@ -261,6 +261,9 @@ def snapshot(s: SessionState, now_ns: int = 0, idle_after_ns: int = 0) -> Progre
     state = s.state
     if state == "running" and idle_after_ns and now_ns - s.updated_at >= idle_after_ns:
         state = "idle"
+    # A quiet run's clock stops where it turns idle: its snapshot stops changing (and being published).
+    if idle_after_ns and now_ns - s.updated_at > idle_after_ns:
+        now_ns = s.updated_at + idle_after_ns
     percent, source, eta, confidence = progress(s, now_ns)
     end = s.ended_at or s.updated_at
     return ProgressSnapshot(
