@@ -33,6 +33,8 @@ class RunView:
         self._activity = "Starting"
         self._percent: float | None = None
         self._percent_source = ""
+        self._eta_ms: int | None = None
+        self._confidence: float | None = None
         self._tools: dict[str, tuple[str, float]] = {}
         self._tool_counts: dict[str, int] = {}
         self._spinner = Spinner("dots")
@@ -52,6 +54,9 @@ class RunView:
         if isinstance(percent, (int, float)):
             self._percent = float(percent)
             self._percent_source = str(snapshot.get("percent_source") or "")
+            eta, confidence = snapshot.get("eta_ms"), snapshot.get("percent_confidence")
+            self._eta_ms = eta if isinstance(eta, int) else None
+            self._confidence = float(confidence) if isinstance(confidence, (int, float)) else None
         self._refresh()
 
     def feed(self, event: AnyEvent) -> None:
@@ -137,10 +142,25 @@ class RunView:
             bar = Table.grid(padding=(0, 1))
             bar.add_row(
                 ProgressBar(total=100, completed=self._percent, width=30),
-                Text(f"{self._percent:.0f}% ({self._percent_source})", style="dim"),
+                Text(self._progress_label(), style="dim"),
             )
             parts.append(bar)
         return Group(*parts)
+
+    def _progress_label(self) -> str:
+        """ "62% (estimate) · ~4.2s left · 70% sure": the ETA and confidence while the run goes on."""
+        label = f"{self._percent:.0f}% ({self._percent_source})"
+        if self._percent_source != "final":
+            if self._eta_ms is not None:
+                label += f" · ~{_eta(self._eta_ms)} left"
+            if self._confidence is not None:
+                label += f" · {self._confidence * 100:.0f}% sure"
+        return label
+
+
+def _eta(ms: int) -> str:
+    seconds = ms / 1000
+    return f"{seconds:.1f}s" if seconds < 60 else f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
 
 
 def _brief(tool_input: object) -> str:

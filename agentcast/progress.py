@@ -10,11 +10,11 @@ it changes (at most a few per second) and keeps the latest in the KV bucket
      "tokens": {"input": 0, "output": 0}, "cost_usd": 0.0123,
      "started_at": ts, "updated_at": ts, "duration_ms": 0, "ttft_ms": 0,
      "activity": "Using Bash", "percent": 62.5, "percent_source": "todos",
-     "last_seq": 181}
+     "last_seq": 181, "eta_ms": 4200, "percent_confidence": 0.6}
 
 Session totals: turns, tool_calls, tool_errors, text_chars, tokens, cost_usd.
 The current run: state, run, duration_ms, ttft_ms (both from its
-`run.queued`), activity, percent. Times are producer Unix nanoseconds.
+`run.queued`), activity, percent, eta_ms, percent_confidence. Times are producer Unix nanoseconds.
 """
 
 from __future__ import annotations
@@ -54,6 +54,10 @@ class ProgressSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     percent: float = 0.0
     percent_source: PercentSource = "estimate"
     last_seq: int = 0
+    eta_ms: int | None = None
+    """Time left in the current run as the percent implies it; None while nothing is known (0 at the end)."""
+    percent_confidence: float | None = None
+    """0..1: how far the percent can be trusted (1 at the end; low with no history)."""
 
 
 _decoder: Final = msgspec.json.Decoder(ProgressSnapshot)

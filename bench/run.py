@@ -1,7 +1,7 @@
 """Run a named benchmark three times and print the medians: one command per workload.
 
     python bench/run.py w1|w2|w3|w4|ws|firehose [--runs 3] [--workers 2] [--seconds 10] [--no-nchan]
-    python bench/run.py producer|archiver|metrics|archiver-live|metrics-live|system-w1
+    python bench/run.py producer|archiver|metrics|archiver-live|metrics-live|system-w1|progress
 
 Fan-out workloads (bench/fanout.py does one run; this repeats it):
   w1        1,000 SSE clients over 100 sessions, 20 events/s each (20,000 deliveries/s)
@@ -60,6 +60,7 @@ OTHERS = {
     "metrics": ["metrics_bench.py", "--events", "300000", "--sessions", "200", "--runs", "3"],
     **{f"{role}-live": [f"{script}.py", *_LIVE] for role, script in _CONSUMERS.items()},
     "system-w1": ["system_w1.py", "--runs", "3"],
+    "progress": ["progress_bench.py", "--fresh", "--runs", "5"],
 }
 _QUIET_CORES = 0.4
 _QUIET_WAIT_S = 60.0

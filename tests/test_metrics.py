@@ -20,6 +20,10 @@ from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.settings import Settings
 from agentcast.subjects import SESSIONS_BUCKET
 from consumers.archive.partition import partition_of
+from consumers.progress.history import History, decode_history
+from consumers.progress.learning import Learning
+from consumers.progress.reducer import SessionState, new_state
+from consumers.progress.service import STATES_BUCKET, _decode_state
 from tests.support.events import build_events, publish_events, simple_run, unique_session
 from tests.support.nats import PrivateNats
 from tests.support.progress import snapshots_after_each
@@ -30,11 +34,16 @@ pytestmark = pytest.mark.timeout(90)
 
 
 def metrics_role(
-    settings: Settings, tmp: Path, start: int, port: int, interval: float = 0.05
+    settings: Settings,
+    tmp: Path,
+    start: int,
+    port: int,
+    interval: float = 0.05,
+    consumer: str | None = None,
 ) -> Role:
     assert settings.nats_url
     env = {
-        "AGENTCAST_METRICS_CONSUMER": unique_name("met"),
+        "AGENTCAST_METRICS_CONSUMER": consumer or unique_name("met"),
         "AGENTCAST_CONSUMER_START_SEQ": str(start),
         "AGENTCAST_PROGRESS_INTERVAL_S": str(interval),
         "AGENTCAST_IDLE_AFTER_S": "600",
@@ -95,13 +104,12 @@ async def test_plans_step_the_percent_live_a_slow_run_stays_below_100_and_promet
             session = unique_session("plan")
             events = transcript_events(name, session)
             expected = snapshots_after_each(events)
-            # Publish up to each point where the percent changes; the service must agree there.
+            # Publish up to each point where the percent source changes, and every 40 events;
+            # the service must agree there, but for what moves with the clock and the history.
             stops = [
                 i
                 for i in range(len(events))
-                if i == 0
-                or (expected[i].percent, expected[i].percent_source)
-                != (expected[i - 1].percent, expected[i - 1].percent_source)
+                if i % 40 == 0 or expected[i].percent_source != expected[i - 1].percent_source
             ]
             stops.append(len(events) - 1)
             done = 0
@@ -110,11 +118,12 @@ async def test_plans_step_the_percent_live_a_slow_run_stays_below_100_and_promet
                 await publish_events(js, events[done : stop + 1])
                 done = stop + 1
                 snap = await kv.wait_seq(session, events[stop].seq)
-                assert snap == expected[stop]
+                assert _settled(snap) == _settled(expected[stop])
                 seen.append((snap.percent, snap.percent_source))
             todos = [p for p, source in seen if source == "todos"]
-            assert sorted(set(todos)) == [0.0, 33.3, 66.7, 100.0] and todos == sorted(todos)
+            assert len(todos) >= 3 and todos == sorted(todos) and todos[-1] < 100
             assert seen[-1] == (100.0, "final")
+            assert [p for p, _ in seen] == sorted(p for p, _ in seen)
 
         slow = unique_session("slow")
         events = transcript_events("slow", slow)
@@ -151,6 +160,13 @@ async def test_plans_step_the_percent_live_a_slow_run_stays_below_100_and_promet
     )
 
 
+def _settled(snap: ProgressSnapshot | None) -> ProgressSnapshot | None:
+    """A snapshot without what moves with the clock while the run goes on."""
+    if snap is None or snap.percent_source == "final":
+        return snap
+    return msgspec.structs.replace(snap, percent=0.0, eta_ms=None, percent_confidence=None)
+
+
 def _load(rng: random.Random) -> dict[str, list[Event]]:
     load: dict[str, list[Event]] = {}
     for i in range(30):
@@ -164,12 +180,31 @@ def _load(rng: random.Random) -> dict[str, list[Event]]:
             ]
             events += build_events(session, more, run=2, first_seq=len(events) + 1)
         load[session] = events
-    recorded = unique_session("mrec")
-    load[recorded] = transcript_events("coding_tasks", recorded)
+    for _ in range(2):  # the second may weigh its plan items by the first's
+        recorded = unique_session("mrec")
+        load[recorded] = transcript_events("coding_tasks", recorded)
     return load
 
 
-async def test_snapshots_survive_kill_9_and_a_restart_exactly(
+def _replayed(
+    order: list[Event], positions: list[int], consumer: str
+) -> tuple[dict[str, SessionState], History]:
+    """The pure reducer and history over the stream, in stream order, each event once."""
+    learning = Learning(consumer)
+    states: dict[str, SessionState] = {}
+    for event, position in zip(order, positions, strict=True):
+        state = states.get(event.session) or new_state(event.session)
+        states[event.session] = learning.apply(state, event, position)
+    return states, learning.history
+
+
+async def _stored(js: JetStreamContext, key: str) -> bytes:
+    kv = await js.key_value(STATES_BUCKET)
+    entry = await kv.get(key)
+    return entry.value or b""
+
+
+async def test_snapshots_and_the_learned_history_survive_kill_9_and_a_restart_exactly(
     js: JetStreamContext, settings: Settings, tmp_path: Path
 ) -> None:
     rng = random.Random(7)
@@ -183,12 +218,14 @@ async def test_snapshots_survive_kill_9_and_a_restart_exactly(
         lanes = [lane for lane in lanes if lane]
     start = await next_stream_seq(js)
     # A slow commit period, so that the kills land between applying and acking.
-    role = metrics_role(settings, tmp_path, start, free_port(), interval=0.5)
+    consumer = unique_name("met")
+    role = metrics_role(settings, tmp_path, start, free_port(), interval=0.5, consumer=consumer)
     kv = Snapshots(js)
+    positions: list[int] = []
     role.start()
     try:
         for i in range(0, len(order), 300):
-            await publish_events(js, order[i : i + 300])
+            positions += await publish_events(js, order[i : i + 300])
             if i // 300 in (1, 3):  # bounded: two crashes while the load arrives
                 await asyncio.sleep(rng.uniform(0.05, 0.2))
                 role.kill()
@@ -197,19 +234,35 @@ async def test_snapshots_survive_kill_9_and_a_restart_exactly(
             await kv.wait_seq(session, events[-1].seq)
         before = {s: await kv.get(s) for s in load}
         for session, events in load.items():
-            assert before[session] == snapshots_after_each(events)[-1], session
+            # Runs left open move with the clock and the history: their states are compared below.
+            assert _settled(before[session]) == _settled(snapshots_after_each(events)[-1]), session
+        # The states, priors and learned history are those of one pass over the stream.
+        states, history = _replayed(order, positions, consumer)
+        assert history.runs and history.items
+        for session in load:
+            assert _decode_state(await _stored(js, session)) == states[session], session
+        assert decode_history(await _stored(js, "history." + consumer)) == history
         role.kill()
         role.start()
         # A follow-up run after the restart continues from the stored state.
         first = next(iter(load))
         follow = build_events(first, simple_run(2), run=3, first_seq=len(load[first]) + 1)
-        await publish_events(js, follow)
+        follow_positions = await publish_events(js, follow)
         after_follow = await kv.wait_seq(first, follow[-1].seq)
         assert after_follow == snapshots_after_each(load[first] + follow)[-1]
+        # The follow-up run's prior came from the history restored from the KV.
+        states, history = _replayed(order + follow, positions + follow_positions, consumer)
+        for _ in range(200):  # bounded: the state is stored right after its snapshot
+            if _decode_state(await _stored(js, first)) == states[first]:
+                break
+            await asyncio.sleep(0.05)
+        assert _decode_state(await _stored(js, first)) == states[first]
+        assert states[first].prior.source == "all" and states[first].prior.runs > 10
+        assert decode_history(await _stored(js, "history." + consumer)) == history
         after = {s: await kv.get(s) for s in load if s != first}
     finally:
         assert role.stop() == 0, role.output()[-3000:]
-    assert after == {s: before[s] for s in after}
+    assert {s: _settled(v) for s, v in after.items()} == {s: _settled(before[s]) for s in after}
     assert role.starts == 4
     wire = json.loads(msgspec.json.encode(after_follow))
     assert wire["run"] == 3 and wire["percent_source"] == "final"

@@ -16,14 +16,24 @@ Rules:
 - Current run: ttft = first output (text, thinking or tool) - `run.queued`;
   duration = last event - `run.queued`; activity = "Thinking", "Writing",
   "Using <tool>".
-- Percent: the plan (consumers/progress/plan.py) when this run changed it;
-  else an estimate that rises with the work done (model messages, tool
-  results, text) and stays below `ESTIMATE_CEILING`; 100 once the run ends.
+- Percent: the plan (consumers/progress/plan.py, time-weighted) when this
+  run changed it, blended with the run's estimate when history backs it;
+  else the estimate (consumers/progress/estimate.py): elapsed time and work
+  against the run's prior, learned from similar completed runs
+  (consumers/progress/history.py) and fixed when the run is queued. Below
+  `ESTIMATE_CEILING` until the run ends, then 100. It only rises: both
+  fractions grow with time and events, and a plan change that would lower
+  it (items added) leaves the percent at the `floor` it had reached.
+- ETA and confidence come with the percent; `snapshot(state, now)` moves
+  them with the clock between events (`now` = 0: as of the last event).
+
+`apply` takes the history and the event's stream position: the prior and
+the plan items' expectations are looked up there, from samples before that
+position, so a replay after a restart computes exactly the same state.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any, Final
 
 import msgspec
@@ -49,13 +59,17 @@ from agentcast.events import (
     ToolStarted,
 )
 from agentcast.progress import ProgressSnapshot, Tokens
+from consumers.progress import estimate as est
+from consumers.progress import history as hist
 from consumers.progress import plan as plans
+from consumers.progress.estimate import Prior
+from consumers.progress.history import History
 from consumers.progress.plan import Plan
 
-ESTIMATE_CEILING: Final = 95.0
-# Work units at which the estimate has covered 1 - 1/e (63%) of the ceiling.
-_ESTIMATE_SCALE: Final = 25.0
+ESTIMATE_CEILING: Final = est.CEILING
 _CHARS_PER_UNIT: Final = 1000.0
+# How much a plan's own fraction counts against the run's estimate once history backs the estimate.
+_PLAN_WEIGHT: Final = 0.5
 _replace = msgspec.structs.replace
 
 
@@ -96,14 +110,38 @@ class SessionState(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     tool_errors: int = 0
     text_chars: int = 0
     plan: Plan = plans.EMPTY
+    # The estimate (trailing, with defaults: older stored states still decode).
+    kind: str = ""
+    """The current run's prompt kind (history.kind_of)."""
+    prior: Prior = est.COLD
+    """What runs like the current one took, as known when it was queued."""
+    floor: float = 0.0
+    """The percent reached before a plan change that would have lowered it."""
+
+
+class Completed(msgspec.Struct, frozen=True):
+    """A completed run, as the history learns it."""
+
+    kind: str
+    duration_ms: int
+    work: float
+    items: dict[str, int]
 
 
 def new_state(session: str) -> SessionState:
     return SessionState(session=session)
 
 
-def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
-    """The state after one event (the caller applies a session's events in seq order)."""
+def apply(
+    state: SessionState,
+    event: Event | AnyEvent,
+    history: History = hist.EMPTY,
+    position: int | None = None,
+) -> SessionState:
+    """The state after one event (the caller applies a session's events in seq order).
+
+    `history` gives the priors, looked up before stream `position` (None: all of it).
+    """
     if type(event) is TextDelta:
         # Most events are text deltas: one copy of the state, not two.
         ts, text, key = event.ts, event.data.text, event.parent_tool_use_id or ""
@@ -141,7 +179,13 @@ def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
                 activity=f"Using {d.name}",
                 tool_calls={**s.tool_calls, d.name: s.tool_calls.get(d.name, 0) + 1},
                 open_tools={**s.open_tools, d.tool_use_id: OpenTool(d.name, event.ts)},
-                plan=plans.on_call(s.plan, d.name, d.input, d.tool_use_id, s.run),
+                **_replan(
+                    s,
+                    plans.on_call(s.plan, d.name, d.input, d.tool_use_id, s.run, event.ts),
+                    event.ts,
+                    history,
+                    position,
+                ),
             )
         case ToolResult(data=d):
             open_tools = {k: v for k, v in s.open_tools.items() if k != d.tool_use_id}
@@ -153,7 +197,13 @@ def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
                 open_tools=open_tools,
                 tool_errors=s.tool_errors + (1 if d.is_error else 0),
                 work=s.work + 1,
-                plan=plans.on_result(s.plan, d.tool_use_id, d.content, d.is_error, s.run),
+                **_replan(
+                    s,
+                    plans.on_result(s.plan, d.tool_use_id, d.content, d.is_error, s.run, event.ts),
+                    event.ts,
+                    history,
+                    position,
+                ),
             )
         case TextCompleted(data=d):
             if (event.parent_tool_use_id or "") in s.streamed:
@@ -175,10 +225,14 @@ def apply(state: SessionState, event: Event | AnyEvent) -> SessionState:
         case Status() | RunStarted():
             activity = "Thinking" if s.activity in ("", "Queued") else s.activity
             return _replace(s, state=_running(s), activity=activity)
-        case RunQueued():
+        case RunQueued(data=d):
             s = _close(s) if s.run_open else s
+            kind = hist.kind_of(d.prompt)
             return _replace(
                 s,
+                kind=kind,
+                prior=hist.prior(history, kind, position),
+                floor=0.0,
                 state="queued",
                 run=event.run,
                 run_open=True,
@@ -207,12 +261,10 @@ def snapshot(s: SessionState, now_ns: int = 0, idle_after_ns: int = 0) -> Progre
     state = s.state
     if state == "running" and idle_after_ns and now_ns - s.updated_at >= idle_after_ns:
         state = "idle"
-    if not s.run_open and s.ended_at:
-        percent, source = 100.0, "final"
-    elif s.plan.run == s.run and (from_plan := s.plan.percent()) is not None:
-        percent, source = from_plan, "todos"
-    else:
-        percent, source = estimate(s.work), "estimate"
+    # A quiet run's clock stops where it turns idle: its snapshot stops changing (and being published).
+    if idle_after_ns and now_ns - s.updated_at > idle_after_ns:
+        now_ns = s.updated_at + idle_after_ns
+    percent, source, eta, confidence = progress(s, now_ns)
     end = s.ended_at or s.updated_at
     return ProgressSnapshot(
         session=s.session,
@@ -234,15 +286,64 @@ def snapshot(s: SessionState, now_ns: int = 0, idle_after_ns: int = 0) -> Progre
         percent=percent,
         percent_source=source,  # type: ignore[arg-type]
         last_seq=s.last_seq,
+        eta_ms=eta,
+        percent_confidence=confidence,
     )
 
 
-def estimate(work: float) -> float:
-    """Rises with work, never reaches the ceiling (so never 100 before the end)."""
-    return math.floor(ESTIMATE_CEILING * (1 - math.exp(-work / _ESTIMATE_SCALE)) * 10) / 10
+def at_least(snap: ProgressSnapshot, shown: ProgressSnapshot | None) -> ProgressSnapshot:
+    """`snap`, its percent raised to what was last shown for the same run.
+
+    The pure percent only rises with events and the clock; this covers the
+    clock the publisher used for the last one shown, a little ahead of the
+    events' own (a plan that grows is floored at event times).
+    """
+    if shown is None or shown.run != snap.run or shown.percent <= snap.percent:
+        return snap
+    return _replace(snap, percent=shown.percent)
+
+
+def progress(s: SessionState, now_ns: int = 0) -> tuple[float, str, int | None, float]:
+    """(percent, its source, ETA in ms or None, confidence) of the current run at `now_ns`."""
+    if not s.run_open and s.ended_at:
+        return 100.0, "final", 0, 1.0
+    now = max(now_ns, s.updated_at)
+    elapsed_ms = (now - s.queued_at) / 1e6 if s.queued_at else 0.0
+    frac = est.fraction(s.prior, elapsed_ms, s.work)
+    confidence = est.confidence(s.prior, frac)
+    source = "estimate"
+    if s.plan.run == s.run and (from_plan := s.plan.fraction(now)) is not None:
+        weight = 1.0 if s.prior.source == "cold" else _PLAN_WEIGHT
+        frac = weight * from_plan + (1 - weight) * frac
+        confidence = max(confidence, round(0.3 + 0.5 * from_plan, 2))
+        source = "todos"
+    percent = max(s.floor, est.percent_of(frac))
+    known = source == "todos" or s.prior.source != "cold"
+    return percent, source, est.eta_ms(percent, elapsed_ms) if known else None, confidence
+
+
+def completed(before: SessionState, after: SessionState) -> Completed | None:
+    """The run `after` completed (None if this step completed none): what the history learns."""
+    if not before.run_open or after.run_open or after.state != "completed" or not after.queued_at:
+        return None
+    items = after.plan.done_ms if after.plan.run == after.run else {}
+    return Completed(after.kind, (after.ended_at - after.queued_at) // 1_000_000, after.work, items)
 
 
 # -- helpers --------------------------------------------------------------------------
+
+
+def _replan(
+    s: SessionState, plan: Plan, ts: int, history: History, position: int | None
+) -> dict[str, Any]:
+    """The changes for a new plan: its items' expectations, and a floor so the percent cannot drop."""
+    if plan is s.plan:
+        return {}
+    new = {i for i, _ in plan.items() if i not in plan.expect}
+    found = {i: ms for i in new if (ms := hist.item_ms(history, i, position)) is not None}
+    if found:
+        plan = _replace(plan, expect={**plan.expect, **found})
+    return {"plan": plan, "floor": max(s.floor, progress(s, ts)[0])}
 
 
 def _running(s: SessionState) -> str:

@@ -44,8 +44,9 @@ from consumers.archive.partition import ensure_source, partition_of
 from consumers.buckets import BatchPut, bucket
 from consumers.consumer import LeasedConsumer
 from consumers.lease import METRICS_LEASES_BUCKET
+from consumers.progress.learning import Learning
 from consumers.progress.prometheus import ProgressMetrics
-from consumers.progress.reducer import SessionState, apply, new_state, snapshot
+from consumers.progress.reducer import SessionState, at_least, new_state, snapshot
 from consumers.pull import Delivery
 from consumers.suspects import Reason
 from consumers.telemetry import telemetry_from
@@ -81,6 +82,10 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         self._store: KeyValue | None = None
         self.applied = 0
         self.telemetry = telemetry_from(settings)  # OpenTelemetry GenAI, when configured
+        self._durable = settings.metrics_consumer
+        self.learning = Learning(self._durable)
+        self._handling = 0
+        """The stream position of the delivery being handled (0 in a tick)."""
 
     async def startup(self) -> None:
         s = self.settings
@@ -98,6 +103,9 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
             self.js, s, s.metrics_partition, s.metrics_partitions, s.metrics_consumer
         )
         self._session_token = src.session_token
+        # Positions are the durable's stream's: each durable learns (and stores) its own history.
+        self._durable = src.durable
+        self.learning = Learning(src.durable)
         await self.open(
             lock_dir=data,
             stream=src.stream,
@@ -116,6 +124,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         self._published.clear()
         self._dirty.clear()
         self._unstored.clear()
+        self.learning = Learning(self._durable)
         await self._load()
 
     async def _load(self) -> None:
@@ -123,7 +132,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         watcher = await self._store.watchall(ignore_deletes=True)
         try:
             while (entry := await watcher.updates(timeout=30)) is not None:  # type: ignore[no-untyped-call]
-                if entry.value:
+                if entry.value and not self.learning.load(entry.key, entry.value):
                     state = _decode_state(entry.value)
                     if not self._mine(state.session):
                         continue  # another partition's session
@@ -158,6 +167,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
             self.acks.append((d.stream_seq, d.reply))
             return
         assert event is not None
+        self._handling = d.stream_seq
         self.in_order(parts[at], event.seq, d, event)
 
     def _mine(self, session: str) -> bool:
@@ -171,7 +181,8 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
 
     def apply(self, session: str, item: Event | AnyEvent, delivery: Delivery) -> None:
         state = self.states.get(session) or new_state(session)
-        after = apply(state, item)
+        # Learned at the position that released it, which a replay releases it at too.
+        after = self.learning.apply(state, item, max(delivery.stream_seq, self._handling))
         # The type as the subject names it (its last token).
         at = self._session_token
         self.metrics.observe(state, after, item, delivery.subject.split(".", at + 1)[at + 1])
@@ -199,6 +210,7 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         self.states[session] = msgspec.structs.replace(state, last_seq=next_seq - 1)
 
     async def tick(self) -> None:
+        self._handling = 0
         self.expire_gaps()
         await self.commit()
 
@@ -213,9 +225,12 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         now = time.time_ns()
         changed: list[ProgressSnapshot] = []
         for session, state in self.states.items():
-            if session not in self._dirty and state.state != "running":
+            # A queued or running run's percent moves with the clock: the CLI's start is time too.
+            if session not in self._dirty and state.state not in ("running", "queued"):
                 continue
-            snap = snapshot(state, now, self._idle_after_ns)
+            # As of the middle of the interval it will be shown for (its percent moves with time).
+            at = now + int(self.settings.progress_interval_s * 5e8)
+            snap = at_least(snapshot(state, at, self._idle_after_ns), self._published.get(session))
             if self._published.get(session) != snap:
                 changed.append(snap)
         for snap in changed:
@@ -230,6 +245,10 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
         self.metrics.lag.set(self.puller.pending)
         if not final and self._unstored and time.monotonic() < self._store_due:
             return False
+        # The learned history before the states: a state stored is never ahead of it.
+        if (learned := self.learning.entry()) is not None:
+            await self._puts.put_many(STATES_BUCKET, [learned], self.lease_left_s())
+            self.learning.stored()
         states = ((k, _encode_state(self.states[k])) for k in self._unstored)
         await self._puts.put_many(STATES_BUCKET, states, self.lease_left_s())
         self._unstored.clear()

@@ -103,7 +103,7 @@ function setBadge(node, state) {
   }
 }
 
-/** A progress bar and its label: "62% · todos". */
+/** A progress bar and its label: "62% · todos · ~4.2 s left · 70% sure" (ETA and confidence while running). */
 export function progressCell() {
   const fill = el("div.bar-fill");
   const label = el("span.pct");
@@ -115,7 +115,13 @@ export function setProgress(cell, snapshot) {
   const width = `${pct.toFixed(1)}%`;
   if (cell.fill.style.width !== width) cell.fill.style.width = width;
   cell.fill.dataset.state = snapshot.state;
-  setText(cell.label, `${Math.round(pct)}% · ${snapshot.percent_source || "estimate"}`);
+  const parts = [`${Math.round(pct)}%`, snapshot.percent_source || "estimate"];
+  const running = snapshot.percent_source !== "final";
+  if (running && snapshot.eta_ms != null) parts.push(`~${formatDuration(snapshot.eta_ms)} left`);
+  if (running && snapshot.percent_confidence != null) {
+    parts.push(`${Math.round(snapshot.percent_confidence * 100)}% sure`);
+  }
+  setText(cell.label, parts.join(" · "));
 }
 
 function createTableRow(session) {
