@@ -92,6 +92,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_buffer_bytes: int = 1024 * 1024
     ws_max_frame_bytes: int = 256 * 1024
     replay_batch: int = 256
+    gateway_fastpath: bool = True
+    """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
 
     # -- consumers ---------------------------------------------------------------
     archive_dir: str = ""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import APIRouter, Query, Request
@@ -12,12 +12,11 @@ from starlette.responses import JSONResponse, Response
 
 from agentcast.codec import json_decoder
 from agentcast.sessions import new_session_id
-from gateway.auth import ReadClaims, RunClaims, checked_session
+from gateway.auth import checked_session
+from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.state import GatewayState, state_of
 
 router = APIRouter(tags=["control"])
 
@@ -36,8 +35,8 @@ class MessageBody(BaseModel):
     text: Any = Field(description="the follow-up message")
 
 
-def _gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
+def _gateway(request: Request) -> GatewayState:
+    gw = state_of(request)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > gw.settings.max_prompt_bytes + _BODY_SLACK:
         raise ApiError(

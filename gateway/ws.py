@@ -4,7 +4,7 @@ A malformed, unknown or oversized frame (over `ws_max_frame_bytes`) gets an
 `error` frame and the socket stays open. Frames beyond the server's hard cap
 (4x that setting, uvicorn's `ws_max_size`) are refused by the WebSocket layer
 itself, which closes with 1009 (message too big) before the app sees them.
-Event frames are written pre-framed to the transport like SSE (gateway/sink.py);
+Event frames are written like SSE's, through the connection's Output (gateway/output.py);
 a lagged socket gets `{"op":"error","code":"lagged","cursors":{session: cursor}}`
 and close code 1013 (try again later); a gateway shutdown closes with 1012.
 """
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
 from starlette.responses import Response
@@ -28,23 +28,22 @@ from gateway.auth import checked_session
 from gateway.errors import ApiError, from_agentcast_error
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
+from gateway.hub import Subscriber
+from gateway.output import open_output
 from gateway.params import NOW, parse_from, parse_types, replay_filter
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
-from gateway.sink import Sink, hand_off, transport_of
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.sink import Sink, hand_off
+from gateway.state import GatewayState, state_of
 
 logger = logging.getLogger(__name__)
 
-CLOSE_GRACE_S: Final = 5.0
 HARD_CAP_FACTOR: Final = 4
 _CLOSE_LAGGED: Final = 1013
 _CLOSE_RESTART: Final = 1012
 
 
 async def endpoint(websocket: WebSocket) -> None:
-    gw: Gateway = websocket.app.state.gateway
+    gw = state_of(websocket)
     try:
         claims = gw.auth.claims(websocket.headers, websocket.query_params)
     except ApiError as exc:
@@ -55,10 +54,12 @@ async def endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     sink = Sink(
-        transport_of(websocket.scope), "ws", gw.settings.client_buffer_bytes, gw.stats,
-        gw.hub.flusher,
+        open_output("ws", websocket.scope, websocket.send), gw.settings.client_buffer_bytes,
+        gw.stats, gw.hub.flusher,
     )  # fmt: skip
-    hand_off(websocket.scope, _Connection(gw, claims, sink).run)
+    await hand_off(
+        websocket.scope, websocket.receive, websocket.send, _Connection(gw, claims, sink).run
+    )
 
 
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
@@ -72,46 +73,46 @@ async def _deny(websocket: WebSocket, exc: ApiError) -> None:
 
 
 class _Connection:
-    """An accepted socket after the hand-off: the server's own receive and send, no Starlette."""
+    """An accepted socket: on the fast path after the hand-off, with the server's own receive
+    and send (no Starlette); on the plain path inside Starlette's WebSocket."""
 
-    def __init__(self, gw: Gateway, claims: Claims, sink: Sink) -> None:
+    def __init__(self, gw: GatewayState, claims: Claims, sink: Sink) -> None:
         self.gw = gw
         self.claims = claims
         self.sink = sink
         self.subs: dict[str, Subscription] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.max_frame = gw.settings.ws_max_frame_bytes
+        self.client: Subscriber | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        gw.stats.connections["ws"] += 1
-        gw.stats.connections_total["ws"] += 1
-        gw.hub.sinks.add(self.sink)
-        try:
-            reader = asyncio.ensure_future(self._read(receive))
+        async with self.gw.hub.connect(self.sink) as client:
+            self.client = client
             try:
-                await self.sink.wait()
+                if self.sink.reason is None:
+                    async with asyncio.TaskGroup() as group:
+                        reader = group.create_task(self._read(receive))
+                        await self.sink.wait()
+                        reader.cancel()
             finally:
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-        finally:
-            gw.hub.sinks.discard(self.sink)
-            gw.stats.connections["ws"] -= 1
-            self.stop()
-        await self.close(send)
+                self.stop()
+            await self.close(client, send)
 
     async def _read(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                self.sink.finish("disconnected")
-                return
-            raw = message.get("text")
-            data = raw.encode() if raw is not None else message.get("bytes") or b""
-            await self._handle(data)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                data = raw.encode() if raw is not None else message.get("bytes") or b""
+                await self._handle(data)
+        except (OSError, RuntimeError) as exc:  # the socket went away under the server
+            logger.debug("WebSocket receive: %r", exc)
+        self.sink.finish("disconnected")
 
     def reply(self, op: str, **fields: Any) -> None:
-        self.sink.write(ws_reply(op, **fields))
+        self.sink.send(ws_reply(op, **fields))
 
     async def _handle(self, data: bytes) -> None:
         ref = None
@@ -204,14 +205,13 @@ class _Connection:
         )
         self.reply("subscribed", session=session, id=ref)
         self.subs[session] = sub
-        self.sink.subs.append(sub)
-        await self.gw.hub.attach(session, sub)
-        if after != NOW:
+        await self._client().subscribe(session, sub)
+        if after != NOW and self.subs.get(session) is sub:
             self.tasks[session] = asyncio.create_task(self._catch_up(sub))
 
     async def _catch_up(self, sub: Subscription) -> None:
         try:
-            await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
+            await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
             self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
@@ -229,15 +229,19 @@ class _Connection:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         if sub is not None:
-            sub.detach()
-            self.sink.subs.remove(sub)
+            self._client().unsubscribe(sub)
+
+    def _client(self) -> Subscriber:
+        if self.client is None:
+            raise RuntimeError("frames are handled only while the socket is connected")
+        return self.client
 
     def stop(self) -> None:
         self.sink.finish("disconnected")
         for task in self.tasks.values():
             task.cancel()
 
-    async def close(self, send: Send) -> None:
+    async def close(self, client: Subscriber, send: Send) -> None:
         """Say why the socket ends (lagged: the cursors), then close with the matching code."""
         reason = self.sink.reason
         if reason == "disconnected":
@@ -248,11 +252,7 @@ class _Connection:
                 "error",
                 code="lagged",
                 message="client fell behind; resubscribe from these cursors",
-                cursors=self.sink.cursors(),
+                cursors=client.cursors(),
             )
             code = _CLOSE_LAGGED
-        try:
-            await asyncio.wait_for(send({"type": "websocket.close", "code": code}), CLOSE_GRACE_S)
-        except (TimeoutError, RuntimeError, OSError):
-            self.sink.transport.abort()
-            await asyncio.sleep(0)
+        await self.sink.output.end(send, {"type": "websocket.close", "code": code})
