@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Coroutine
-from contextlib import asynccontextmanager
-from typing import Any, Final
+from collections.abc import Coroutine
+from types import TracebackType
+from typing import Any, Final, Self
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -234,24 +234,11 @@ class Hub:
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    @asynccontextmanager
-    async def connect(self, sink: Sink) -> AsyncIterator[Subscriber]:
-        """A client stream for the duration of the block: counted, heart-beaten, told to end at
-        shutdown; its subscriptions leave their topics when it ends."""
-        stats = self.stats
-        stats.connections[sink.kind] += 1
-        stats.connections_total[sink.kind] += 1
-        self.sinks.add(sink)
-        client = Subscriber(self, sink)
-        try:
-            if self.closing:
-                sink.finish("shutdown")
-            yield client
-        finally:
-            self.sinks.discard(sink)
-            stats.connections[sink.kind] -= 1
-            sink.finish("disconnected")
-            client.close()
+    def connect(self, sink: Sink) -> Subscriber:
+        """`async with hub.connect(sink) as client:` a client stream for the duration of the
+        block: counted, heart-beaten, told to end at shutdown; its subscriptions leave their
+        topics when it ends."""
+        return Subscriber(self, sink)
 
     async def attach(self, key: str, sub: Subscription) -> Topic:
         """Add `sub` to its topic, subscribing upstream if it is the first."""
@@ -340,7 +327,7 @@ class Hub:
 
 
 class Subscriber:
-    """One connected stream's subscriptions (made by `Hub.connect`)."""
+    """One connected stream and its subscriptions (`Hub.connect`; a context manager)."""
 
     __slots__ = ("_hub", "_topics", "sink")
 
@@ -349,13 +336,32 @@ class Subscriber:
         self.sink = sink
         self._topics: dict[Subscription, Topic | None] = {}
 
+    async def __aenter__(self) -> Self:
+        hub, sink = self._hub, self.sink
+        hub.stats.connections[sink.kind] += 1
+        hub.stats.connections_total[sink.kind] += 1
+        hub.sinks.add(sink)
+        if hub.closing:
+            sink.finish("shutdown")
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        hub, sink = self._hub, self.sink
+        hub.sinks.discard(sink)
+        hub.stats.connections[sink.kind] -= 1
+        sink.finish("disconnected")
+        for sub in list(self._topics):
+            self.unsubscribe(sub)
+
     async def subscribe(self, key: str, sub: Subscription) -> None:
         """Attach `sub` to topic `key` (live frames are held in `sub` until it catches up)."""
         self._topics[sub] = None
         topic = await self._hub.attach(key, sub)
-        if sub in self._topics:
+        if sub in self._topics and self.sink.reason is None:
             self._topics[sub] = topic
-        if sub.detached or sub not in self._topics or self.sink.reason is not None:
+        else:
             topic.remove(sub)  # unsubscribed or finished while the topic opened
 
     async def catch_up(self, sub: Subscription) -> None:
@@ -375,7 +381,3 @@ class Subscriber:
     def cursors(self) -> dict[str, str | None]:
         """Where each subscription should resume: session (or firehose glob) -> cursor."""
         return {sub.name: sub.resume_cursor() for sub in self._topics}
-
-    def close(self) -> None:
-        for sub in list(self._topics):
-            self.unsubscribe(sub)

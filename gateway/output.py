@@ -48,13 +48,19 @@ class Output(Protocol):
     def message(self, body: bytes) -> bytes:
         """A control message (SSE message or WS JSON) as this output writes it."""
 
-    def write(self, parts: list[bytes]) -> None:
-        """Queue bytes for the client, never waiting."""
+    @property
+    def raw_write(self) -> Callable[[bytes], None] | None:
+        """The transport's own `write`, when frames may be joined into one write (fast path)."""
 
-    def buffered(self) -> int:
+    @property
+    def buffered(self) -> Callable[[], int]:
         """Bytes written but not yet taken by the client's socket."""
 
-    def closing(self) -> bool: ...
+    @property
+    def closing(self) -> Callable[[], bool]: ...
+
+    def write(self, parts: list[bytes]) -> None:
+        """Queue bytes for the client, never waiting."""
 
     def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Callable[[], None]:
         """Call `on_lost` when the peer goes away (for clients that send nothing); returns stop."""
@@ -75,19 +81,17 @@ def open_output(kind: Kind, scope: MutableMapping[str, Any], send: Send) -> Outp
 class _Wire:
     """Bytes straight to the connection's transport (the fast path)."""
 
-    __slots__ = ("transport",)
+    __slots__ = ("buffered", "closing", "raw_write", "transport")
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
         self.transport = transport
+        # The transport's own methods: per delivery, no Python frame of ours in between.
+        self.raw_write: Callable[[bytes], None] | None = transport.write
+        self.buffered: Callable[[], int] = transport.get_write_buffer_size
+        self.closing: Callable[[], bool] = transport.is_closing
 
     def write(self, parts: list[bytes]) -> None:
         self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
-
-    def buffered(self) -> int:
-        return self.transport.get_write_buffer_size()
-
-    def closing(self) -> bool:
-        return self.transport.is_closing()
 
     def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Callable[[], None]:
         return Watch(self.transport, on_lost).stop
@@ -126,6 +130,8 @@ class WsWire(_Wire):
 
 class _Asgi:
     """Messages queued for one task that sends them through ASGI `send` (the plain path)."""
+
+    raw_write: Callable[[bytes], None] | None = None
 
     def __init__(self, send: Send) -> None:
         self._send = send

@@ -32,9 +32,8 @@ from gateway.feed import SessionMatch
 from gateway.frames import sse_event
 from gateway.hub import Subscriber
 from gateway.params import parse_glob
-from gateway.progress_feed import ProgressClient, progress_message, stamp_decoder
+from gateway.progress_feed import ProgressClient, ProgressFeed, progress_message, stamp_decoder
 from gateway.sse import SseResponse
-from gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
@@ -63,22 +62,23 @@ async def progress(
     gw: State,
     claims: ReadClaims,
     sessions: Annotated[str | None, Query(description="session glob, e.g. team_*")] = None,
-) -> ProgressStream:
+) -> SseResponse:
     glob = parse_glob(sessions, default="*")
-    return ProgressStream(gw, SessionMatch(glob, claims.sessions))
+    return SseResponse(gw, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions)))
 
 
-class ProgressStream(SseResponse):
-    """The SSE response: the current snapshots from KV, `synced`, then live ones."""
+class ProgressContent:
+    """The current snapshots from KV, `synced`, then live ones."""
 
-    def __init__(self, gw: GatewayState, match: SessionMatch) -> None:
-        super().__init__(gw)
+    def __init__(self, kv: KeyValue, feed: ProgressFeed, match: SessionMatch) -> None:
+        self.kv = kv
+        self.feed = feed
         self.match = match
 
     async def stream(self, client: Subscriber, receive: Receive) -> None:
         sink = client.sink
         progress = ProgressClient(sink, self.match)
-        feed = self.gw.progress
+        feed = self.feed
         await feed.attach(progress)
         stop = sink.output.watch(receive, lambda: sink.finish("disconnected"))
         try:
@@ -92,7 +92,7 @@ class ProgressStream(SseResponse):
         sent: dict[str, int] = {}
         batch: list[bytes] = []
         try:
-            async for session, value in _current(self.gw.kv, self.match):
+            async for session, value in _current(self.kv, self.match):
                 try:
                     sent[session] = stamp_decoder.decode(value).updated_at
                 except msgspec.DecodeError:

@@ -66,8 +66,8 @@ class Flusher:
 class Sink:
     """One client's stream state: its output, its backlog bound, and why it ended."""
 
-    __slots__ = ("_event", "_out", "_out_bytes", "_pick", "_waiter", "active", "flusher", "kind",
-                 "limit", "output", "reason", "stats")  # fmt: skip
+    __slots__ = ("_buffered", "_event", "_out", "_out_bytes", "_pick", "_raw_write", "_waiter",
+                 "active", "flusher", "kind", "limit", "output", "reason", "stats")  # fmt: skip
 
     def __init__(
         self, output: Output, limit: int, stats: Stats, flusher: Flusher | None = None
@@ -75,6 +75,8 @@ class Sink:
         self.output = output
         self.kind: Kind = output.kind
         self._pick = output.event
+        self._buffered = output.buffered
+        self._raw_write = output.raw_write
         self.limit = limit
         self.stats = stats
         self.flusher = flusher or Flusher()
@@ -91,9 +93,8 @@ class Sink:
         """Queue a live frame for this batch's write, or finish as lagged if the client is too far behind."""
         if self.reason is not None:
             return False
-        output = self.output
-        if output.buffered() + self._out_bytes > self.limit:
-            self.finish("disconnected" if output.closing() else "lagged")
+        if self._buffered() + self._out_bytes > self.limit:
+            self.finish("disconnected" if self.output.closing() else "lagged")
             return False
         data = self._pick(frame)
         out = self._out
@@ -115,7 +116,11 @@ class Sink:
         if self.output.closing():
             self.finish("disconnected")
             return
-        self.output.write(out)
+        raw_write = self._raw_write
+        if raw_write is not None:
+            raw_write(out[0] if len(out) == 1 else b"".join(out))
+        else:
+            self.output.write(out)
         self.active = True
         self.stats.events_out[self.kind] += len(out)
         self.stats.bytes_out[self.kind] += size
@@ -199,7 +204,7 @@ class Sink:
         return self._event
 
     def buffered(self) -> int:
-        return self.output.buffered() + self._out_bytes
+        return self._buffered() + self._out_bytes
 
 
 Stream = Callable[[Receive, Send], Awaitable[None]]

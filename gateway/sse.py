@@ -3,7 +3,7 @@
 The routes (FastAPI: auth, parameters, cursor checks, OpenAPI) end in an
 `SseResponse`, which sends the headers through ASGI, connects a Sink to the
 hub and streams until the sink ends (gateway/sink.py, gateway/output.py).
-`EventStream` streams events; gateway/progress.py's `ProgressStream` snapshots.
+`EventContent` streams events; gateway/progress.py's `ProgressContent` snapshots.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from typing import Annotated, Any, Final
+from functools import partial
+from typing import Annotated, Any, Final, Protocol
 
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
@@ -24,10 +25,11 @@ from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
 from gateway.frames import sse_event, sse_retry
-from gateway.hub import FIREHOSE, Subscriber
+from gateway.hub import FIREHOSE, Hub, Subscriber
 from gateway.output import open_output
 from gateway.params import (
     NOW,
+    TypeFilter,
     glob_covers,
     glob_session,
     parse_from,
@@ -77,7 +79,7 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
 async def session_events(
     gw: State, session: str, claims: ReadClaims, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
-) -> EventStream:  # fmt: skip
+) -> SseResponse:  # fmt: skip
     checked_session(gw.auth, claims, "read", session)
     return await _open(gw, session, session, None, from_, types, last_event_id, session.__eq__)
 
@@ -92,7 +94,7 @@ async def session_events(
 async def firehose(
     gw: State, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
-) -> EventStream:  # fmt: skip
+) -> SseResponse:  # fmt: skip
     glob = parse_glob(sessions, default=claims.sessions)
     if not glob_covers(claims.sessions, glob):
         gw.stats.auth_failures += 1
@@ -115,7 +117,7 @@ async def _open(
     gw: GatewayState, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
     covers: Callable[[str], bool],
-) -> EventStream:  # fmt: skip
+) -> SseResponse:  # fmt: skip
     try:
         after = parse_from(from_, last_event_id)
     except AgentcastError as exc:
@@ -124,18 +126,26 @@ async def _open(
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
         await gw.reader.check_resume(after, subject, covers)
-    return EventStream(gw, key, name, subject, after, type_filter, sessions)
+    return SseResponse(gw, EventContent(key, name, subject, after, type_filter, sessions))
+
+
+class SseContent(Protocol):
+    """What an SSE response streams once connected: events, or progress snapshots."""
+
+    async def stream(self, client: Subscriber, receive: Receive) -> None:
+        """Write to `client.sink` until it is finished, for any reason."""
 
 
 class SseResponse(Response):
-    """The streaming half of an SSE request: headers through ASGI, then `stream` until the
-    sink ends, then a closing notice."""
+    """The streaming half of an SSE request: headers through ASGI, then `content` until the
+    sink ends, then a closing notice. The response object itself is not kept by the stream."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, gw: GatewayState) -> None:
+    def __init__(self, gw: GatewayState, content: SseContent) -> None:
         super().__init__(status_code=200, media_type=self.media_type)
         self.gw = gw
+        self.content = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
@@ -145,34 +155,30 @@ class SseResponse(Response):
         )  # fmt: skip
         await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
         sink.send(sse_retry(retry_ms(1000, 2000)))
-
-        async def run(receive: Receive, send: Send) -> None:
-            async with gw.hub.connect(sink) as client:
-                if sink.reason is None:
-                    await self.stream(client, receive)
-                await _end(client, send)
-
-        await hand_off(scope, receive, send, run)
-
-    async def stream(self, client: Subscriber, receive: Receive) -> None:
-        """Write to `client.sink` until it is finished, for any reason."""
-        raise NotImplementedError
+        await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content))
 
 
-class EventStream(SseResponse):
+async def _run(hub: Hub, sink: Sink, content: SseContent, receive: Receive, send: Send) -> None:
+    async with hub.connect(sink) as client:
+        if sink.reason is None:
+            await content.stream(client, receive)
+        await _end(client, send)
+
+
+class EventContent:
     """A session's (or a glob's) events: replay from the client's position, then live."""
+
+    __slots__ = ("after", "key", "name", "sessions", "subject", "types")
 
     def __init__(
         self,
-        gw: GatewayState,
         key: str,
         name: str,
         subject: str,
         after: int,
-        types: Any,
+        types: TypeFilter | None,
         sessions: SessionMatch | None,
     ) -> None:
-        super().__init__(gw)
         self.key = key
         self.name = name
         self.subject = subject
@@ -188,7 +194,7 @@ class EventStream(SseResponse):
         )  # fmt: skip
         await client.subscribe(self.key, sub)
         # An SSE client sends nothing more: its output hears the disconnect.
-        stop = sink.output.watch(receive, lambda: sink.finish("disconnected"))
+        stop = sink.output.watch(receive, partial(sink.finish, "disconnected"))
         try:
             if self.after != NOW:
                 try:

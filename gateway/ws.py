@@ -16,6 +16,7 @@ import logging
 from typing import Any, Final
 
 import msgspec
+import nats.errors
 from starlette.responses import Response
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
@@ -25,7 +26,7 @@ from agentcast.errors import AgentcastError
 from agentcast.sessions import new_session_id
 from agentcast.tokens import Claims, Scope
 from gateway.auth import checked_session
-from gateway.errors import ApiError, from_agentcast_error
+from gateway.errors import ApiError, from_agentcast_error, from_nats_error
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
 from gateway.hub import Subscriber
@@ -129,8 +130,12 @@ class _Connection:
                 raise ApiError(400, "bad_frame", "a frame must be a JSON object with an `op`")
             ref = frame.get("id") if isinstance(frame.get("id"), str | int) else None
             await self._dispatch(frame, ref)
-        except AgentcastError as exc:
-            err = from_agentcast_error(exc)
+        except (AgentcastError, nats.errors.Error) as exc:
+            err = (
+                from_agentcast_error(exc)
+                if isinstance(exc, AgentcastError)
+                else from_nats_error(exc)
+            )
             self.reply("error", code=err.code, message=err.message, id=ref, **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
