@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 
-from agentcast.bus import connect
 from agentcast.commands._common import fail, resolve_nats
+from agentcast.lifecycle import role_connection, stop_on_signals
 from agentcast.settings import Settings
 from consumers.consumer import LeasedConsumer
 from consumers.lease import LeaseHeld
@@ -22,14 +21,9 @@ def run_role(settings: Settings, name: str, build: Callable[[Client], LeasedCons
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        nc = await connect(settings.replace(nats_url=url), name)
-        try:
+        stop_on_signals(stop.set)
+        async with role_connection(settings.replace(nats_url=url), name) as nc:
             await build(nc).run(stop)
-        finally:
-            await nc.drain()
 
     try:
         asyncio.run(main())

@@ -12,7 +12,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 
-from agentcast.bus import connect, ensure_streams, servers
+from agentcast.bus import ensure_streams, servers
+from agentcast.lifecycle import role_connection
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
@@ -50,31 +51,29 @@ def create_app(settings: Settings) -> GatewayApp:
             if "hub" in hooks:
                 await hooks["hub"].on_error(exc)
 
-        nc = await connect(
+        async with role_connection(
             settings, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
-        )
-        kv = await ensure_streams(nc.jetstream(), settings)
-        reader = DirectReader(nc, EVENTS_STREAM)
-        await reader.start()
-        hub = Hub(
-            nc, reader, stats, replay_batch=settings.replay_batch,
-            heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
-        )  # fmt: skip
-        hooks["hub"] = hub
-        state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
-        if isinstance(app, GatewayApp):
-            app.hub = hub
-        heartbeats = asyncio.create_task(hub.heartbeats())
-        if not settings.gateway_fastpath:
-            logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
-        logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
-        try:
-            yield {STATE_KEY: state}
-        finally:
-            heartbeats.cancel()
-            await state.close()
-            await nc.drain()
-            logger.info("Gateway stopped")
+        ) as nc:
+            kv = await ensure_streams(nc.jetstream(), settings)
+            reader = DirectReader(nc, EVENTS_STREAM)
+            await reader.start()
+            hub = Hub(
+                nc, reader, stats, replay_batch=settings.replay_batch,
+                heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
+            )  # fmt: skip
+            hooks["hub"] = hub
+            state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            if isinstance(app, GatewayApp):
+                app.hub = hub
+            if not settings.gateway_fastpath:
+                logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
+            logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
+            heartbeats = asyncio.create_task(hub.heartbeats())
+            try:
+                yield {STATE_KEY: state}
+            finally:
+                heartbeats.cancel()
+                await state.close()
 
     app = GatewayApp(
         fastpath=settings.gateway_fastpath,

@@ -37,6 +37,10 @@ CLOSE_GRACE_S: Final = 5.0
 """How long a finished stream may take to flush before its connection is aborted."""
 
 
+class Watcher(Protocol):
+    def stop(self) -> None: ...
+
+
 class Output(Protocol):
     kind: Kind
     event: Callable[[Frame], bytes]
@@ -48,22 +52,20 @@ class Output(Protocol):
     def message(self, body: bytes) -> bytes:
         """A control message (SSE message or WS JSON) as this output writes it."""
 
-    @property
-    def raw_write(self) -> Callable[[bytes], None] | None:
-        """The transport's own `write`, when frames may be joined into one write (fast path)."""
+    transport: asyncio.WriteTransport | None
+    """The connection's transport, when frames go straight to it (the fast path: the Sink
+    then calls it directly, no Python frame of ours per delivery)."""
 
-    @property
-    def buffered(self) -> Callable[[], int]:
+    def buffered(self) -> int:
         """Bytes written but not yet taken by the client's socket."""
 
-    @property
-    def closing(self) -> Callable[[], bool]: ...
+    def closing(self) -> bool: ...
 
     def write(self, parts: list[bytes]) -> None:
         """Queue bytes for the client, never waiting."""
 
-    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Callable[[], None]:
-        """Call `on_lost` when the peer goes away (for clients that send nothing); returns stop."""
+    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Watcher:
+        """Call `on_lost` when the peer goes away (for clients that send nothing)."""
 
     async def end(self, send: Send, last: Message) -> None:
         """Send what is queued, then `last`; aborts the connection after CLOSE_GRACE_S."""
@@ -81,26 +83,33 @@ def open_output(kind: Kind, scope: MutableMapping[str, Any], send: Send) -> Outp
 class _Wire:
     """Bytes straight to the connection's transport (the fast path)."""
 
-    __slots__ = ("buffered", "closing", "raw_write", "transport")
+    __slots__ = ("transport",)
 
     def __init__(self, transport: asyncio.WriteTransport) -> None:
-        self.transport = transport
-        # The transport's own methods: per delivery, no Python frame of ours in between.
-        self.raw_write: Callable[[bytes], None] | None = transport.write
-        self.buffered: Callable[[], int] = transport.get_write_buffer_size
-        self.closing: Callable[[], bool] = transport.is_closing
+        self.transport: asyncio.WriteTransport | None = transport
+
+    @property
+    def _transport(self) -> asyncio.WriteTransport:
+        assert self.transport is not None
+        return self.transport
 
     def write(self, parts: list[bytes]) -> None:
-        self.transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
+        self._transport.write(parts[0] if len(parts) == 1 else b"".join(parts))
 
-    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Callable[[], None]:
-        return Watch(self.transport, on_lost).stop
+    def buffered(self) -> int:
+        return self._transport.get_write_buffer_size()
+
+    def closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Watcher:
+        return Watch(self._transport, on_lost)
 
     async def end(self, send: Send, last: Message) -> None:
         try:
             await asyncio.wait_for(send(last), CLOSE_GRACE_S)
         except (TimeoutError, RuntimeError, OSError):
-            self.transport.abort()
+            self._transport.abort()
             await let_server_see_loss()
 
 
@@ -131,7 +140,7 @@ class WsWire(_Wire):
 class _Asgi:
     """Messages queued for one task that sends them through ASGI `send` (the plain path)."""
 
-    raw_write: Callable[[bytes], None] | None = None
+    transport: asyncio.WriteTransport | None = None
 
     def __init__(self, send: Send) -> None:
         self._send = send
@@ -176,19 +185,14 @@ class _Asgi:
             self._closed = True
             self._idle.set()
 
-    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Callable[[], None]:
+    def watch(self, receive: Receive, on_lost: Callable[[], None]) -> Watcher:
         async def until_disconnect() -> None:
             while (await receive())["type"] not in ("http.disconnect", "websocket.disconnect"):
                 pass
             self._closed = True
             on_lost()
 
-        task = asyncio.get_running_loop().create_task(until_disconnect())
-
-        def stop() -> None:
-            task.cancel()
-
-        return stop
+        return _TaskWatcher(asyncio.get_running_loop().create_task(until_disconnect()))
 
     async def end(self, send: Send, last: Message) -> None:
         try:
@@ -203,6 +207,16 @@ class _Asgi:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class _TaskWatcher:
+    __slots__ = ("_task",)
+
+    def __init__(self, task: asyncio.Task[None]) -> None:
+        self._task = task
+
+    def stop(self) -> None:
+        self._task.cancel()
 
 
 class SseAsgi(_Asgi):

@@ -80,11 +80,11 @@ class ProgressContent:
         progress = ProgressClient(sink, self.match)
         feed = self.feed
         await feed.attach(progress)
-        stop = sink.output.watch(receive, lambda: sink.finish("disconnected"))
+        watch = sink.output.watch(receive, sink.lost)
         try:
             await self._send(progress)  # returns once the sink is finished, for any reason
         finally:
-            stop()
+            watch.stop()
             await feed.detach(progress)
 
     async def _send(self, client: ProgressClient) -> None:

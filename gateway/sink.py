@@ -66,8 +66,8 @@ class Flusher:
 class Sink:
     """One client's stream state: its output, its backlog bound, and why it ended."""
 
-    __slots__ = ("_buffered", "_event", "_out", "_out_bytes", "_pick", "_raw_write", "_waiter",
-                 "active", "flusher", "kind", "limit", "output", "reason", "stats")  # fmt: skip
+    __slots__ = ("_event", "_out", "_out_bytes", "_pick", "_transport", "_waiter", "active",
+                 "flusher", "kind", "limit", "output", "reason", "stats")  # fmt: skip
 
     def __init__(
         self, output: Output, limit: int, stats: Stats, flusher: Flusher | None = None
@@ -75,8 +75,7 @@ class Sink:
         self.output = output
         self.kind: Kind = output.kind
         self._pick = output.event
-        self._buffered = output.buffered
-        self._raw_write = output.raw_write
+        self._transport = output.transport
         self.limit = limit
         self.stats = stats
         self.flusher = flusher or Flusher()
@@ -93,7 +92,7 @@ class Sink:
         """Queue a live frame for this batch's write, or finish as lagged if the client is too far behind."""
         if self.reason is not None:
             return False
-        if self._buffered() + self._out_bytes > self.limit:
+        if self.buffered() > self.limit:
             self.finish("disconnected" if self.output.closing() else "lagged")
             return False
         data = self._pick(frame)
@@ -113,12 +112,15 @@ class Sink:
             return
         self._out = None
         size, self._out_bytes = self._out_bytes, 0
-        if self.output.closing():
+        transport = self._transport
+        if transport is not None:  # the fast path, spelled out: this runs per delivery
+            if transport.is_closing():
+                self.finish("disconnected")
+                return
+            transport.write(out[0] if len(out) == 1 else b"".join(out))
+        elif self.output.closing():
             self.finish("disconnected")
             return
-        raw_write = self._raw_write
-        if raw_write is not None:
-            raw_write(out[0] if len(out) == 1 else b"".join(out))
         else:
             self.output.write(out)
         self.active = True
@@ -204,7 +206,14 @@ class Sink:
         return self._event
 
     def buffered(self) -> int:
-        return self._buffered() + self._out_bytes
+        transport = self._transport
+        if transport is not None:
+            return transport.get_write_buffer_size() + self._out_bytes
+        return self.output.buffered() + self._out_bytes
+
+    def lost(self) -> None:
+        """The peer went away (the output heard it)."""
+        self.finish("disconnected")
 
 
 Stream = Callable[[Receive, Send], Awaitable[None]]

@@ -194,7 +194,7 @@ class EventContent:
         )  # fmt: skip
         await client.subscribe(self.key, sub)
         # An SSE client sends nothing more: its output hears the disconnect.
-        stop = sink.output.watch(receive, partial(sink.finish, "disconnected"))
+        watch = sink.output.watch(receive, sink.lost)
         try:
             if self.after != NOW:
                 try:
@@ -204,7 +204,7 @@ class EventContent:
                     sink.finish("error")
             await sink.wait()
         finally:
-            stop()
+            watch.stop()
 
 
 async def _end(client: Subscriber, send: Send) -> None:

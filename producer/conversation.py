@@ -32,6 +32,7 @@ from agentcast.events import (
     RunStartedData,
     UserMessageData,
 )
+from agentcast.lifecycle import finished_before
 from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
@@ -116,14 +117,7 @@ class Conversation:
         if not self._next.empty():
             return self._next.get_nowait()
         getting = asyncio.ensure_future(self._next.get())
-        ending = asyncio.ensure_future(self._hold_ended.wait())
-        done, _ = await asyncio.wait(
-            {getting, ending},
-            timeout=self._settings.session_hold_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        ending.cancel()
-        if getting in done:
+        if await finished_before(getting, self._hold_ended, self._settings.session_hold_s):
             return getting.result()
         getting.cancel()
         return None
