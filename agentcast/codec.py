@@ -7,11 +7,14 @@ from typing import Any, Final
 import msgspec
 
 from agentcast.events import AnyEvent, Event
+from agentcast.ws_ops import ClientOp, OpRef
 
 encoder: Final = msgspec.json.Encoder()
 event_decoder: Final = msgspec.json.Decoder(Event)
 loose_event_decoder: Final = msgspec.json.Decoder(AnyEvent)
 json_decoder: Final = msgspec.json.Decoder()
+ws_op_decoder: Final = msgspec.json.Decoder(ClientOp)
+ws_ref_decoder: Final = msgspec.json.Decoder(OpRef)
 
 
 def encode(obj: Any) -> bytes:

@@ -21,10 +21,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
-from agentcast.codec import json_decoder
+from agentcast.codec import ws_op_decoder, ws_ref_decoder
 from agentcast.errors import AgentcastError
 from agentcast.sessions import new_session_id
 from agentcast.tokens import Claims, Scope
+from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
 from gateway.auth import checked_session
 from gateway.errors import ApiError, from_agentcast_error, from_nats_error
 from gateway.feed import Subscription
@@ -116,99 +117,70 @@ class _Connection:
         self.sink.send(ws_reply(op, **fields))
 
     async def _handle(self, data: bytes) -> None:
-        ref = None
         try:
             if len(data) > self.max_frame:
                 raise ApiError(
                     413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
                 )
-            try:
-                frame = json_decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
-            if not isinstance(frame, dict):
-                raise ApiError(400, "bad_frame", "a frame must be a JSON object with an `op`")
-            ref = frame.get("id") if isinstance(frame.get("id"), str | int) else None
-            await self._dispatch(frame, ref)
+            await self._dispatch(_decode(data))
         except (AgentcastError, nats.errors.Error) as exc:
             err = (
                 from_agentcast_error(exc)
                 if isinstance(exc, AgentcastError)
                 else from_nats_error(exc)
             )
-            self.reply("error", code=err.code, message=err.message, id=ref, **err.extra)
+            self.reply("error", code=err.code, message=err.message, id=_ref_of(data), **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
             self.reply(
-                "error", code="internal", message="the gateway could not handle this frame", id=ref
+                "error",
+                code="internal",
+                message="the gateway could not handle this frame",
+                id=_ref_of(data),
             )
 
-    async def _dispatch(self, frame: dict[str, Any], ref: object) -> None:
+    async def _dispatch(self, op: ClientOp) -> None:
         gw = self.gw
-        match frame.get("op"):
-            case "ping":
+        match op:
+            case Ping(id=ref):
                 self.reply("pong", id=ref)
-            case "subscribe":
-                await self._subscribe(self._session(frame, "read"), frame, ref)
-            case "unsubscribe":
-                self._unsubscribe(self._session(frame, "read"), ref)
-            case "run":
-                check_prompt(frame.get("prompt"), gw.settings)
-                given = frame.get("session")
-                session = self._session(frame, "run") if given is not None else new_session_id()
-                checked_session(gw.auth, self.claims, "run", session)
+            case Subscribe(session=session, id=ref):
+                await self._subscribe(self._session(session, "read"), op)
+            case Unsubscribe(session=session, id=ref):
+                self._unsubscribe(self._session(session, "read"), ref)
+            case Run(prompt=prompt, session=given, options=options, id=ref):
+                check_prompt(prompt, gw.settings)
+                session = self._session(given if given is not None else new_session_id(), "run")
                 run = await submit_run(
-                    gw.js,
-                    gw.reader,
-                    gw.settings,
-                    prompt=frame.get("prompt"),
-                    session=session,
-                    options=frame.get("options"),
+                    gw.js, gw.reader, gw.settings, prompt=prompt, session=session, options=options
                 )
                 self.reply("ack", **{"for": "run"}, session=session, run=run, id=ref)
-            case "cancel":
-                session = self._session(frame, "run")
+            case Cancel(session=session, id=ref):
+                session = self._session(session, "run")
                 reply = await cancel_run(gw.nc, session)
                 self.reply("ack", **{"for": "cancel"}, session=session, run=reply.run, id=ref)
-            case "message":
-                session = self._session(frame, "run")
+            case Message(session=session, text=text, id=ref):
+                session = self._session(session, "run")
                 run = await follow_up(
-                    gw.nc, gw.js, gw.reader, gw.settings, session=session, text=frame.get("text")
+                    gw.nc, gw.js, gw.reader, gw.settings, session=session, text=text
                 )
                 self.reply("ack", **{"for": "message"}, session=session, run=run, id=ref)
-            case None:
-                raise ApiError(400, "bad_frame", "missing `op`")
-            case op:
-                raise ApiError(400, "unknown_op", f"unknown op {str(op)[:40]!r}")
 
-    def _session(self, frame: dict[str, Any], scope: Scope) -> str:
-        session = frame.get("session")
-        if not isinstance(session, str):
-            raise ApiError(400, "invalid_session", "`session` must be a session id string")
+    def _session(self, session: str, scope: Scope) -> str:
         return checked_session(self.gw.auth, self.claims, scope, session)
 
-    async def _subscribe(self, session: str, frame: dict[str, Any], ref: object) -> None:
+    async def _subscribe(self, session: str, op: Subscribe) -> None:
         if session in self.subs:
             raise ApiError(409, "already_subscribed", f"already subscribed to {session!r}")
-        start = frame.get("from", "start")
-        if isinstance(start, int) and not isinstance(start, bool):
-            start = str(start)
-        if not isinstance(start, str):
-            raise ApiError(400, "invalid_cursor", "`from` must be start, now or a cursor")
-        types = frame.get("types")
-        if types is not None and (
-            not isinstance(types, list) or not all(isinstance(t, str) for t in types)
-        ):
-            raise ApiError(400, "invalid_types", "`types` must be a list of type patterns")
-        after = parse_from(start)
-        type_filter = parse_types(types)
+        after = parse_from(str(op.start))
+        type_filter = parse_types(op.types)
         subject = replay_filter(session, type_filter)
         if after > 0:
             await self.gw.reader.check_resume(after, subject, session.__eq__)
         sub = Subscription(
             session, self.sink, subject, after=after, types=type_filter, sessions=None
         )
-        self.reply("subscribed", session=session, id=ref)
+        self.reply("subscribed", session=session, id=op.id)
         self.subs[session] = sub
         await self._client().subscribe(session, sub)
         if after != NOW and self.subs.get(session) is sub:
@@ -261,3 +233,33 @@ class _Connection:
             )
             code = _CLOSE_LAGGED
         await self.sink.output.end(send, {"type": "websocket.close", "code": code})
+
+
+# Which field a frame got wrong decides the error code the client gets.
+_FIELD_CODES: Final = {"$.session": "invalid_session", "$.from": "invalid_cursor",
+                       "$.types": "invalid_types", "$.op": "unknown_op"}  # fmt: skip
+
+
+def _decode(data: bytes) -> ClientOp:
+    try:
+        op: ClientOp = ws_op_decoder.decode(data)
+    except msgspec.ValidationError as exc:  # JSON, but not a client frame
+        text = str(exc)
+        code = "bad_frame"
+        for path, field_code in _FIELD_CODES.items():
+            if text.endswith(f"`{path}`") or f"`{path}[" in text:
+                code = field_code
+        if text == "Object missing required field `session`":
+            code = "invalid_session"
+        raise ApiError(400, code, text) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
+    return op
+
+
+def _ref_of(data: bytes) -> Ref:
+    try:
+        ref: Ref = ws_ref_decoder.decode(data).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return ref
