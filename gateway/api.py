@@ -10,7 +10,8 @@ from nats.js.errors import KeyNotFoundError
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
-from agentcast.codec import json_decoder
+from agentcast.codec import encode
+from agentcast.progress import STATES, ProgressSnapshot, decode_snapshot
 from agentcast.sessions import new_session_id
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims
@@ -20,7 +21,6 @@ from gateway.state import GatewayState, state_of
 
 router = APIRouter(tags=["control"])
 
-STATES: Final = frozenset({"queued", "running", "idle", "completed", "failed", "cancelled"})
 _MAX_LIST: Final = 1000
 _BODY_SLACK: Final = 64 * 1024
 
@@ -95,8 +95,8 @@ async def list_sessions(
 ) -> Response:
     gw = _gateway(request)
     if state is not None and state not in STATES:
-        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(sorted(STATES))}")
-    snapshots = []
+        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(STATES)}")
+    snapshots: list[ProgressSnapshot] = []
     # One pass over the latest value of every key (an ordered consumer, deletes skipped).
     watcher = await gw.kv.watchall(ignore_deletes=True)
     try:
@@ -106,12 +106,12 @@ async def list_sessions(
             if not claims.allows_session(entry.key) or entry.value is None:
                 continue
             snapshot = _decode(entry.value)
-            if snapshot is not None and (state is None or snapshot.get("state") == state):
+            if snapshot is not None and (state is None or snapshot.state == state):
                 snapshots.append(snapshot)
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
-    snapshots.sort(key=lambda s: s.get("updated_at") or 0, reverse=True)
-    return JSONResponse({"sessions": snapshots[:limit]})
+    snapshots.sort(key=lambda s: s.updated_at, reverse=True)
+    return _json({"sessions": snapshots[:limit]})
 
 
 @router.get("/v1/sessions/{session}", summary="Progress snapshot of one session (scope: read)")
@@ -125,12 +125,15 @@ async def get_session(request: Request, session: str, claims: ReadClaims) -> Res
     snapshot = _decode(entry.value) if entry is not None and entry.value else None
     if snapshot is None:
         raise ApiError(404, "not_found", f"no session {session!r}")
-    return JSONResponse(snapshot)
+    return _json(snapshot)
 
 
-def _decode(raw: bytes) -> dict[str, Any] | None:
+def _decode(raw: bytes) -> ProgressSnapshot | None:
     try:
-        value = json_decoder.decode(raw)
-    except msgspec.DecodeError:
+        return decode_snapshot(raw)
+    except msgspec.DecodeError:  # not a snapshot (ValidationError included): skipped
         return None
-    return value if isinstance(value, dict) else None
+
+
+def _json(value: object) -> Response:
+    return Response(encode(value), media_type="application/json")
