@@ -20,6 +20,7 @@ from _procs import nats as server  # noqa: F401 - the benchmarks' own nats-serve
 
 from agentcast.bus import connect, ensure_streams
 from agentcast.codec import encode
+from agentcast.envelope import envelope
 from agentcast.events import (
     EventData,
     MessageCompletedData,
@@ -31,7 +32,6 @@ from agentcast.events import (
     ToolCalledData,
     ToolResultData,
     ToolStartedData,
-    make_event,
     type_of,
 )
 from agentcast.settings import Settings
@@ -82,9 +82,7 @@ async def fill(url: str, events: int, sessions: int) -> int:
     now = time.time_ns()
     for i in range(per):
         for session, datas in lanes:
-            event = make_event(
-                datas[i], id=f"{session}-{i + 1}", session=session, run=1, seq=i + 1, ts=now + i
-            )
+            event = envelope(datas[i], session=session, run=1, seq=i + 1, ts=now + i)
             await nc.publish(
                 event_subject(session, type_of(event)),
                 encode(event),
