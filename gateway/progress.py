@@ -26,13 +26,13 @@ from nats.js.kv import KeyValue
 from starlette.responses import Response
 from starlette.types import Receive
 
-from agentcast.codec import encode
+from agentcast.codec import encode, stamp_decoder
 from gateway.deps import ReadClaims, State
 from gateway.feed import SessionMatch
 from gateway.frames import sse_event
 from gateway.hub import Subscriber
 from gateway.params import parse_glob
-from gateway.progress_feed import ProgressClient, ProgressFeed, progress_message, stamp_decoder
+from gateway.progress_feed import ProgressClient, ProgressFeed, progress_message
 from gateway.sse import SseResponse
 
 logger = logging.getLogger(__name__)

@@ -17,6 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 
+from agentcast.codec import stamp_decoder
 from agentcast.subjects import PROGRESS_PREFIX
 from gateway.feed import SessionMatch
 from gateway.frames import sse_event
@@ -28,13 +29,6 @@ PROGRESS_ALL: Final = PROGRESS_PREFIX + ".>"
 MAX_HELD: Final = 10_000
 """Sessions whose live snapshot a client may hold while it reads KV; beyond: lagged."""
 _PREFIX_LEN: Final = len(PROGRESS_PREFIX) + 1
-
-
-class _Stamp(msgspec.Struct):
-    updated_at: int = 0
-
-
-stamp_decoder: Final = msgspec.json.Decoder(_Stamp)
 
 
 def progress_message(snapshot: bytes) -> bytes:

@@ -22,8 +22,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from agentcast.codec import encode
-from agentcast.control import ControlReply, ControlRequest
+from agentcast.codec import control_request_decoder, encode
+from agentcast.control import ControlReply
 from agentcast.errors import PolicyViolation, PublishFailed
 from agentcast.events import (
     EventData,
@@ -42,8 +42,6 @@ from producer.publisher import SessionPublisher
 from producer.transcripts import TranscriptStore
 
 logger = logging.getLogger(__name__)
-
-_control_decoder = msgspec.json.Decoder(ControlRequest)
 
 
 class Conversation:
@@ -206,7 +204,7 @@ class Conversation:
 
     def _control(self, raw: bytes) -> ControlReply:
         try:
-            request = _control_decoder.decode(raw)
+            request = control_request_decoder.decode(raw)
         except msgspec.DecodeError as exc:
             return ControlReply(ok=False, error=f"invalid control request: {exc}")
         match request.op:

@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import msgspec
-
+from agentcast.codec import loose_event_decoder
 from agentcast.events import AnyEvent
 from consumers.archive import chain
 from consumers.archive.files import find_session, read_bytes
-
-_event_decoder = msgspec.json.Decoder(AnyEvent)
 
 
 def session_path(root: Path, session: str) -> Path | None:
@@ -27,4 +24,4 @@ def read_events(path: Path) -> Iterator[AnyEvent]:
         canonical, _ = chain.split(line)
         if canonical.startswith((b'{"seal":', b'{"gap":')):
             continue
-        yield _event_decoder.decode(canonical)
+        yield loose_event_decoder.decode(canonical)
