@@ -92,7 +92,11 @@ class Sink:
         """Queue a live frame for this batch's write, or finish as lagged if the client is too far behind."""
         if self.reason is not None:
             return False
-        if self.buffered() > self.limit:
+        transport = self._transport  # inline, not buffered(): this runs per delivery
+        backlog = (
+            transport.get_write_buffer_size() if transport is not None else self.output.buffered()
+        )
+        if backlog + self._out_bytes > self.limit:
             self.finish("disconnected" if self.output.closing() else "lagged")
             return False
         data = self._pick(frame)
