@@ -6,12 +6,27 @@ from typing import Any, Final
 
 import msgspec
 
+from agentcast.control import ControlReply, ControlRequest
 from agentcast.events import AnyEvent, Event
+from agentcast.ws_ops import ClientOp, OpRef
 
 encoder: Final = msgspec.json.Encoder()
 event_decoder: Final = msgspec.json.Decoder(Event)
 loose_event_decoder: Final = msgspec.json.Decoder(AnyEvent)
 json_decoder: Final = msgspec.json.Decoder()
+control_request_decoder: Final = msgspec.json.Decoder(ControlRequest)
+control_reply_decoder: Final = msgspec.json.Decoder(ControlReply)
+
+
+class Stamped(msgspec.Struct):
+    """Just the `updated_at` of a progress snapshot (the gateway's live feed orders by it)."""
+
+    updated_at: int = 0
+
+
+stamp_decoder: Final = msgspec.json.Decoder(Stamped)
+ws_op_decoder: Final = msgspec.json.Decoder(ClientOp)
+ws_ref_decoder: Final = msgspec.json.Decoder(OpRef)
 
 
 def encode(obj: Any) -> bytes:

@@ -1,14 +1,26 @@
-"""Errors of the agentcast contract.
+"""Errors of agentcast: one base, drawn whole (tests/test_errors.py checks the drawing).
 
-AgentcastError
-├── InvalidSessionId      a session id outside ^[A-Za-z0-9_-]{1,64}$
-├── InvalidSubject        a subject that is not an agentcast event subject
-├── InvalidCursor         a cursor that does not parse
-├── PolicyViolation       a run option outside server policy
-│   └── PromptTooLarge    a prompt over max_prompt_bytes
-└── PublishFailed         a session's events cannot be published: the run must stop
-    ├── DeliveryTimeout   events could not reach JetStream within the bound
-    └── WriterConflict    another writer published on the session (JetStream refused ours)
+AgentcastError                       (module where it is defined; HTTP status in the gateway)
+├── InvalidSessionId      400  a session id outside ^[A-Za-z0-9_-]{1,64}$
+├── InvalidSubject        400  a subject that is not an agentcast event subject
+├── InvalidCursor         400  a cursor that does not parse
+├── PolicyViolation       400  a run option outside server policy
+│   └── PromptTooLarge    400  a prompt over max_prompt_bytes
+├── TokenError            401  a token that is malformed, badly signed or expired (agentcast/tokens.py)
+├── NatsUnavailable       503  NATS or JetStream did not answer in time; carries `retry_after_s`
+│   └── ReplayError       503  a replay read that JetStream did not answer (gateway/replay.py)
+├── ApiError              any  an answer with its own status and code (gateway/errors.py)
+├── PublishFailed         500  a session's events cannot be published: the run must stop
+│   ├── DeliveryTimeout   500  events could not reach JetStream within the bound
+│   └── WriterConflict    500  another writer published on the session (JetStream refused ours)
+├── LeaseHeld             500  another process owns this share of the work (consumers/lease.py)
+├── LeaseLost             500  a lease could not be renewed in time (consumers/lease.py)
+├── NatsServerError       500  the embedded nats-server failed (agentcast/embedded.py)
+└── ChildFailed           500  a supervised role exited (agentcast/supervisor.py)
+
+The gateway (gateway/errors.py) answers the 400s and 401 with their `code`,
+NatsUnavailable (and nats-py's own timeouts and connection errors) as 503
+`nats_unavailable` with Retry-After, and anything else as 500 `internal`.
 """
 
 from __future__ import annotations
@@ -60,6 +72,13 @@ class PolicyViolation(AgentcastError, ValueError):
 
 class PromptTooLarge(PolicyViolation):
     code = "prompt_too_large"
+
+
+class NatsUnavailable(AgentcastError):
+    """NATS or JetStream did not answer in time: the client should retry after a moment."""
+
+    code = "nats_unavailable"
+    retry_after_s = 2
 
 
 class PublishFailed(AgentcastError):

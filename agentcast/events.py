@@ -13,6 +13,7 @@ know. A reader meeting a type it does not know decodes it with
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Final
 
 import msgspec
@@ -333,54 +334,13 @@ EventData = (
     | SdkOtherData
 )
 
-# The single table of event types: type string -> envelope class -> data class.
+# The event type tables, derived from the union: type string -> envelope class -> data class.
 EVENT_CLASSES: Final[dict[str, type[Envelope]]] = {
-    "run.queued": RunQueued,
-    "run.started": RunStarted,
-    "status": Status,
-    "message.started": MessageStarted,
-    "text.delta": TextDelta,
-    "text.completed": TextCompleted,
-    "thinking.delta": ThinkingDelta,
-    "thinking.completed": ThinkingCompleted,
-    "tool.started": ToolStarted,
-    "tool.input.delta": ToolInputDelta,
-    "tool.called": ToolCalled,
-    "tool.result": ToolResult,
-    "message.completed": MessageCompleted,
-    "user.message": UserMessage,
-    "rate_limit": RateLimit,
-    "task.started": TaskStarted,
-    "task.progress": TaskProgress,
-    "task.completed": TaskCompleted,
-    "run.completed": RunCompleted,
-    "run.failed": RunFailed,
-    "run.cancelled": RunCancelled,
-    "sdk.other": SdkOther,
+    cls.__struct_config__.tag: cls for cls in typing.get_args(Event)
 }
 TYPE_OF_DATA: Final[dict[type[_Data], str]] = {
-    RunQueuedData: "run.queued",
-    RunStartedData: "run.started",
-    StatusData: "status",
-    MessageStartedData: "message.started",
-    TextDeltaData: "text.delta",
-    TextCompletedData: "text.completed",
-    ThinkingDeltaData: "thinking.delta",
-    ThinkingCompletedData: "thinking.completed",
-    ToolStartedData: "tool.started",
-    ToolInputDeltaData: "tool.input.delta",
-    ToolCalledData: "tool.called",
-    ToolResultData: "tool.result",
-    MessageCompletedData: "message.completed",
-    UserMessageData: "user.message",
-    RateLimitData: "rate_limit",
-    TaskStartedData: "task.started",
-    TaskProgressData: "task.progress",
-    TaskCompletedData: "task.completed",
-    RunCompletedData: "run.completed",
-    RunFailedData: "run.failed",
-    RunCancelledData: "run.cancelled",
-    SdkOtherData: "sdk.other",
+    next(f.type for f in msgspec.structs.fields(cls) if f.name == "data"): tag
+    for tag, cls in EVENT_CLASSES.items()
 }
 EVENT_TYPES: Final = frozenset(EVENT_CLASSES)
 TERMINAL_TYPES: Final = frozenset({"run.completed", "run.failed", "run.cancelled"})

@@ -2,7 +2,8 @@
 
 Every field can be set by the environment variable `AGENTCAST_<FIELD>` (upper
 case; lists are comma-separated) and overridden by a command-line flag.
-Nothing else in agentcast reads the environment.
+Nothing else in agentcast reads the environment; variables that are not
+agentcast's but that it must respect (ANTHROPIC_API_KEY) go through `inherited`.
 """
 
 from __future__ import annotations
@@ -92,6 +93,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_buffer_bytes: int = 1024 * 1024
     ws_max_frame_bytes: int = 256 * 1024
     replay_batch: int = 256
+    gateway_fastpath: bool = True
+    """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
+
+    # -- clients (agentcast run, tail) -----------------------------------------------
+    gateway: str = "http://127.0.0.1:8000"
+    """The gateway that client commands talk to (`AGENTCAST_GATEWAY`, `--gateway`)."""
+    token: str = ""
+    """Their bearer token (`AGENTCAST_TOKEN`, `--token`); empty: minted from the data dir."""
 
     # -- consumers ---------------------------------------------------------------
     archive_dir: str = ""
@@ -173,6 +182,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def replace(self, **changes: Any) -> Settings:
         return msgspec.structs.replace(self, **changes)
+
+
+def inherited(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """A variable of the process environment that is not agentcast's but matters to it
+    (ANTHROPIC_API_KEY, which the agents' CLI inherits)."""
+    return (os.environ if environ is None else environ).get(name)
 
 
 def _from_env_string(cls: type[Settings], name: str, raw: str) -> Any:

@@ -36,6 +36,7 @@ from nats.aio.client import Client
 from agentcast.bus import connect, ensure_streams
 from agentcast.codec import encode
 from agentcast.embedded import EmbeddedNats
+from agentcast.envelope import envelope
 from agentcast.events import (
     EventData,
     MessageCompletedData,
@@ -47,7 +48,6 @@ from agentcast.events import (
     ToolCalledData,
     ToolResultData,
     ToolStartedData,
-    make_event,
     type_of,
 )
 from agentcast.settings import Settings
@@ -112,9 +112,7 @@ async def fill(url: str, events: int, sessions: int) -> int:
     now = time.time_ns()
     for i in range(per):
         for session, datas in lanes:
-            event = make_event(
-                datas[i], id=f"{session}-{i + 1}", session=session, run=1, seq=i + 1, ts=now + i
-            )
+            event = envelope(datas[i], session=session, run=1, seq=i + 1, ts=now + i)
             await nc.publish(
                 event_subject(session, type_of(event)),
                 encode(event),

@@ -32,8 +32,9 @@ from fanout import Workload, specs_for
 from agentcast.embedded import free_port
 from agentcast.settings import Settings
 from agentcast.tokens import mint_token
+from gateway._internals import StreamingServer
 from gateway.app import create_app
-from gateway.server import GatewayServer, config_for
+from gateway.server import config_for
 
 
 async def probe(clients: int, transport: str, top: int, trace: str) -> None:
@@ -52,7 +53,7 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
             environ={},
         )
         app = create_app(settings)
-        server = GatewayServer(config_for(app, settings, log_level="warning"), app)
+        server = StreamingServer(config_for(app, settings, log_level="warning"), app.end_streams)
         serving = asyncio.create_task(server.serve())
         while not server.started:
             await asyncio.sleep(0.05)

@@ -7,13 +7,12 @@ errors into exit codes; this module knows nothing of it.
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Callable
 from typing import Any
 
 from nats.aio.client import Client
 
-from agentcast.bus import connect
+from agentcast.lifecycle import role_connection, stop_on_signals
 from agentcast.settings import Settings
 from consumers.consumer import LeasedConsumer
 
@@ -26,14 +25,9 @@ def run_role(settings: Settings, name: str, build: Callable[[Client], LeasedCons
 
     async def main() -> None:
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        nc = await connect(settings, name)
-        try:
+        stop_on_signals(stop.set)
+        async with role_connection(settings, name) as nc:
             await build(nc).run(stop)
-        finally:
-            await nc.drain()
 
     asyncio.run(main())
     return 0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from typing import Annotated, Any, Final
 
 import msgspec
 from fastapi import APIRouter, Query, Request
@@ -10,18 +10,17 @@ from nats.js.errors import KeyNotFoundError
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
-from agentcast.codec import json_decoder
+from agentcast.codec import encode
+from agentcast.progress import STATES, ProgressSnapshot, decode_snapshot
 from agentcast.sessions import new_session_id
-from gateway.auth import ReadClaims, RunClaims, checked_session
+from gateway.auth import checked_session
+from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.state import GatewayState, state_of
 
 router = APIRouter(tags=["control"])
 
-STATES: Final = frozenset({"queued", "running", "idle", "completed", "failed", "cancelled"})
 _MAX_LIST: Final = 1000
 _BODY_SLACK: Final = 64 * 1024
 
@@ -36,8 +35,8 @@ class MessageBody(BaseModel):
     text: Any = Field(description="the follow-up message")
 
 
-def _gateway(request: Request) -> Gateway:
-    gw: Gateway = request.app.state.gateway
+def _gateway(request: Request) -> GatewayState:
+    gw = state_of(request)
     length = request.headers.get("content-length")
     if length and length.isdigit() and int(length) > gw.settings.max_prompt_bytes + _BODY_SLACK:
         raise ApiError(
@@ -96,8 +95,8 @@ async def list_sessions(
 ) -> Response:
     gw = _gateway(request)
     if state is not None and state not in STATES:
-        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(sorted(STATES))}")
-    snapshots = []
+        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(STATES)}")
+    snapshots: list[ProgressSnapshot] = []
     # One pass over the latest value of every key (an ordered consumer, deletes skipped).
     watcher = await gw.kv.watchall(ignore_deletes=True)
     try:
@@ -107,12 +106,12 @@ async def list_sessions(
             if not claims.allows_session(entry.key) or entry.value is None:
                 continue
             snapshot = _decode(entry.value)
-            if snapshot is not None and (state is None or snapshot.get("state") == state):
+            if snapshot is not None and (state is None or snapshot.state == state):
                 snapshots.append(snapshot)
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
-    snapshots.sort(key=lambda s: s.get("updated_at") or 0, reverse=True)
-    return JSONResponse({"sessions": snapshots[:limit]})
+    snapshots.sort(key=lambda s: s.updated_at, reverse=True)
+    return _json({"sessions": snapshots[:limit]})
 
 
 @router.get("/v1/sessions/{session}", summary="Progress snapshot of one session (scope: read)")
@@ -126,12 +125,15 @@ async def get_session(request: Request, session: str, claims: ReadClaims) -> Res
     snapshot = _decode(entry.value) if entry is not None and entry.value else None
     if snapshot is None:
         raise ApiError(404, "not_found", f"no session {session!r}")
-    return JSONResponse(snapshot)
+    return _json(snapshot)
 
 
-def _decode(raw: bytes) -> dict[str, Any] | None:
+def _decode(raw: bytes) -> ProgressSnapshot | None:
     try:
-        value = json_decoder.decode(raw)
-    except msgspec.DecodeError:
+        return decode_snapshot(raw)
+    except msgspec.DecodeError:  # not a snapshot (ValidationError included): skipped
         return None
-    return value if isinstance(value, dict) else None
+
+
+def _json(value: object) -> Response:
+    return Response(encode(value), media_type="application/json")

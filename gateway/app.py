@@ -10,61 +10,36 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from nats.aio.client import Client
-from nats.js import JetStreamContext
-from nats.js.kv import KeyValue
 from starlette.responses import JSONResponse, Response
 
-from agentcast.bus import connect, ensure_streams, servers
-from agentcast.replicas import ReplicasCollector
+from agentcast.bus import ensure_streams, servers
+from agentcast.lifecycle import role_connection
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
 from gateway import api, dashboard, errors, progress, sse, ws
 from gateway.auth import Authenticator
+from gateway.deps import State
 from gateway.hub import Hub
+from gateway.output import RAW_SEND
 from gateway.replay import DirectReader
-from gateway.sink import RAW_SEND, STREAM
-from gateway.telemetry import Stats, registry, render
+from gateway.sink import STREAM
+from gateway.state import STATE_KEY, GatewayState
+from gateway.telemetry import Stats, render
 
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 
 
-class Gateway:
-    """What the lifespan owns, reachable from routes as `request.app.state.gateway`."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        nc: Client,
-        hub: Hub,
-        reader: DirectReader,
-        kv: KeyValue,
-        auth: Authenticator,
-        stats: Stats,
-    ) -> None:
-        self.settings = settings
-        self.nc = nc
-        self.js: JetStreamContext = nc.jetstream()
-        self.hub = hub
-        self.reader = reader
-        self.kv = kv
-        self.auth = auth
-        self.stats = stats
-        self.registry = registry(stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered)
-        self.registry.register(ReplicasCollector())
-
-
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings) -> GatewayApp:
     """The gateway app; NATS is connected by its lifespan, from `settings.nats_url`."""
     if not settings.nats_url:
         raise ValueError("the gateway needs settings.nats_url")
     secret = load_secret(settings)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
         stats = Stats()
         hooks: dict[str, Hub] = {}
 
@@ -76,31 +51,32 @@ def create_app(settings: Settings) -> FastAPI:
             if "hub" in hooks:
                 await hooks["hub"].on_error(exc)
 
-        nc = await connect(
+        async with role_connection(
             settings, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
-        )
-        kv = await ensure_streams(nc.jetstream(), settings)
-        reader = DirectReader(nc, EVENTS_STREAM)
-        await reader.start()
-        hub = Hub(
-            nc, reader, stats, replay_batch=settings.replay_batch, heartbeat_s=settings.heartbeat_s
-        )
-        hooks["hub"] = hub
-        app.state.gateway = Gateway(
-            settings, nc, hub, reader, kv, Authenticator(secret, stats), stats
-        )
-        heartbeats = asyncio.create_task(hub.heartbeats())
-        logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
-        try:
-            yield
-        finally:
-            heartbeats.cancel()
-            await hub.close()
-            await reader.stop()
-            await nc.drain()
-            logger.info("Gateway stopped")
+        ) as nc:
+            kv = await ensure_streams(nc.jetstream(), settings)
+            reader = DirectReader(nc, EVENTS_STREAM)
+            await reader.start()
+            hub = Hub(
+                nc, reader, stats, replay_batch=settings.replay_batch,
+                heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
+            )  # fmt: skip
+            hooks["hub"] = hub
+            state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            if isinstance(app, GatewayApp):
+                app.hub = hub
+            if not settings.gateway_fastpath:
+                logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
+            logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
+            heartbeats = asyncio.create_task(hub.heartbeats())
+            try:
+                yield {STATE_KEY: state}
+            finally:
+                heartbeats.cancel()
+                await state.close()
 
-    app = _GatewayApp(
+    app = GatewayApp(
+        fastpath=settings.gateway_fastpath,
         title="agentcast gateway",
         version="1",
         description="Claude agent events over SSE and WebSocket, with exact resume.",
@@ -126,8 +102,7 @@ def create_app(settings: Settings) -> FastAPI:
         return {"ok": True}
 
     @app.get("/readyz", tags=["operations"])
-    async def readyz() -> Response:
-        gw: Gateway = app.state.gateway
+    async def readyz(gw: State) -> Response:
         problem = None
         if not gw.nc.is_connected:
             problem = "NATS is not connected"
@@ -142,8 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
         return JSONResponse({"ready": True})
 
     @app.get("/metrics", tags=["operations"])
-    async def metrics() -> Response:
-        gw: Gateway = app.state.gateway
+    async def metrics(gw: State) -> Response:
         return Response(render(gw.registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     return app
@@ -155,8 +129,9 @@ _ASGI_SCOPE_KEYS = frozenset(
 )  # fmt: skip
 
 
-class _GatewayApp(FastAPI):
-    """FastAPI that keeps the server's own `send` in the scope, and runs handed-off streams.
+class GatewayApp(FastAPI):
+    """FastAPI that keeps the server's own `send` in the scope, and runs handed-off streams
+    (only with `fastpath`; otherwise plain FastAPI).
 
     Streaming responses write event bytes straight to the connection's
     transport (see gateway/sink.py) and find it through that `send`, which
@@ -168,8 +143,20 @@ class _GatewayApp(FastAPI):
     worth of middleware frames and exit stacks (about half its memory).
     """
 
+    def __init__(self, *, fastpath: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.fastpath = fastpath
+        self.hub: Hub | None = None
+        """The lifespan's hub, for the server's shutdown (`end_streams`)."""
+
+    def end_streams(self) -> None:
+        """Tell every streaming client to reconnect (before the server waits for connections)."""
+        if self.hub is not None:
+            logger.info("Telling %d streaming clients to reconnect", len(self.hub.sinks))
+            self.hub.shutdown()
+
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] not in ("http", "websocket"):
+        if not self.fastpath or scope["type"] not in ("http", "websocket"):
             await super().__call__(scope, receive, send)
             return
         scope[RAW_SEND] = send

@@ -7,10 +7,7 @@ EventSource and WebSocket clients may pass the token as `?token=`.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Annotated
-
-from fastapi import Depends, Request
+from collections.abc import Mapping
 
 from agentcast.sessions import validate_session_id
 from agentcast.tokens import Claims, Scope, TokenError, verify_token
@@ -63,19 +60,3 @@ def checked_session(auth: Authenticator, claims: Claims, scope: Scope, session: 
         raise ApiError(400, "invalid_session", str(exc)) from exc
     auth.authorize(claims, scope, session)
     return session
-
-
-def require(scope: Scope) -> Callable[[Request], Awaitable[Claims]]:
-    """A FastAPI dependency: the request's claims, which must grant `scope`."""
-
-    async def _dependency(request: Request) -> Claims:
-        auth: Authenticator = request.app.state.gateway.auth
-        claims = auth.claims(request.headers, request.query_params)
-        auth.authorize(claims, scope)
-        return claims
-
-    return _dependency
-
-
-ReadClaims = Annotated[Claims, Depends(require("read"))]
-RunClaims = Annotated[Claims, Depends(require("run"))]

@@ -1,7 +1,11 @@
 """HTTP errors: one exception carrying status and code, and the handlers that render it.
 
-Every 4xx, FastAPI's request validation and Starlette's 404/405 included, is
+Every error, FastAPI's request validation and Starlette's 404/405 included, is
 `{"error": {"code": ..., "message": ...}}`; bad input never reaches a 500.
+Contract errors (bad session id, cursor, policy, token) are 4xx; NATS or
+JetStream not answering (agentcast NatsUnavailable, nats-py's timeouts and
+connection errors) is 503 `nats_unavailable` with `Retry-After`; any other
+agentcast error is a 500 `internal`. The whole tree is drawn in agentcast/errors.py.
 """
 
 from __future__ import annotations
@@ -9,12 +13,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import nats.errors
+import nats.js.errors
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from agentcast.errors import AgentcastError
+from agentcast.errors import (
+    AgentcastError,
+    InvalidCursor,
+    InvalidSessionId,
+    InvalidSubject,
+    NatsUnavailable,
+    PolicyViolation,
+)
+from agentcast.tokens import TokenError
 from gateway.frames import error_body
 
 logger = logging.getLogger(__name__)
@@ -28,6 +42,7 @@ _HTTP_CODES = {
     409: "conflict",
     410: "gone",
     413: "too_large",
+    503: "unavailable",
     415: "unsupported_media_type",
     422: "invalid_request",
 }
@@ -50,23 +65,65 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
     )
 
 
+_CLIENT_ERRORS: tuple[tuple[type[AgentcastError], int], ...] = (
+    (InvalidSessionId, 400),
+    (InvalidSubject, 400),
+    (InvalidCursor, 400),
+    (PolicyViolation, 400),
+    (TokenError, 401),
+)
+
+
 def from_agentcast_error(exc: AgentcastError) -> ApiError:
-    """A contract error (invalid session id, cursor, policy...) as a 400."""
+    """An agentcast error as the answer the client gets (see the module docstring)."""
     if isinstance(exc, ApiError):
         return exc
-    return ApiError(400, exc.code, str(exc))
+    if isinstance(exc, NatsUnavailable):
+        return unavailable(str(exc))
+    for kind, status in _CLIENT_ERRORS:
+        if isinstance(exc, kind):
+            return ApiError(status, exc.code, str(exc))
+    logger.error("unexpected %s: %s", type(exc).__name__, exc)
+    return ApiError(500, "internal", "the gateway could not complete the request")
+
+
+def from_nats_error(exc: nats.errors.Error) -> ApiError:
+    """nats-py's errors: not answering in time or not connected is 503, anything else 500."""
+    if isinstance(exc, nats.js.errors.APIError) and not isinstance(
+        exc, nats.js.errors.ServiceUnavailableError
+    ):
+        logger.error("unexpected JetStream answer: %r", exc)
+        return ApiError(500, "internal", "the gateway could not complete the request")
+    return unavailable(f"NATS did not answer: {type(exc).__name__}")
+
+
+def unavailable(message: str) -> ApiError:
+    return ApiError(503, NatsUnavailable.code, message, retry_after_s=NatsUnavailable.retry_after_s)
+
+
+def _headers(err: ApiError) -> dict[str, str]:
+    if err.status == 401:
+        return {"WWW-Authenticate": "Bearer"}
+    if err.status == 503:
+        return {"Retry-After": str(err.extra.get("retry_after_s", NatsUnavailable.retry_after_s))}
+    return {}
 
 
 def install(app: FastAPI) -> None:
     """Render every error the API can raise in the one JSON shape."""
 
-    async def _api_error(request: Request, exc: Exception) -> Response:
-        err = from_agentcast_error(exc)  # type: ignore[arg-type]
-        headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    def _render(err: ApiError) -> Response:
         response = json_error(err.status, err.code, err.message, **err.extra)
-        if headers:
-            response.headers.update(headers)
+        response.headers.update(_headers(err))
         return response
+
+    async def _api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AgentcastError)
+        return _render(from_agentcast_error(exc))
+
+    async def _nats_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, nats.errors.Error)
+        return _render(from_nats_error(exc))
 
     async def _validation(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)
@@ -81,5 +138,6 @@ def install(app: FastAPI) -> None:
         return json_error(exc.status_code, code, message)
 
     app.add_exception_handler(AgentcastError, _api_error)
+    app.add_exception_handler(nats.errors.Error, _nats_error)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -17,16 +17,13 @@ reads further (those events are in JetStream by the time they arrive live).
 from __future__ import annotations
 
 import fnmatch
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from agentcast.cursor import format_cursor
-from gateway.frames import Frame, chunk
+from gateway.frames import Frame
 from gateway.params import TypeFilter
 from gateway.replay import DirectReader, frame_of
 from gateway.sink import Sink
-
-if TYPE_CHECKING:
-    from gateway.hub import Topic
 
 _GLOB_CACHE_MAX: Final = 10_000
 _MAX_CATCHUP_ROUNDS: Final = 1000
@@ -65,7 +62,6 @@ class Subscription:
         "replay_subject",
         "sessions",
         "sink",
-        "topic",
         "types",
     )  # fmt: skip
 
@@ -81,7 +77,6 @@ class Subscription:
     ) -> None:
         self.name = name
         self.sink = sink
-        self.topic: Topic | None = None
         self.types = types
         self.sessions = sessions if sessions is not None and sessions.globs else None
         self.replay_subject = replay_subject
@@ -92,6 +87,7 @@ class Subscription:
         self.pending_bytes = 0
         self.dropped_upto = 0
         self.detached = False
+        """Unsubscribed (set by its hub.Subscriber): a running catch-up stops."""
 
     def wants(self, frame: Frame) -> bool:
         if self.types is not None and not self.types(frame.type):
@@ -117,14 +113,9 @@ class Subscription:
     def resume_cursor(self) -> str | None:
         return format_cursor(self.position) if self.position > 0 else None
 
-    def detach(self) -> None:
-        if not self.detached:
-            self.detached = True
-            if self.topic is not None:
-                self.topic.remove(self)
-
     async def catch_up(self, reader: DirectReader, batch: int) -> bool:
-        """Replay from `position` to the end of the stream, then go live; False if the sink ended."""
+        """Replay from `position` to the end of the stream, then go live; False if the sink ended
+        or the subscription was dropped."""
         sink = self.sink
         if reader.replicated:
             # Events stored before this subscription attached never come live:
@@ -141,7 +132,7 @@ class Subscription:
             if frames:
                 sink.stats.replayed_events += len(frames)
                 self.position = frames[-1].seq
-            if wanted and not await sink.push(_render(sink, wanted), len(wanted)):
+            if wanted and not await sink.push(wanted):
                 return False
             if found.pending == 0 and self.dropped_upto <= self.position:
                 self._go_live()
@@ -154,13 +145,5 @@ class Subscription:
         pending, self.pending = self.pending, []
         self.pending_bytes = 0
         self.catching_up = False
-        if self.topic is not None:
-            self.topic.floor(self.position)
         for frame in pending:
             self.on_live(frame)
-
-
-def _render(sink: Sink, frames: list[Frame]) -> bytes:
-    if sink.kind == "sse":
-        return chunk(b"".join(f.sse_message for f in frames))
-    return b"".join(f.ws for f in frames)

@@ -1,21 +1,21 @@
-"""Wire framing, pure: SSE messages in HTTP/1.1 chunks, WebSocket text frames, JSON replies.
+"""Wire framing, pure: SSE messages, WebSocket JSON messages, error bodies.
 
 An event is framed once, when it enters the process (`Frame`), and the same
-bytes are written to every client's transport: SSE bytes already carry the
-chunked transfer-encoding framing, WebSocket bytes the (unmasked,
-uncompressed) frame header of a server-to-client text message.
+bytes go to every client. For the fast path (gateway/_internals.py) they also
+carry what the server would add: SSE bytes the chunked transfer-encoding
+framing, WebSocket bytes the frame header of a server-to-client text message.
+Which of the four a client gets is decided by its Output (gateway/output.py).
 """
 
 from __future__ import annotations
 
-import struct
 from typing import Any, Final
 
 from agentcast.codec import encode
 from agentcast.cursor import format_cursor
+from gateway._internals import http_chunk, ws_frame
 
 HEARTBEAT: Final = b": keep-alive\n\n"
-_WS_TEXT: Final = 0x81  # FIN + opcode 1 (text)
 
 
 class Frame:
@@ -39,7 +39,7 @@ class Frame:
     def sse(self) -> bytes:
         """The SSE message as one HTTP/1.1 chunk."""
         if self._sse is None:
-            self._sse = chunk(sse_event(self.cursor, self.type, self.payload))
+            self._sse = http_chunk(self.sse_message)
         return self._sse
 
     @property
@@ -49,19 +49,18 @@ class Frame:
 
     @property
     def ws(self) -> bytes:
-        """The WebSocket text frame `{"op":"event","cursor":C,"event":{...}}`."""
+        """The WebSocket text frame of `ws_message`."""
         if self._ws is None:
-            body = b'{"op":"event","cursor":"%s","event":%s}' % (self.cursor.encode(), self.payload)
-            self._ws = ws_text(body)
+            self._ws = ws_frame(self.ws_message)
         return self._ws
+
+    @property
+    def ws_message(self) -> bytes:
+        """The WebSocket message `{"op":"event","cursor":C,"event":{...}}`, unframed."""
+        return b'{"op":"event","cursor":"%s","event":%s}' % (self.cursor.encode(), self.payload)
 
     def __repr__(self) -> str:
         return f"Frame(seq={self.seq}, session={self.session!r}, type={self.type!r})"
-
-
-def chunk(data: bytes) -> bytes:
-    """`data` as one chunk of a chunked HTTP/1.1 body."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
 
 
 def sse_event(event_id: str | None, event: str | None, data: bytes) -> bytes:
@@ -88,21 +87,9 @@ def sse_retry(retry_ms: int, comment: str | None = None) -> bytes:
     return text + b"\n"
 
 
-def ws_text(payload: bytes) -> bytes:
-    """A complete, unmasked, uncompressed WebSocket text frame (server to client)."""
-    size = len(payload)
-    if size < 126:
-        header = struct.pack("!BB", _WS_TEXT, size)
-    elif size < 1 << 16:
-        header = struct.pack("!BBH", _WS_TEXT, 126, size)
-    else:
-        header = struct.pack("!BBQ", _WS_TEXT, 127, size)
-    return header + payload
-
-
 def ws_reply(op: str, **fields: Any) -> bytes:
-    """A WebSocket control reply such as `{"op":"pong"}`, framed."""
-    return ws_text(encode({"op": op, **{k: v for k, v in fields.items() if v is not None}}))
+    """A WebSocket control reply such as `{"op":"pong"}` (unframed; fields that are None left out)."""
+    return encode({"op": op, **{k: v for k, v in fields.items() if v is not None}})
 
 
 def error_body(code: str, message: str, **extra: Any) -> bytes:

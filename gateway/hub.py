@@ -8,15 +8,24 @@ its JSON, and the same Frame (the same bytes) goes to every client. Messages
 arrive through the Tap (gateway/upstream.py) and are dispatched synchronously:
 no Msg object, task or lock per event.
 
+Routes connect a sink with `async with hub.connect(sink) as client:` and
+subscribe through that `Client`; nothing else changes the hub's sets.
+
 Core NATS may drop messages during a reconnect or when this process is a slow
 consumer. A topic dispatches in stream order, so a live message whose
 `Nats-Last-Sequence` (the previous sequence on its subject) is above the last
 one dispatched proves a loss; that, a reconnect or a slow-consumer error makes
 the topic refill from JetStream before dispatching anything newer: a refill
-task reads JetStream while live messages are held (bounded; past the bound
-they are dropped and read from JetStream too), then plays the held ones
+task reads JetStream while live messages are held, then plays the held ones
 through the same sequence check. Its floor is set by the first subscription
 that goes live after replaying.
+
+Pending limits, whichever path delivers: with the Tap off, nats-py queues a
+topic's messages for its callback task, bounded by `pending_msgs` /
+`pending_bytes`, and past them drops messages and reports a SlowConsumerError.
+With the Tap on, messages are dispatched as they are parsed, so nothing queues
+except what a refill holds, which the same two limits bound. Both overflows go
+to `Topic.slow_consumer`: counted, logged, and refilled from JetStream.
 """
 
 from __future__ import annotations
@@ -24,7 +33,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
-from typing import Any, Final
+from types import TracebackType
+from typing import Any, Final, Self
 
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -33,7 +43,7 @@ from nats.errors import SlowConsumerError
 
 from agentcast.subjects import EVENTS_ALL, LIVE_ALL, LIVE_PREFIX, session_events
 from gateway.feed import Subscription
-from gateway.frames import HEARTBEAT, Frame, chunk
+from gateway.frames import HEARTBEAT, Frame
 from gateway.replay import DirectReader, frame_of
 from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
@@ -42,12 +52,10 @@ from gateway.upstream import Tap
 logger = logging.getLogger(__name__)
 
 _LIVE_PREFIX_LEN: Final = len(LIVE_PREFIX) + 1
-_PENDING_MSGS: Final = 65_536
-_PENDING_BYTES: Final = 64 * 1024 * 1024
-_HELD_MAX: Final = 10_000
+PENDING_MSGS: Final = 65_536
+PENDING_BYTES: Final = 64 * 1024 * 1024
 _REFILL_RETRY_S: Final = 0.5
 _HEARTBEAT_SLICE: Final = 500
-_BEAT: Final = chunk(HEARTBEAT)
 FIREHOSE: Final = "*"
 
 
@@ -62,6 +70,7 @@ class Topic:
         self.last_seq = 0
         self._held: list[Frame] | None = None
         """Live frames that came while a refill runs (None: no refill running)."""
+        self._held_bytes = 0
         self._held_dropped = False
         self._nats: NatsSubscription | None = None
         self.ready = asyncio.get_running_loop().create_future()
@@ -72,8 +81,8 @@ class Topic:
             self._nats = await self.hub.nc.subscribe(
                 self.live_subject,
                 cb=self._on_msg,
-                pending_msgs_limit=_PENDING_MSGS,
-                pending_bytes_limit=_PENDING_BYTES,
+                pending_msgs_limit=self.hub.pending_msgs,
+                pending_bytes_limit=self.hub.pending_bytes,
             )
             self.hub.tap.add(self._nats, self.on_message)
         except BaseException as exc:
@@ -91,7 +100,6 @@ class Topic:
                 logger.debug("unsubscribe %s: %r", self.live_subject, exc)
 
     def add(self, sub: Subscription) -> None:
-        sub.topic = self
         self.subs.add(sub)
         self._snapshot = tuple(self.subs)
 
@@ -124,16 +132,27 @@ class Topic:
         # The previous event on this subject came after everything dispatched so far:
         # core NATS lost it (and maybe others); JetStream has them all.
         elif self.last_seq and last > self.last_seq:
-            self._held = [frame]
+            self._held, self._held_bytes = [frame], len(data)
             self.hub.spawn(self._refill())
         else:
             self._dispatch(frame)
 
     def _hold(self, held: list[Frame], frame: Frame) -> None:
-        if len(held) >= _HELD_MAX:
+        self._held_bytes += len(frame.payload)
+        if len(held) >= self.hub.pending_msgs or self._held_bytes > self.hub.pending_bytes:
             held.clear()  # the refill reads these from JetStream instead
-            self._held_dropped = True
+            self._held_bytes = len(frame.payload)
+            if not self._held_dropped:
+                self._held_dropped = True
+                self.slow_consumer()
         held.append(frame)
+
+    def slow_consumer(self) -> None:
+        """More came than the pending limits allow (nats-py's queue or the refill's hold):
+        messages were dropped, so the topic refills from JetStream."""
+        self.hub.stats.slow_consumers += 1
+        logger.warning("slow consumer on %s: refilling from JetStream", self.live_subject)
+        self.resync()
 
     def floor(self, position: int) -> None:
         """A subscription went live at `position`: the topic answers for what follows."""
@@ -148,7 +167,7 @@ class Topic:
     def resync(self) -> None:
         """Dispatch whatever JetStream holds past `last_seq` (after a reconnect or a drop)."""
         if self._held is None and self.last_seq:
-            self._held = []
+            self._held, self._held_bytes = [], 0
             self.hub.spawn(self._refill())
 
     async def _refill(self) -> None:
@@ -163,7 +182,7 @@ class Topic:
                     await asyncio.sleep(_REFILL_RETRY_S)
                     continue
                 # No await from the end of the read to here: held frames follow it exactly.
-                held, self._held = self._held or [], []
+                held, self._held, self._held_bytes = self._held or [], [], 0
                 if self._held_dropped:
                     self._held_dropped = False
                     continue
@@ -197,20 +216,31 @@ class Hub:
         *,
         replay_batch: int,
         heartbeat_s: float,
+        fastpath: bool = True,
+        pending_msgs: int = PENDING_MSGS,
+        pending_bytes: int = PENDING_BYTES,
     ) -> None:
         self.nc = nc
         self.reader = reader
         self.stats = stats
         self.replay_batch = replay_batch
         self.heartbeat_s = heartbeat_s
+        self.pending_msgs = pending_msgs
+        self.pending_bytes = pending_bytes
         self.topics: dict[str, Topic] = {}
         self.sinks: set[Sink] = set()
-        self.tap = Tap(nc)
+        self.tap = Tap(nc, enabled=fastpath)
         self.flusher = Flusher()
         self.closing = False
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    async def attach(self, key: str, sub: Subscription) -> None:
+    def connect(self, sink: Sink) -> Subscriber:
+        """`async with hub.connect(sink) as client:` a client stream for the duration of the
+        block: counted, heart-beaten, told to end at shutdown; its subscriptions leave their
+        topics when it ends."""
+        return Subscriber(self, sink)
+
+    async def attach(self, key: str, sub: Subscription) -> Topic:
         """Add `sub` to its topic, subscribing upstream if it is the first."""
         topic = self.topics.get(key)
         if topic is None:
@@ -227,8 +257,7 @@ class Hub:
         else:
             topic.add(sub)
             await topic.ready
-        if sub.detached:  # the sink finished while we waited
-            topic.remove(sub)
+        return topic
 
     def release(self, topic: Topic) -> None:
         if topic.closed or topic.subs:
@@ -258,10 +287,7 @@ class Hub:
         if isinstance(exc, SlowConsumerError):
             for topic in list(self.topics.values()):
                 if topic.owns(exc.sub):
-                    logger.warning(
-                        "slow consumer on %s: refilling from JetStream", topic.live_subject
-                    )
-                    topic.resync()
+                    topic.slow_consumer()
 
     async def heartbeats(self) -> None:
         """Run `beat()` every `heartbeat_s`, until cancelled."""
@@ -283,7 +309,7 @@ class Hub:
             elif sink.active:
                 sink.active = False
             else:
-                sink.write(_BEAT)
+                sink.send(HEARTBEAT)
 
     def shutdown(self) -> None:
         """Finish every stream: SSE clients get a retry hint, WebSockets close 1012."""
@@ -298,3 +324,60 @@ class Hub:
         for topic in list(self.topics.values()):
             await topic.close()
         self.topics.clear()
+
+
+class Subscriber:
+    """One connected stream and its subscriptions (`Hub.connect`; a context manager)."""
+
+    __slots__ = ("_hub", "_topics", "sink")
+
+    def __init__(self, hub: Hub, sink: Sink) -> None:
+        self._hub = hub
+        self.sink = sink
+        self._topics: dict[Subscription, Topic | None] = {}
+
+    async def __aenter__(self) -> Self:
+        hub, sink = self._hub, self.sink
+        hub.stats.connections[sink.kind] += 1
+        hub.stats.connections_total[sink.kind] += 1
+        hub.sinks.add(sink)
+        if hub.closing:
+            sink.finish("shutdown")
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        hub, sink = self._hub, self.sink
+        hub.sinks.discard(sink)
+        hub.stats.connections[sink.kind] -= 1
+        sink.finish("disconnected")
+        for sub in list(self._topics):
+            self.unsubscribe(sub)
+
+    async def subscribe(self, key: str, sub: Subscription) -> None:
+        """Attach `sub` to topic `key` (live frames are held in `sub` until it catches up)."""
+        self._topics[sub] = None
+        topic = await self._hub.attach(key, sub)
+        if sub in self._topics and self.sink.reason is None:
+            self._topics[sub] = topic
+        else:
+            topic.remove(sub)  # unsubscribed or finished while the topic opened
+
+    async def catch_up(self, sub: Subscription) -> None:
+        """Replay `sub` up to the end of the stream, then let it go live."""
+        if await sub.catch_up(self._hub.reader, self._hub.replay_batch):
+            # No await since the replay's end: the topic's floor is exactly `sub`'s position.
+            topic = self._topics.get(sub)
+            if topic is not None:
+                topic.floor(sub.position)
+
+    def unsubscribe(self, sub: Subscription) -> None:
+        sub.detached = True
+        topic = self._topics.pop(sub, None)
+        if topic is not None:
+            topic.remove(sub)
+
+    def cursors(self) -> dict[str, str | None]:
+        """Where each subscription should resume: session (or firehose glob) -> cursor."""
+        return {sub.name: sub.resume_cursor() for sub in self._topics}

@@ -32,7 +32,7 @@ from nats.aio.subscription import Subscription
 
 from agentcast.codec import encode
 from agentcast.cursor import format_cursor
-from agentcast.errors import AgentcastError, InvalidCursor
+from agentcast.errors import InvalidCursor, NatsUnavailable
 from agentcast.subjects import EVENT_PREFIX, EVENTS_STREAM
 from gateway.errors import ApiError
 from gateway.frames import Frame
@@ -42,8 +42,8 @@ logger = logging.getLogger(__name__)
 _EVT_PREFIX_LEN: Final = len(EVENT_PREFIX) + 1
 
 
-class ReplayError(AgentcastError):
-    code = "replay_failed"
+class ReplayError(NatsUnavailable):
+    """A replay read that JetStream did not answer (or refused with a status)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ import msgspec
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
 
-from agentcast.codec import decode_loose, encode
+from agentcast.codec import control_reply_decoder, decode_loose, encode
 from agentcast.control import ControlReply, ControlRequest, RunRequest
 from agentcast.errors import PolicyViolation, PromptTooLarge
 from agentcast.policy import resolve_options, validate_prompt
@@ -25,8 +25,6 @@ from agentcast.settings import Settings
 from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
 from gateway.errors import ApiError
 from gateway.replay import DirectReader
-
-_reply_decoder = msgspec.json.Decoder(ControlReply)
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
@@ -80,7 +78,7 @@ async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply |
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc
     try:
-        return _reply_decoder.decode(msg.data)
+        return control_reply_decoder.decode(msg.data)
     except msgspec.DecodeError as exc:
         raise ApiError(
             502, "bad_worker_reply", "the worker's reply was not a ControlReply"

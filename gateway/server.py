@@ -11,7 +11,6 @@ with its own NATS connection and hub: NATS does the cross-process fan-out.
 
 from __future__ import annotations
 
-import gc
 import logging
 import multiprocessing
 import signal
@@ -21,10 +20,10 @@ from types import FrameType
 from typing import Final
 
 import uvicorn
-from fastapi import FastAPI
 
 from agentcast.settings import Settings
-from gateway.app import create_app
+from gateway._internals import StreamingServer
+from gateway.app import GatewayApp, create_app
 from gateway.ws import HARD_CAP_FACTOR
 
 logger = logging.getLogger(__name__)
@@ -33,29 +32,7 @@ SHUTDOWN_BOUND_S: Final = 8
 _SUPERVISOR_GRACE_S: Final = SHUTDOWN_BOUND_S + 7
 
 
-class GatewayServer(uvicorn.Server):
-    """uvicorn.Server that ends the never-ending streams before waiting for connections."""
-
-    def __init__(self, config: uvicorn.Config, app: FastAPI) -> None:
-        super().__init__(config)
-        self._app = app
-
-    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
-        # What is loaded by now (modules, the app, its models: ~50,000 objects) lives as long
-        # as the process; frozen, it is left out of every later full collection, which a
-        # burst of new connections triggers at each 25% growth of the long-lived objects.
-        gc.freeze()
-
-    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        gateway = getattr(self._app.state, "gateway", None)
-        if gateway is not None:
-            logger.info("Telling %d streaming clients to reconnect", len(gateway.hub.sinks))
-            gateway.hub.shutdown()
-        await super().shutdown(sockets)
-
-
-def config_for(app: FastAPI, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
+def config_for(app: GatewayApp, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -78,7 +55,7 @@ def serve(
 ) -> None:
     """Run one gateway process until it is told to stop."""
     app = create_app(settings)
-    server = GatewayServer(config_for(app, settings, log_level=log_level), app)
+    server = StreamingServer(config_for(app, settings, log_level=log_level), app.end_streams)
     server.run(sockets=[sock] if sock is not None else None)
 
 

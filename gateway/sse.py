@@ -1,31 +1,35 @@
 """SSE endpoints: one session's events, and the firehose over a session glob.
 
 The routes (FastAPI: auth, parameters, cursor checks, OpenAPI) end in an
-`EventStream` response, which sends the headers through ASGI and then writes
-event bytes straight to the transport via its Sink (gateway/sink.py).
+`SseResponse`, which sends the headers through ASGI, connects a Sink to the
+hub and streams until the sink ends (gateway/sink.py, gateway/output.py).
+`EventContent` streams events; gateway/progress.py's `ProgressContent` snapshots.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Annotated, Any, Final
+from functools import partial
+from typing import Annotated, Any, Final, Protocol
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
 from agentcast.errors import AgentcastError
-from gateway.auth import ReadClaims, checked_session
+from gateway.auth import checked_session
+from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
-from gateway.frames import chunk, sse_event, sse_retry
-from gateway.hub import FIREHOSE
+from gateway.frames import sse_event, sse_retry
+from gateway.hub import FIREHOSE, Hub, Subscriber
+from gateway.output import open_output
 from gateway.params import (
     NOW,
+    TypeFilter,
     glob_covers,
     glob_session,
     parse_from,
@@ -33,16 +37,12 @@ from gateway.params import (
     parse_types,
     replay_filter,
 )
-from gateway.sink import Sink, Watch, hand_off, transport_of
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.sink import Sink, hand_off
+from gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
 router = APIRouter(tags=["streams"])
 
-CLOSE_GRACE_S: Final = 5.0
-"""How long a finished stream may take to flush before its connection is aborted."""
 _HEADERS: Final = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
@@ -77,10 +77,9 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
     responses=_STREAM_DOC,
 )
 async def session_events(
-    request: Request, session: str, claims: ReadClaims, from_: FromQuery = None,
+    gw: State, session: str, claims: ReadClaims, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
-) -> EventStream:  # fmt: skip
-    gw: Gateway = request.app.state.gateway
+) -> SseResponse:  # fmt: skip
     checked_session(gw.auth, claims, "read", session)
     return await _open(gw, session, session, None, from_, types, last_event_id, session.__eq__)
 
@@ -93,10 +92,9 @@ async def session_events(
     responses=_STREAM_DOC,
 )
 async def firehose(
-    request: Request, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
+    gw: State, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
-) -> EventStream:  # fmt: skip
-    gw: Gateway = request.app.state.gateway
+) -> SseResponse:  # fmt: skip
     glob = parse_glob(sessions, default=claims.sessions)
     if not glob_covers(claims.sessions, glob):
         gw.stats.auth_failures += 1
@@ -116,10 +114,10 @@ async def firehose(
 
 
 async def _open(
-    gw: Gateway, key: str, name: str, sessions: SessionMatch | None,
+    gw: GatewayState, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
     covers: Callable[[str], bool],
-) -> EventStream:  # fmt: skip
+) -> SseResponse:  # fmt: skip
     try:
         after = parse_from(from_, last_event_id)
     except AgentcastError as exc:
@@ -128,28 +126,59 @@ async def _open(
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
         await gw.reader.check_resume(after, subject, covers)
-    return EventStream(gw, key, name, subject, after, type_filter, sessions)
+    return SseResponse(gw, EventContent(key, name, subject, after, type_filter, sessions))
 
 
-class EventStream(Response):
-    """The streaming half of an SSE request, as an ASGI response."""
+class SseContent(Protocol):
+    """What an SSE response streams once connected: events, or progress snapshots."""
+
+    async def stream(self, client: Subscriber, receive: Receive) -> None:
+        """Write to `client.sink` until it is finished, for any reason."""
+
+
+class SseResponse(Response):
+    """The streaming half of an SSE request: headers through ASGI, then `content` until the
+    sink ends, then a closing notice. The response object itself is not kept by the stream."""
 
     media_type = "text/event-stream"
 
+    def __init__(self, gw: GatewayState, content: SseContent) -> None:
+        super().__init__(status_code=200, media_type=self.media_type)
+        self.gw = gw
+        self.content = content
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw = self.gw
+        sink = Sink(
+            open_output("sse", scope, send), gw.settings.client_buffer_bytes, gw.stats,
+            gw.hub.flusher,
+        )  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        sink.send(sse_retry(retry_ms(1000, 2000)))
+        await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content))
+
+
+async def _run(hub: Hub, sink: Sink, content: SseContent, receive: Receive, send: Send) -> None:
+    async with hub.connect(sink) as client:
+        if sink.reason is None:
+            await content.stream(client, receive)
+        await _end(client, send)
+
+
+class EventContent:
+    """A session's (or a glob's) events: replay from the client's position, then live."""
+
+    __slots__ = ("after", "key", "name", "sessions", "subject", "types")
+
     def __init__(
         self,
-        gw: Gateway,
         key: str,
         name: str,
         subject: str,
         after: int,
-        types: Any,
+        types: TypeFilter | None,
         sessions: SessionMatch | None,
     ) -> None:
-        # Response.__init__ is not called: this response renders no body up front.
-        self.background = None
-        self.status_code = 200
-        self.gw = gw
         self.key = key
         self.name = name
         self.subject = subject
@@ -157,50 +186,19 @@ class EventStream(Response):
         self.types = types
         self.sessions = sessions
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        self.sink = Sink(
-            transport_of(scope), "sse", gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher
-        )
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        self.sink.write(chunk(sse_retry(retry_ms(1000, 2000))))
-        hand_off(scope, self.run)
-
-    async def run(self, receive: Receive, send: Send) -> None:
-        """The stream, once FastAPI has returned (see `hand_off`): events until the sink ends."""
-        gw, sink = self.gw, self.sink
-        stats = gw.stats
-        stats.connections["sse"] += 1
-        stats.connections_total["sse"] += 1
-        gw.hub.sinks.add(sink)
-        try:
-            if gw.hub.closing:
-                sink.finish("shutdown")
-            else:
-                await self._stream(sink, receive)
-        finally:
-            gw.hub.sinks.discard(sink)
-            stats.connections["sse"] -= 1
-            sink.finish("disconnected")
-        await _close(sink, send)
-
-    async def _stream(self, sink: Sink, receive: Receive) -> None:
+    async def stream(self, client: Subscriber, receive: Receive) -> None:
+        sink = client.sink
         sub = Subscription(
-            self.name,
-            sink,
-            self.subject,
-            after=self.after,
-            types=self.types,
+            self.name, sink, self.subject, after=self.after, types=self.types,
             sessions=self.sessions,
-        )
-        sink.subs.append(sub)
-        await self.gw.hub.attach(self.key, sub)
-        # An SSE client sends nothing more: its disconnect is heard on the transport.
-        watch = Watch(sink)
+        )  # fmt: skip
+        await client.subscribe(self.key, sub)
+        # An SSE client sends nothing more: its output hears the disconnect.
+        watch = sink.output.watch(receive, sink.lost)
         try:
             if self.after != NOW:
                 try:
-                    await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
+                    await client.catch_up(sub)
                 except Exception:
                     logger.exception("replay failed for %s", self.name)
                     sink.finish("error")
@@ -209,24 +207,17 @@ class EventStream(Response):
             watch.stop()
 
 
-async def _close(sink: Sink, send: Send) -> None:
+async def _end(client: Subscriber, send: Send) -> None:
     """Say why the stream ends (lagged: the cursor; shutdown: a jittered retry), then end it."""
+    sink = client.sink
     if sink.reason == "lagged":
         notice = {
-            "cursor": next(iter(sink.cursors().values()), None),
+            "cursor": next(iter(client.cursors().values()), None),
             "message": "client fell behind; reconnect with Last-Event-ID to resume",
         }
-        sink.write(chunk(sse_event(None, "lagged", encode(notice))))
+        sink.send(sse_event(None, "lagged", encode(notice)))
     elif sink.reason in ("shutdown", "error"):
-        sink.write(chunk(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect")))
-    elif sink.transport.is_closing():
+        sink.send(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect"))
+    elif sink.output.closing():
         return
-    try:
-        await asyncio.wait_for(
-            send({"type": "http.response.body", "body": b"", "more_body": False}), CLOSE_GRACE_S
-        )
-    except (TimeoutError, OSError):
-        sink.transport.abort()
-        # Let uvicorn see the connection lost before the app returns.
-        await asyncio.sleep(0)
-        await asyncio.sleep(0)
+    await sink.output.end(send, {"type": "http.response.body", "body": b"", "more_body": False})

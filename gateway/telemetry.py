@@ -30,6 +30,7 @@ class Stats:
         self.auth_failures = 0
         self.replayed_events = 0
         self.gap_refills = 0
+        self.slow_consumers = 0
         self.events_in = 0
 
 
@@ -103,6 +104,13 @@ class _Collector(Collector):
             "agentcast_gateway_gap_refills",
             "Live gaps refilled from JetStream",
             s.gap_refills,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_slow_consumers",
+            "Live messages dropped past the pending limits (then refilled from JetStream)",
+            s.slow_consumers,
             pid,
         )
         yield _single(

@@ -9,20 +9,22 @@ payload, so a `Tap` sits in front of the client's message handler
 for one of the hub's subscriptions goes to its route synchronously, with the
 sequence numbers cut out of the raw header block; anything else goes on to
 nats-py unchanged. Subscribing, unsubscribing and resubscribing after a
-reconnect stay nats-py's. If the client has no such hook (another nats-py),
-the Tap stays off and the hub's subscription callbacks do the same work the
-slow way.
+reconnect stay nats-py's. With the fast path off, or if the client has no
+such hook (another nats-py), the Tap stays off and the hub's subscription
+callbacks do the same work the slow way. The hook and the sid are nats-py's
+private parts: both are reached through gateway/_internals.py.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
+
+from gateway._internals import MessageHook, install_message_hook, subscription_id
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +49,11 @@ def positions(headers: bytes) -> tuple[int, int]:
 class Tap:
     """Routes the messages of registered subscriptions before nats-py builds `Msg` objects."""
 
-    def __init__(self, nc: Client) -> None:
+    def __init__(self, nc: Client, *, enabled: bool = True) -> None:
         self._routes: dict[int, Route] = {}
-        found = getattr(nc, "_process_msg", None)
-        self.installed = found is not None and _takes_parser_args(found)
-        if found is None or not self.installed:
-            logger.warning("nats-py has no usable _process_msg hook: live path via callbacks")
-            return
-        original: Callable[..., Awaitable[None]] = found
+        self.installed = enabled and install_message_hook(nc, self._wrap)
+
+    def _wrap(self, original: MessageHook) -> MessageHook:
         routes = self._routes
 
         async def process_msg(
@@ -76,23 +75,13 @@ class Tap:
             ):  # inside nats-py's parser, an escaping error would drop the connection
                 logger.exception("live message on %r failed", subject)
 
-        nc._process_msg = process_msg  # type: ignore[method-assign]
+        return process_msg
 
     def add(self, sub: Subscription, route: Route) -> bool:
         """Route `sub`'s messages to `route`; False when the Tap is off (use the callback)."""
         if self.installed:
-            self._routes[sub._id] = route
+            self._routes[subscription_id(sub)] = route
         return self.installed
 
     def remove(self, sub: Subscription) -> None:
-        self._routes.pop(sub._id, None)
-
-
-def _takes_parser_args(method: Any) -> bool:
-    try:
-        params = list(inspect.signature(method).parameters)
-    except (TypeError, ValueError):
-        return False
-    return inspect.iscoroutinefunction(method) and params == [
-        "sid", "subject", "reply", "data", "headers"
-    ]  # fmt: skip
+        self._routes.pop(subscription_id(sub), None)

@@ -4,7 +4,7 @@ A malformed, unknown or oversized frame (over `ws_max_frame_bytes`) gets an
 `error` frame and the socket stays open. Frames beyond the server's hard cap
 (4x that setting, uvicorn's `ws_max_size`) are refused by the WebSocket layer
 itself, which closes with 1009 (message too big) before the app sees them.
-Event frames are written pre-framed to the transport like SSE (gateway/sink.py);
+Event frames are written like SSE's, through the connection's Output (gateway/output.py);
 a lagged socket gets `{"op":"error","code":"lagged","cursors":{session: cursor}}`
 and close code 1013 (try again later); a gateway shutdown closes with 1012.
 """
@@ -13,38 +13,39 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import msgspec
+import nats.errors
 from starlette.responses import Response
 from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
-from agentcast.codec import json_decoder
+from agentcast.codec import ws_op_decoder, ws_ref_decoder
 from agentcast.errors import AgentcastError
 from agentcast.sessions import new_session_id
 from agentcast.tokens import Claims, Scope
+from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
 from gateway.auth import checked_session
-from gateway.errors import ApiError, from_agentcast_error
+from gateway.errors import ApiError, from_agentcast_error, from_nats_error
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
+from gateway.hub import Subscriber
+from gateway.output import open_output
 from gateway.params import NOW, parse_from, parse_types, replay_filter
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
-from gateway.sink import Sink, hand_off, transport_of
-
-if TYPE_CHECKING:
-    from gateway.app import Gateway
+from gateway.sink import Sink, hand_off
+from gateway.state import GatewayState, state_of
 
 logger = logging.getLogger(__name__)
 
-CLOSE_GRACE_S: Final = 5.0
 HARD_CAP_FACTOR: Final = 4
 _CLOSE_LAGGED: Final = 1013
 _CLOSE_RESTART: Final = 1012
 
 
 async def endpoint(websocket: WebSocket) -> None:
-    gw: Gateway = websocket.app.state.gateway
+    gw = state_of(websocket)
     try:
         claims = gw.auth.claims(websocket.headers, websocket.query_params)
     except ApiError as exc:
@@ -55,10 +56,12 @@ async def endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     sink = Sink(
-        transport_of(websocket.scope), "ws", gw.settings.client_buffer_bytes, gw.stats,
-        gw.hub.flusher,
+        open_output("ws", websocket.scope, websocket.send), gw.settings.client_buffer_bytes,
+        gw.stats, gw.hub.flusher,
     )  # fmt: skip
-    hand_off(websocket.scope, _Connection(gw, claims, sink).run)
+    await hand_off(
+        websocket.scope, websocket.receive, websocket.send, _Connection(gw, claims, sink).run
+    )
 
 
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
@@ -72,146 +75,120 @@ async def _deny(websocket: WebSocket, exc: ApiError) -> None:
 
 
 class _Connection:
-    """An accepted socket after the hand-off: the server's own receive and send, no Starlette."""
+    """An accepted socket: on the fast path after the hand-off, with the server's own receive
+    and send (no Starlette); on the plain path inside Starlette's WebSocket."""
 
-    def __init__(self, gw: Gateway, claims: Claims, sink: Sink) -> None:
+    def __init__(self, gw: GatewayState, claims: Claims, sink: Sink) -> None:
         self.gw = gw
         self.claims = claims
         self.sink = sink
         self.subs: dict[str, Subscription] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.max_frame = gw.settings.ws_max_frame_bytes
+        self.client: Subscriber | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
-        gw = self.gw
-        gw.stats.connections["ws"] += 1
-        gw.stats.connections_total["ws"] += 1
-        gw.hub.sinks.add(self.sink)
-        try:
-            reader = asyncio.ensure_future(self._read(receive))
+        async with self.gw.hub.connect(self.sink) as client:
+            self.client = client
             try:
-                await self.sink.wait()
+                if self.sink.reason is None:
+                    async with asyncio.TaskGroup() as group:
+                        reader = group.create_task(self._read(receive))
+                        await self.sink.wait()
+                        reader.cancel()
             finally:
-                reader.cancel()
-                await asyncio.gather(reader, return_exceptions=True)
-        finally:
-            gw.hub.sinks.discard(self.sink)
-            gw.stats.connections["ws"] -= 1
-            self.stop()
-        await self.close(send)
+                self.stop()
+            await self.close(client, send)
 
     async def _read(self, receive: Receive) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "websocket.disconnect":
-                self.sink.finish("disconnected")
-                return
-            raw = message.get("text")
-            data = raw.encode() if raw is not None else message.get("bytes") or b""
-            await self._handle(data)
+        try:
+            while True:
+                message = await receive()
+                if message["type"] == "websocket.disconnect":
+                    break
+                raw = message.get("text")
+                data = raw.encode() if raw is not None else message.get("bytes") or b""
+                await self._handle(data)
+        except (OSError, RuntimeError) as exc:  # the socket went away under the server
+            logger.debug("WebSocket receive: %r", exc)
+        self.sink.finish("disconnected")
 
     def reply(self, op: str, **fields: Any) -> None:
-        self.sink.write(ws_reply(op, **fields))
+        self.sink.send(ws_reply(op, **fields))
 
     async def _handle(self, data: bytes) -> None:
-        ref = None
         try:
             if len(data) > self.max_frame:
                 raise ApiError(
                     413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
                 )
-            try:
-                frame = json_decoder.decode(data)
-            except msgspec.DecodeError as exc:
-                raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
-            if not isinstance(frame, dict):
-                raise ApiError(400, "bad_frame", "a frame must be a JSON object with an `op`")
-            ref = frame.get("id") if isinstance(frame.get("id"), str | int) else None
-            await self._dispatch(frame, ref)
-        except AgentcastError as exc:
-            err = from_agentcast_error(exc)
-            self.reply("error", code=err.code, message=err.message, id=ref, **err.extra)
+            await self._dispatch(_decode(data))
+        except (AgentcastError, nats.errors.Error) as exc:
+            err = (
+                from_agentcast_error(exc)
+                if isinstance(exc, AgentcastError)
+                else from_nats_error(exc)
+            )
+            self.reply("error", code=err.code, message=err.message, id=_ref_of(data), **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
             self.reply(
-                "error", code="internal", message="the gateway could not handle this frame", id=ref
+                "error",
+                code="internal",
+                message="the gateway could not handle this frame",
+                id=_ref_of(data),
             )
 
-    async def _dispatch(self, frame: dict[str, Any], ref: object) -> None:
+    async def _dispatch(self, op: ClientOp) -> None:
         gw = self.gw
-        match frame.get("op"):
-            case "ping":
+        match op:
+            case Ping(id=ref):
                 self.reply("pong", id=ref)
-            case "subscribe":
-                await self._subscribe(self._session(frame, "read"), frame, ref)
-            case "unsubscribe":
-                self._unsubscribe(self._session(frame, "read"), ref)
-            case "run":
-                check_prompt(frame.get("prompt"), gw.settings)
-                given = frame.get("session")
-                session = self._session(frame, "run") if given is not None else new_session_id()
-                checked_session(gw.auth, self.claims, "run", session)
+            case Subscribe(session=session, id=ref):
+                await self._subscribe(self._session(session, "read"), op)
+            case Unsubscribe(session=session, id=ref):
+                self._unsubscribe(self._session(session, "read"), ref)
+            case Run(prompt=prompt, session=given, options=options, id=ref):
+                check_prompt(prompt, gw.settings)
+                session = self._session(given if given is not None else new_session_id(), "run")
                 run = await submit_run(
-                    gw.js,
-                    gw.reader,
-                    gw.settings,
-                    prompt=frame.get("prompt"),
-                    session=session,
-                    options=frame.get("options"),
+                    gw.js, gw.reader, gw.settings, prompt=prompt, session=session, options=options
                 )
                 self.reply("ack", **{"for": "run"}, session=session, run=run, id=ref)
-            case "cancel":
-                session = self._session(frame, "run")
+            case Cancel(session=session, id=ref):
+                session = self._session(session, "run")
                 reply = await cancel_run(gw.nc, session)
                 self.reply("ack", **{"for": "cancel"}, session=session, run=reply.run, id=ref)
-            case "message":
-                session = self._session(frame, "run")
+            case Message(session=session, text=text, id=ref):
+                session = self._session(session, "run")
                 run = await follow_up(
-                    gw.nc, gw.js, gw.reader, gw.settings, session=session, text=frame.get("text")
+                    gw.nc, gw.js, gw.reader, gw.settings, session=session, text=text
                 )
                 self.reply("ack", **{"for": "message"}, session=session, run=run, id=ref)
-            case None:
-                raise ApiError(400, "bad_frame", "missing `op`")
-            case op:
-                raise ApiError(400, "unknown_op", f"unknown op {str(op)[:40]!r}")
 
-    def _session(self, frame: dict[str, Any], scope: Scope) -> str:
-        session = frame.get("session")
-        if not isinstance(session, str):
-            raise ApiError(400, "invalid_session", "`session` must be a session id string")
+    def _session(self, session: str, scope: Scope) -> str:
         return checked_session(self.gw.auth, self.claims, scope, session)
 
-    async def _subscribe(self, session: str, frame: dict[str, Any], ref: object) -> None:
+    async def _subscribe(self, session: str, op: Subscribe) -> None:
         if session in self.subs:
             raise ApiError(409, "already_subscribed", f"already subscribed to {session!r}")
-        start = frame.get("from", "start")
-        if isinstance(start, int) and not isinstance(start, bool):
-            start = str(start)
-        if not isinstance(start, str):
-            raise ApiError(400, "invalid_cursor", "`from` must be start, now or a cursor")
-        types = frame.get("types")
-        if types is not None and (
-            not isinstance(types, list) or not all(isinstance(t, str) for t in types)
-        ):
-            raise ApiError(400, "invalid_types", "`types` must be a list of type patterns")
-        after = parse_from(start)
-        type_filter = parse_types(types)
+        after = parse_from(str(op.start))
+        type_filter = parse_types(op.types)
         subject = replay_filter(session, type_filter)
         if after > 0:
             await self.gw.reader.check_resume(after, subject, session.__eq__)
         sub = Subscription(
             session, self.sink, subject, after=after, types=type_filter, sessions=None
         )
-        self.reply("subscribed", session=session, id=ref)
+        self.reply("subscribed", session=session, id=op.id)
         self.subs[session] = sub
-        self.sink.subs.append(sub)
-        await self.gw.hub.attach(session, sub)
-        if after != NOW:
+        await self._client().subscribe(session, sub)
+        if after != NOW and self.subs.get(session) is sub:
             self.tasks[session] = asyncio.create_task(self._catch_up(sub))
 
     async def _catch_up(self, sub: Subscription) -> None:
         try:
-            await sub.catch_up(self.gw.reader, self.gw.settings.replay_batch)
+            await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
             self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
@@ -229,15 +206,19 @@ class _Connection:
         if task is not None and task is not asyncio.current_task():
             task.cancel()
         if sub is not None:
-            sub.detach()
-            self.sink.subs.remove(sub)
+            self._client().unsubscribe(sub)
+
+    def _client(self) -> Subscriber:
+        if self.client is None:
+            raise RuntimeError("frames are handled only while the socket is connected")
+        return self.client
 
     def stop(self) -> None:
         self.sink.finish("disconnected")
         for task in self.tasks.values():
             task.cancel()
 
-    async def close(self, send: Send) -> None:
+    async def close(self, client: Subscriber, send: Send) -> None:
         """Say why the socket ends (lagged: the cursors), then close with the matching code."""
         reason = self.sink.reason
         if reason == "disconnected":
@@ -248,11 +229,37 @@ class _Connection:
                 "error",
                 code="lagged",
                 message="client fell behind; resubscribe from these cursors",
-                cursors=self.sink.cursors(),
+                cursors=client.cursors(),
             )
             code = _CLOSE_LAGGED
-        try:
-            await asyncio.wait_for(send({"type": "websocket.close", "code": code}), CLOSE_GRACE_S)
-        except (TimeoutError, RuntimeError, OSError):
-            self.sink.transport.abort()
-            await asyncio.sleep(0)
+        await self.sink.output.end(send, {"type": "websocket.close", "code": code})
+
+
+# Which field a frame got wrong decides the error code the client gets.
+_FIELD_CODES: Final = {"$.session": "invalid_session", "$.from": "invalid_cursor",
+                       "$.types": "invalid_types", "$.op": "unknown_op"}  # fmt: skip
+
+
+def _decode(data: bytes) -> ClientOp:
+    try:
+        op: ClientOp = ws_op_decoder.decode(data)
+    except msgspec.ValidationError as exc:  # JSON, but not a client frame
+        text = str(exc)
+        code = "bad_frame"
+        for path, field_code in _FIELD_CODES.items():
+            if text.endswith(f"`{path}`") or f"`{path}[" in text:
+                code = field_code
+        if text == "Object missing required field `session`":
+            code = "invalid_session"
+        raise ApiError(400, code, text) from exc
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
+    return op
+
+
+def _ref_of(data: bytes) -> Ref:
+    try:
+        ref: Ref = ws_ref_decoder.decode(data).id
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    return ref

@@ -23,6 +23,7 @@ from agentcast.events import (
     RunCompletedData,
     RunFailedData,
 )
+from agentcast.lifecycle import finished_before
 from agentcast.policy import RunOptions
 from producer.cli_guard import guarded_cli_path
 from producer.normalize import Draft, Normalizer
@@ -98,12 +99,7 @@ class AgentRun:
         closing: EventData | None = None
         try:
             streaming = asyncio.ensure_future(self._stream(client, emit))
-            cancelled = asyncio.ensure_future(self._cancelled.wait())
-            done, _ = await asyncio.wait(
-                {streaming, cancelled}, return_when=asyncio.FIRST_COMPLETED
-            )
-            if streaming in done:
-                cancelled.cancel()
+            if await finished_before(streaming, self._cancelled):
                 closing = streaming.result()
             else:
                 closing = await self._interrupt(client, streaming)

@@ -22,8 +22,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.errors import Error as NatsError
 
-from agentcast.codec import encode
-from agentcast.control import ControlReply, ControlRequest
+from agentcast.codec import control_request_decoder, encode
+from agentcast.control import ControlReply
 from agentcast.errors import PolicyViolation, PublishFailed
 from agentcast.events import (
     EventData,
@@ -32,6 +32,7 @@ from agentcast.events import (
     RunStartedData,
     UserMessageData,
 )
+from agentcast.lifecycle import finished_before
 from agentcast.policy import RunOptions, resolve_options, validate_prompt
 from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
@@ -41,8 +42,6 @@ from producer.publisher import SessionPublisher
 from producer.transcripts import TranscriptStore
 
 logger = logging.getLogger(__name__)
-
-_control_decoder = msgspec.json.Decoder(ControlRequest)
 
 
 class Conversation:
@@ -116,14 +115,7 @@ class Conversation:
         if not self._next.empty():
             return self._next.get_nowait()
         getting = asyncio.ensure_future(self._next.get())
-        ending = asyncio.ensure_future(self._hold_ended.wait())
-        done, _ = await asyncio.wait(
-            {getting, ending},
-            timeout=self._settings.session_hold_s,
-            return_when=asyncio.FIRST_COMPLETED,
-        )
-        ending.cancel()
-        if getting in done:
+        if await finished_before(getting, self._hold_ended, self._settings.session_hold_s):
             return getting.result()
         getting.cancel()
         return None
@@ -212,7 +204,7 @@ class Conversation:
 
     def _control(self, raw: bytes) -> ControlReply:
         try:
-            request = _control_decoder.decode(raw)
+            request = control_request_decoder.decode(raw)
         except msgspec.DecodeError as exc:
             return ControlReply(ok=False, error=f"invalid control request: {exc}")
         match request.op:

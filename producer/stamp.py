@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from agentcast.events import Event, EventData, make_event, type_of
+from agentcast.envelope import envelope
+from agentcast.events import Event, EventData, type_of
 from agentcast.subjects import event_subject
 from producer.truncate import fit_event
 
@@ -40,19 +41,10 @@ def stamp(
     `subject_prefix` is `event_subject(session, "")`, passed by callers that
     stamp many events of one session so the id is validated once.
 
-    The event id is `<session>.<seq>`: unique, and the same on every re-send,
-    which is what makes JetStream's duplicate window drop re-sends.
+    The envelope and its id come from agentcast/envelope.py.
     """
     subject_prefix = subject_prefix or event_subject(session, "")
-    event = make_event(
-        data,
-        id=f"{session}.{seq}",
-        session=session,
-        run=run,
-        seq=seq,
-        ts=time.time_ns(),
-        parent_tool_use_id=parent_tool_use_id,
-    )
+    event = envelope(data, session=session, run=run, seq=seq, parent_tool_use_id=parent_tool_use_id)
     event, payload = fit_event(event, max_msg_size)
     # Nats-Msg-Id only: every header costs each publish and each consumer a parse.
     headers = {"Nats-Msg-Id": event.id}

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import os
 from collections.abc import Coroutine
 from typing import Any
 
@@ -35,7 +34,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 from agentcast.codec import encode
 from agentcast.control import RunRejected
 from agentcast.events import RunFailedData, RunQueuedData
-from agentcast.settings import Settings
+from agentcast.settings import Settings, inherited
 from agentcast.subjects import RUNS_REJECTED, RUNS_STREAM, RUNS_SUBMIT
 from producer.acks import AckRouter
 from producer.claim import SessionBusy, SessionHead, claim, claude_session_of, read_head
@@ -298,6 +297,6 @@ def agent_env(settings: Settings) -> dict[str, str]:
     # The SDK merges this over os.environ, where a real ANTHROPIC_API_KEY lives.
     if settings.anthropic_base_url:
         env["ANTHROPIC_BASE_URL"] = settings.anthropic_base_url
-        if "ANTHROPIC_API_KEY" not in os.environ:
+        if inherited("ANTHROPIC_API_KEY") is None:
             env["ANTHROPIC_API_KEY"] = "agentcast-scripted-model"
     return env

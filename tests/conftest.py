@@ -82,4 +82,5 @@ def workspace(tmp_path: Path) -> Path:
     return path
 
 
-pytest_plugins = ["support.gateway"]
+# The gateway fixtures, under the name the tests import them by (one module object).
+pytest_plugins = ["tests.support.gateway"]

@@ -143,3 +143,13 @@ def test_settings_layer_flags_over_environment_over_defaults() -> None:
     )
     with pytest.raises(ValueError, match="port"):
         Settings.load(environ={"AGENTCAST_PORT": "eighty"})
+
+
+def test_the_type_tables_and_the_data_union_agree_with_the_event_union() -> None:
+    import typing
+
+    from agentcast.events import TYPE_OF_DATA, Event, EventData
+
+    assert len(typing.get_args(Event)) == len(EVENT_CLASSES) == len(TYPE_OF_DATA) == 22
+    assert set(typing.get_args(EventData)) == set(TYPE_OF_DATA)
+    assert sorted(TYPE_OF_DATA.values()) == sorted(EVENT_CLASSES)

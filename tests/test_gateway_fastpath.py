@@ -13,8 +13,10 @@ from nats.js import JetStreamContext
 
 from agentcast.events import type_of
 from agentcast.subjects import LIVE_PREFIX
-from gateway.frames import HEARTBEAT, Frame, chunk
+from gateway._internals import http_chunk
+from gateway.frames import HEARTBEAT, Frame
 from gateway.hub import Hub
+from gateway.output import SseWire, WsWire
 from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
 from gateway.upstream import Tap, positions
@@ -91,7 +93,7 @@ class _Transport(asyncio.WriteTransport):
 async def test_frames_offered_in_one_batch_leave_in_one_write_and_finish_flushes_first() -> None:
     stats, flusher = Stats(), Flusher()
     transport = _Transport()
-    sink = Sink(transport, "sse", 1 << 20, stats, flusher)
+    sink = Sink(SseWire(transport), 1 << 20, stats, flusher)
     frames = [Frame(i, "s", "text.delta", b'{"n":%d}' % i) for i in range(1, 4)]
     for frame in frames:
         assert sink.offer(frame)
@@ -102,15 +104,15 @@ async def test_frames_offered_in_one_batch_leave_in_one_write_and_finish_flushes
 
     sink.offer(Frame(4, "s", "text.delta", b"{}"))
     sink.finish("lagged")  # the queued frame is written before anything else
-    sink.write(b"notice")
-    assert transport.writes[1:] == [Frame(4, "s", "text.delta", b"{}").sse, b"notice"]
+    sink.send(b"notice")
+    assert transport.writes[1:] == [Frame(4, "s", "text.delta", b"{}").sse, http_chunk(b"notice")]
     await sink.wait()  # already finished: returns at once
     assert not sink.offer(Frame(5, "s", "text.delta", b"{}"))
 
 
 async def test_a_closed_transport_ends_the_sink_as_disconnected_at_flush() -> None:
     transport = _Transport()
-    sink = Sink(transport, "ws", 1 << 20, Stats(), Flusher())
+    sink = Sink(WsWire(transport), 1 << 20, Stats(), Flusher())
     sink.offer(Frame(1, "s", "status", b"{}"))
     transport.closing = True
     waiter = asyncio.ensure_future(sink.wait())
@@ -123,17 +125,17 @@ async def test_heartbeats_go_to_idle_sse_clients_only() -> None:
     hub = Hub(object(), None, Stats(), replay_batch=1, heartbeat_s=15)  # type: ignore[arg-type]
     busy, idle = _Transport(), _Transport()
     hub.sinks = {
-        Sink(busy, "sse", 1 << 20, hub.stats, hub.flusher),
-        Sink(idle, "sse", 1 << 20, hub.stats, hub.flusher),
+        Sink(SseWire(busy), 1 << 20, hub.stats, hub.flusher),
+        Sink(SseWire(idle), 1 << 20, hub.stats, hub.flusher),
     }
     for sink in hub.sinks:
-        if sink.transport is busy:
+        if sink.output.transport is busy:  # type: ignore[attr-defined]
             sink.offer(Frame(1, "s", "status", b"{}"))
     await asyncio.sleep(0)
     await hub.beat()
-    assert idle.writes == [chunk(HEARTBEAT)] and len(busy.writes) == 1
+    assert idle.writes == [http_chunk(HEARTBEAT)] and len(busy.writes) == 1
     await hub.beat()  # nothing sent to either since the last pass
-    assert len(idle.writes) == 2 and busy.writes[1:] == [chunk(HEARTBEAT)]
+    assert len(idle.writes) == 2 and busy.writes[1:] == [http_chunk(HEARTBEAT)]
 
 
 async def test_sse_clients_that_go_away_are_released_with_their_subscriptions(

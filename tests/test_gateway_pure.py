@@ -19,8 +19,10 @@ from agentcast.tokens import (
     parse_ttl,
     verify_token,
 )
+from gateway._internals import http_chunk as chunk
+from gateway._internals import ws_frame as ws_text
 from gateway.errors import ApiError
-from gateway.frames import Frame, chunk, sse_event, sse_retry, ws_text
+from gateway.frames import Frame, sse_event, sse_retry
 from gateway.params import (
     NOW,
     START,

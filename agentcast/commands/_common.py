@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import socket
 import sys
 from typing import Any, NoReturn
@@ -30,14 +29,15 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
 
 def add_client_args(parser: argparse.ArgumentParser) -> None:
     """Flags of commands that talk to a gateway."""
+    defaults = Settings.load()  # AGENTCAST_GATEWAY, AGENTCAST_TOKEN
     parser.add_argument(
         "--gateway",
-        default=os.environ.get("AGENTCAST_GATEWAY", "http://127.0.0.1:8000"),
-        help="gateway URL (default $AGENTCAST_GATEWAY or http://127.0.0.1:8000)",
+        default=defaults.gateway,
+        help=f"gateway URL (default $AGENTCAST_GATEWAY or {Settings().gateway})",
     )
     parser.add_argument(
         "--token",
-        default=os.environ.get("AGENTCAST_TOKEN"),
+        default=defaults.token or None,
         help="bearer token (default $AGENTCAST_TOKEN)",
     )
     parser.add_argument(

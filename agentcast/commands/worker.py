@@ -5,15 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import signal
 
-from agentcast.bus import connect, disconnect, ensure_streams
+from agentcast.bus import ensure_streams
 from agentcast.commands._common import (
     add_common_args,
     resolve_nats,
     settings_from_args,
     setup_logging,
 )
+from agentcast.lifecycle import role_connection, stop_on_signals
 from agentcast.settings import Settings
 
 
@@ -46,13 +46,8 @@ async def _serve(settings: Settings) -> None:
     from producer.worker import Worker
 
     assert settings.nats_url
-    nc = await connect(settings, "agentcast-worker")
-    await ensure_streams(nc.jetstream(), settings)
-    worker = Worker(nc, settings)
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, worker.stop)
-    try:
+    async with role_connection(settings, "agentcast-worker") as nc:
+        await ensure_streams(nc.jetstream(), settings)
+        worker = Worker(nc, settings)
+        stop_on_signals(worker.stop)
         await worker.run()
-    finally:
-        await disconnect(nc)

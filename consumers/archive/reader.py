@@ -8,11 +8,10 @@ from pathlib import Path
 import msgspec
 import zstandard
 
+from agentcast.codec import loose_event_decoder
 from agentcast.events import AnyEvent
 from consumers.archive import chain
 from consumers.archive.files import find_session, read_bytes
-
-_event_decoder = msgspec.json.Decoder(AnyEvent)
 
 
 def session_path(root: Path, session: str) -> Path | None:
@@ -37,7 +36,7 @@ def read_events(path: Path) -> Iterator[AnyEvent]:
             canonical, _ = chain.split(line)
             if canonical.startswith((b'{"seal":', b'{"gap":')):
                 continue
-            event = _event_decoder.decode(canonical)
+            event = loose_event_decoder.decode(canonical)
         except (chain.MalformedLine, msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise NotAnArchive(f"line {no} is not an archive line ({exc})") from None
         yield event

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Iterable
 
 from nats.js import JetStreamContext
 
 from agentcast.codec import encode
+from agentcast.envelope import envelope
 from agentcast.events import (
     Event,
     EventData,
@@ -20,7 +20,6 @@ from agentcast.events import (
     ToolCalledData,
     ToolResultData,
     ToolStartedData,
-    make_event,
     type_of,
 )
 from agentcast.subjects import event_subject
@@ -30,15 +29,7 @@ def build_events(
     session: str, datas: Iterable[EventData], *, run: int = 1, first_seq: int = 1
 ) -> list[Event]:
     return [
-        make_event(
-            data,
-            id=f"{session}-{first_seq + i}",
-            session=session,
-            run=run,
-            seq=first_seq + i,
-            ts=time.time_ns(),
-        )
-        for i, data in enumerate(datas)
+        envelope(data, session=session, run=run, seq=first_seq + i) for i, data in enumerate(datas)
     ]
 
 

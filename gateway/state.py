@@ -1,0 +1,68 @@
+"""What the lifespan owns, typed: made at startup, closed at shutdown, handed to routes.
+
+The lifespan (gateway/app.py) yields `{"gateway": GatewayState}` as its
+state (Starlette copies it into every request's scope); routes take it with
+the `State` dependency (gateway/deps.py) and never import the app.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from nats.aio.client import Client
+from nats.js import JetStreamContext
+from nats.js.kv import KeyValue
+from prometheus_client import CollectorRegistry
+from starlette.requests import HTTPConnection
+
+from agentcast.replicas import ReplicasCollector
+from agentcast.settings import Settings
+from gateway.auth import Authenticator
+from gateway.hub import Hub
+from gateway.progress_feed import ProgressFeed
+from gateway.replay import DirectReader
+from gateway.telemetry import Stats, registry
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "gateway"
+
+
+class GatewayState:
+    """The gateway's resources: one NATS connection and everything built on it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        nc: Client,
+        hub: Hub,
+        reader: DirectReader,
+        kv: KeyValue,
+        auth: Authenticator,
+        stats: Stats,
+    ) -> None:
+        self.settings = settings
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream()
+        self.hub = hub
+        self.reader = reader
+        self.kv = kv
+        self.auth = auth
+        self.stats = stats
+        self.progress = ProgressFeed(nc)
+        self.registry: CollectorRegistry = registry(
+            stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered
+        )
+        self.registry.register(ReplicasCollector())
+
+    async def close(self) -> None:
+        """Every stream told to end, subscriptions dropped (the connection is the lifespan's)."""
+        await self.hub.close()
+        await self.progress.close()
+        await self.reader.stop()
+
+
+def state_of(conn: HTTPConnection) -> GatewayState:
+    """The lifespan's state, from a request or WebSocket."""
+    state: GatewayState = getattr(conn.state, STATE_KEY)  # set by the lifespan (gateway/app.py)
+    return state
