@@ -18,7 +18,7 @@ from typing import Any, Self
 
 from agentcast.bus_auth import password_env
 from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials, new_password
-from agentcast.embedded import EmbeddedNats, NatsServerError, free_port, with_credentials
+from agentcast.embedded import EmbeddedNats, NatsServerError, free_ports, with_credentials
 
 logger = logging.getLogger(__name__)
 
@@ -37,11 +37,11 @@ class ClusterNode(EmbeddedNats):
         env: Mapping[str, str],
         credentials: Mapping[str, str],
         host: str,
+        ports: tuple[int, int, int],
     ) -> None:
-        super().__init__(store_dir, free_port(host), host, credentials)
+        client_port, self.cluster_port, self.monitor_port = ports
+        super().__init__(store_dir, client_port, host, credentials)
         self.config = config
-        self.cluster_port = free_port(host)
-        self.monitor_port = free_port(host)
         self.shared_env = dict(env)
 
     @property
@@ -91,9 +91,18 @@ class EmbeddedCluster:
             raise NatsServerError(f"no node-*.conf in {config_dir}")
         env = {password_env(role): pw for role, pw in self.credentials.items()}
         route_password = env["AGENTCAST_ROUTE_PASSWORD"] = new_password()
+        # Every node's client, route and monitor ports at once: distinct from each other.
+        ports = free_ports(3 * len(configs), host)
         self.nodes = [
-            ClusterNode(base / config.stem, config, env, self.credentials, host)
-            for config in configs
+            ClusterNode(
+                base / config.stem,
+                config,
+                env,
+                self.credentials,
+                host,
+                (ports[3 * i], ports[3 * i + 1], ports[3 * i + 2]),
+            )
+            for i, config in enumerate(configs)
         ]
         for i, node in enumerate(self.nodes, 1):
             env[f"AGENTCAST_NATS_ROUTE_{i}"] = with_credentials(

@@ -16,7 +16,14 @@ AgentcastError                       (module where it is defined; HTTP status in
 ├── LeaseHeld             500  another process owns this share of the work (consumers/lease.py)
 ├── LeaseLost             500  a lease could not be renewed in time (consumers/lease.py)
 ├── NatsServerError       500  the embedded nats-server failed (agentcast/embedded.py)
-└── ChildFailed           500  a supervised role exited (agentcast/supervisor.py)
+├── ChildFailed           500  a supervised role exited (agentcast/supervisor.py)
+└── ClientError           —    what the gateway answered a client (agentcast/client/errors.py)
+    ├── AuthError         401/403  the token, or what it allows, was refused
+    │   ├── Unauthorized  401
+    │   └── Forbidden     403
+    ├── NotFound          404
+    ├── CursorExpired     410  resume cannot be exact; carries `earliest`
+    └── GatewayUnreachable —   no answer from the gateway
 
 The gateway (gateway/errors.py) answers the 400s and 401 with their `code`,
 NatsUnavailable (and nats-py's own timeouts and connection errors) as 503

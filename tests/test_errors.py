@@ -18,6 +18,7 @@ from tests.support.proxy import Partition
 # Every module that defines an AgentcastError subclass (the test below fails on one it misses).
 _DEFINING = (
     "agentcast.tokens",
+    "agentcast.client.errors",
     "agentcast.embedded",
     "agentcast.supervisor",
     "consumers.lease",
