@@ -121,10 +121,15 @@ class EmbeddedCluster:
         return ",".join(node.admin_url for node in self.nodes)
 
     def start(self, timeout: float = 30.0) -> None:
-        for node in self.nodes:
-            if not node.alive:
-                node.start(timeout)
-        self.wait_ready(timeout)
+        """Start every node that is not running; on failure stop them all (none is left behind)."""
+        try:
+            for node in self.nodes:
+                if not node.alive:
+                    node.start(timeout)
+            self.wait_ready(timeout)
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_ready(self, timeout: float = 30.0) -> None:
         """Block until every running node agrees on a meta leader that sees them all current."""
