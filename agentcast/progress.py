@@ -23,6 +23,8 @@ from typing import Final, Literal
 
 import msgspec
 
+from agentcast.codec import json_decoder_of
+
 State = Literal["queued", "running", "idle", "completed", "failed", "cancelled"]
 PercentSource = Literal["todos", "estimate", "final"]
 
@@ -60,7 +62,7 @@ class ProgressSnapshot(msgspec.Struct, frozen=True, kw_only=True):
     """0..1: how far the percent can be trusted (1 at the end; low with no history)."""
 
 
-_decoder: Final = msgspec.json.Decoder(ProgressSnapshot)
+_decoder: Final = json_decoder_of(ProgressSnapshot)
 
 
 def decode_snapshot(raw: bytes) -> ProgressSnapshot:

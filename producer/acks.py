@@ -22,6 +22,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
+from agentcast.codec import json_decoder_of
+
 AckCallback = Callable[[int, int, int], Awaitable[None]]
 """Called with (event seq, stream seq, error) for each ack.
 
@@ -45,7 +47,7 @@ class _PubAck(msgspec.Struct):
     error: _ApiError | None = None
 
 
-_ack_decoder: Final = msgspec.json.Decoder(_PubAck)
+_ack_decoder: Final = json_decoder_of(_PubAck)
 
 
 class AckRouter:

@@ -44,7 +44,7 @@ from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from agentcast.bus import key_value
-from agentcast.codec import encode
+from agentcast.codec import encode, json_decoder_of
 from agentcast.control import ControlRequest
 from agentcast.settings import Settings
 from agentcast.subjects import ctl_subject
@@ -74,8 +74,8 @@ class RunningRecord(msgspec.Struct, frozen=True, kw_only=True):
     since: float
 
 
-_beat_decoder = msgspec.json.Decoder(Heartbeat)
-_record_decoder = msgspec.json.Decoder(RunningRecord)
+_beat_decoder = json_decoder_of(Heartbeat)
+_record_decoder = json_decoder_of(RunningRecord)
 
 
 def new_worker_id() -> str:

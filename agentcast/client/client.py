@@ -19,6 +19,7 @@ import msgspec
 
 from agentcast.client.errors import GatewayUnreachable, error_of
 from agentcast.client.stream import StreamStats, resumable
+from agentcast.codec import json_decoder_of
 from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
 from agentcast.sessions import validate_session_id
@@ -46,14 +47,10 @@ class _Sessions(msgspec.Struct, frozen=True):
     sessions: list[ProgressSnapshot]
 
 
-def _decoder(cls: Any) -> msgspec.json.Decoder[Any]:
-    return msgspec.json.Decoder(cls)
-
-
-_QUEUED: Final = _decoder(QueuedRun)
-_CANCEL: Final = _decoder(CancelReply)
-_SESSIONS: Final = _decoder(_Sessions)
-_SNAPSHOT: Final = _decoder(ProgressSnapshot)
+_QUEUED: Final = json_decoder_of(QueuedRun)
+_CANCEL: Final = json_decoder_of(CancelReply)
+_SESSIONS: Final = json_decoder_of(_Sessions)
+_SNAPSHOT: Final = json_decoder_of(ProgressSnapshot)
 
 
 class Client:

@@ -21,6 +21,8 @@ from typing import Any, Final
 
 import msgspec
 
+from agentcast.codec import json_decoder, sorted_encoder
+
 GENESIS: Final = ""
 """The `previous hash` of a file's first line."""
 
@@ -33,8 +35,8 @@ _HEX: Final = frozenset(b"0123456789abcdef")
 RESERVED_KEYS: Final = ("cursor", "hash")
 """Keys the archive owns on each line; an envelope may not carry them."""
 
-_sorted_encoder: Final = msgspec.json.Encoder(order="sorted")
-_decoder: Final = msgspec.json.Decoder()
+_sorted_encoder: Final = sorted_encoder
+_decoder: Final = json_decoder
 
 
 class MalformedLine(ValueError):

@@ -27,13 +27,14 @@ from typing import Any, Final
 
 import msgspec
 
+from agentcast.codec import encode
 from consumers.archive import chain, merkle
 
 VERSION: Final = 1
 LOG_PREFIX: Final = "_checkpoints."
 LOG_SUFFIX: Final = ".jsonl"
 
-_encode: Final = msgspec.json.Encoder().encode
+_encode: Final = encode
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True):

@@ -31,6 +31,7 @@ import msgspec
 from nats.aio.client import Client
 
 from agentcast.bus import ensure_streams
+from agentcast.codec import json_decoder
 from agentcast.settings import Settings
 from consumers.archive import signing
 from consumers.archive.checkpointer import Checkpointer
@@ -42,7 +43,7 @@ from consumers.suspects import Reason, SuspectEvents
 
 logger = logging.getLogger(__name__)
 
-_decode: Final = msgspec.json.Decoder().decode
+_decode: Final = json_decoder.decode
 
 
 class Archiver(LeasedConsumer[dict[str, Any]]):

@@ -28,6 +28,7 @@ from typing import Final
 
 import msgspec
 
+from agentcast.codec import msgpack_decoder_of, msgpack_encoder
 from consumers.progress.estimate import COLD, Prior
 
 ALL: Final = "*"
@@ -53,8 +54,8 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
 
 
 EMPTY: Final = History()
-_encoder: Final = msgspec.msgpack.Encoder()
-_decoder: Final = msgspec.msgpack.Decoder(History)
+_encoder: Final = msgpack_encoder
+_decoder: Final = msgpack_decoder_of(History)
 
 
 def encode_history(history: History) -> bytes:

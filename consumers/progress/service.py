@@ -34,7 +34,13 @@ from nats.aio.client import Client
 from nats.js.kv import KeyValue
 
 from agentcast.bus import ensure_streams
-from agentcast.codec import decode_event, decode_loose, encode
+from agentcast.codec import (
+    decode_event,
+    decode_loose,
+    encode,
+    msgpack_decoder_of,
+    msgpack_encoder,
+)
 from agentcast.events import AnyEvent, Event
 from agentcast.progress import ProgressSnapshot
 from agentcast.sessions import is_valid_session_id
@@ -54,8 +60,8 @@ from consumers.telemetry import telemetry_from
 logger = logging.getLogger(__name__)
 
 STATES_BUCKET: Final = "agentcast_progress"
-_encode_state = msgspec.msgpack.Encoder().encode
-_decode_state = msgspec.msgpack.Decoder(SessionState).decode
+_encode_state = msgpack_encoder.encode
+_decode_state = msgpack_decoder_of(SessionState).decode
 
 
 class ProgressService(LeasedConsumer[Event | AnyEvent]):

@@ -35,6 +35,8 @@ from typing import Any, Literal
 
 import msgspec
 
+from agentcast.codec import json_decoder_of
+
 __all__ = [
     "ApiError",
     "Block",
@@ -160,7 +162,7 @@ class Scenario(msgspec.Struct, frozen=True, kw_only=True):
         return self.variants[-1], self.variants[-1].turns
 
 
-_decoder = msgspec.json.Decoder(Scenario)
+_decoder = json_decoder_of(Scenario)
 
 
 def _decode(raw: bytes, path: str) -> Scenario:

@@ -20,7 +20,7 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
+from agentcast.codec import encoder
 
 from .scenario import Block, TextBlock, ThinkingBlock, ToolUseBlock, Turn
 
@@ -28,7 +28,7 @@ __all__ = ["SseEvent", "Usage", "encode_sse", "estimate_tokens", "message_body",
 
 _WORD_RE = re.compile(r"\S+\s*|\s+")
 _ID_ALPHABET = string.ascii_letters + string.digits
-_encoder = msgspec.json.Encoder()
+_encoder = encoder
 
 
 @dataclass(frozen=True, slots=True)
