@@ -96,3 +96,40 @@ def _checked(msg: Msg, bucket: str) -> int:
     if (msg.headers or {}).get("Status") == _NO_RESPONDERS or b'"error"' in msg.data:
         raise nats.errors.Error(f"put into {bucket} refused: {msg.data[:200]!r}")
     return 1
+
+
+_LATE_ENTRY_S: Final = 2.0
+
+
+async def current_values(kv: KeyValue, timeout_s: float = 30.0) -> list[tuple[str, bytes]]:
+    """Every key's current value, read through a watcher, none missed.
+
+    nats-py's watcher can signal "no more initial values" before it has handed
+    over values the server already sent (it checks its consumer's pending
+    count before its callback has run), so a restart could load nothing and
+    then hold every session back as a gap. The bucket's message count says how
+    many values to expect; after an early marker, late values are still read
+    until that count or a quiet `_LATE_ENTRY_S`.
+    """
+    expected = (await kv.status()).values
+    found: list[tuple[str, bytes]] = []
+    watcher = await kv.watchall(ignore_deletes=True)
+    deadline = time.monotonic() + timeout_s
+    marker_seen = False
+    try:
+        while len(found) < expected or not marker_seen:
+            left = deadline - time.monotonic()
+            wait = min(left, _LATE_ENTRY_S) if marker_seen else left
+            if wait <= 0:
+                break
+            try:
+                entry = await watcher.updates(timeout=wait)  # type: ignore[no-untyped-call]
+            except nats.errors.TimeoutError:
+                break
+            if entry is None:
+                marker_seen = True
+            elif entry.value:
+                found.append((entry.key, entry.value))
+    finally:
+        await watcher.stop()  # type: ignore[no-untyped-call]
+    return found

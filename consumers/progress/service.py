@@ -47,7 +47,7 @@ from agentcast.sessions import is_valid_session_id
 from agentcast.settings import Settings
 from agentcast.subjects import SESSIONS_BUCKET, progress_subject
 from consumers.archive.partition import ensure_source, partition_of
-from consumers.buckets import BatchPut, bucket
+from consumers.buckets import BatchPut, bucket, current_values
 from consumers.consumer import LeasedConsumer
 from consumers.lease import METRICS_LEASES_BUCKET
 from consumers.progress.learning import Learning
@@ -135,18 +135,15 @@ class ProgressService(LeasedConsumer[Event | AnyEvent]):
 
     async def _load(self) -> None:
         assert self._store is not None
-        watcher = await self._store.watchall(ignore_deletes=True)
-        try:
-            while (entry := await watcher.updates(timeout=30)) is not None:  # type: ignore[no-untyped-call]
-                if entry.value and not self.learning.load(entry.key, entry.value):
-                    state = _decode_state(entry.value)
-                    if not self._mine(state.session):
-                        continue  # another partition's session
-                    self.states[state.session] = state
-                    # As last published before any idle overlay: an idle flip is published anew.
-                    self._published[state.session] = snapshot(state)
-        finally:
-            await watcher.stop()  # type: ignore[no-untyped-call]
+        for key, value in await current_values(self._store):
+            if self.learning.load(key, value):
+                continue
+            state = _decode_state(value)
+            if not self._mine(state.session):
+                continue  # another partition's session
+            self.states[state.session] = state
+            # As last published before any idle overlay: an idle flip is published anew.
+            self._published[state.session] = snapshot(state)
         self.metrics.set_states(self._view_states())
 
     # -- events ----------------------------------------------------------------------
