@@ -105,6 +105,7 @@ class WorkerLeases:
         self._tasks: list[asyncio.Task[None]] = []
         self._started_at = time.time()
         self._beat_ok_at = 0.0
+        self._reconnects = nc.stats["reconnects"]
         self._missing_since: dict[str, float] = {}
         """Worker id -> when this worker first saw its heartbeat missing."""
 
@@ -263,7 +264,11 @@ class WorkerLeases:
         await self._workers.put(self.worker_id, encode(beat))
         now, previous = time.monotonic(), self._beat_ok_at
         self._beat_ok_at = now
-        if previous and now - previous > self._ttl / 2:  # our key may have expired meanwhile
+        reconnects = self._nc.stats["reconnects"]
+        # Our key may have expired meanwhile; and after any reconnect a scan that
+        # judged us by a stale heartbeat may have freed our records, however short the cut.
+        if (previous and now - previous > self._ttl / 2) or reconnects != self._reconnects:
+            self._reconnects = reconnects
             await self._reassert()
 
     async def _every(self, step: Callable[[], Awaitable[None]], *, first: bool = False) -> None:
