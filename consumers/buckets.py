@@ -17,7 +17,7 @@ from nats.js.kv import KeyValue
 
 from agentcast.bus import key_value
 from agentcast.subjects import EVENTS_STREAM
-from consumers.pull import take_queued
+from consumers.pull import pending_queue, take_queued
 
 _PENDING_ACKS: Final = 1_000_000
 _NO_RESPONDERS: Final = "503"
@@ -65,7 +65,7 @@ class BatchPut:
             self._sub = await self._nc.subscribe(
                 f"{self._prefix}.*", pending_msgs_limit=_PENDING_ACKS, pending_bytes_limit=0
             )
-        queue = self._sub._pending_queue
+        queue = pending_queue(self._sub)
         while not queue.empty():  # late acks of a put_many that timed out
             take_queued(queue)
         sent = 0

@@ -39,6 +39,13 @@ _PENDING_MSGS: Final = 1_000_000
 _encode = msgspec.json.encode
 
 
+def pending_queue(sub: Subscription) -> asyncio.Queue[Msg]:
+    """nats-py's queue of a callback-less subscription: the consumers' one reach-in
+    (private `Subscription._pending_queue`, checked on nats-py 2.9-2.16, bounded <2.17;
+    the gateway's and producer's are in gateway/_internals.py and producer/fastpub.py)."""
+    return sub._pending_queue
+
+
 def take_queued(queue: asyncio.Queue[Msg]) -> Msg:
     """A message queued for a callback-less subscription, marked done (nats-py's drain() waits for it)."""
     msg = queue.get_nowait()
@@ -203,7 +210,7 @@ class Puller:
         await self._nc.publish(
             f"$JS.API.CONSUMER.MSG.NEXT.{self.stream}.{self.durable}", body, reply=self._inbox
         )
-        queue = sub._pending_queue  # nats-py's queue of a callback-less subscription
+        queue = pending_queue(sub)
         deadline = time.monotonic() + _ANSWER_S
         while self._open and not self.needs_resync and len(self._buf) < self._batch:
             left = deadline - time.monotonic()
