@@ -9,10 +9,12 @@ cancelled. Reconnects wait a little, with jitter, as the gateway's `retry:` asks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import websockets
@@ -61,7 +63,10 @@ class SseFollower:
             if self.cursor is not None:
                 headers["Last-Event-ID"] = self.cursor
             try:
-                await self._read(f"{url}/v1/sessions/{self.session}/events", headers, goal)
+                await _until_goal(
+                    self._read(f"{url}/v1/sessions/{self.session}/events", headers, goal),
+                    lambda: goal.done(self.tally, [self.session]),
+                )
             except (httpx.HTTPError, OSError, ValueError) as exc:
                 self.tally.errors += [] if _transient(exc) else [repr(exc)]
             if goal.done(self.tally, [self.session]):
@@ -142,6 +147,22 @@ class WsFollower:
                     self.cursors[event["session"]] = frame["cursor"]
                 elif frame["op"] == "error" and frame.get("code") not in _RETRYABLE:
                     self.tally.errors.append(json.dumps(frame))
+
+
+async def _until_goal(read: Coroutine[Any, Any, None], done: Callable[[], bool]) -> None:
+    """Run a read; cancel it once the goal is met (an idle stream would only end at a heartbeat)."""
+    task = asyncio.ensure_future(read)
+    try:
+        while not task.done():
+            await asyncio.wait({task}, timeout=_IDLE_S)
+            if not task.done() and done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                return
+        task.result()
+    finally:
+        task.cancel()
 
 
 _RETRYABLE = {"nats_unavailable", "too_many_streams", "rate_limited", "queue_full"}
