@@ -212,15 +212,22 @@ def creds(bus: Bus, role: str, replicas: int = 1) -> dict[str, str]:
     }
 
 
-def archiver(bus: Bus, tmp: Path, name: str = "archiver", replicas: int = 1, **env: str) -> Role:
-    """`agentcast archiver` into tmp/<name>/archive, with its /metrics on a free port."""
+def archiver(
+    bus: Bus, tmp: Path, name: str = "archiver", replicas: int = 1, user: str = "archiver",
+    **env: str,
+) -> Role:  # fmt: skip
+    """`agentcast archiver` into tmp/<name>/archive, with its /metrics on a free port.
+
+    A second archiver beside the first runs as `admin` under a durable name of its own
+    (the archiver user may use only the durables it is granted).
+    """
     home = tmp / name
     home.mkdir(parents=True, exist_ok=True)
     role = Role(
         "archiver",
         ["--nats", bus.url, "--data", str(home / "data"), "--dir", str(home / "archive"),
          "--metrics-port", str(free_port()), "--log-level", "INFO"],
-        {**creds(bus, "archiver", replicas), "AGENTCAST_SEAL_IDLE_S": "600", **env},
+        {**creds(bus, user, replicas), "AGENTCAST_SEAL_IDLE_S": "600", **env},
         tmp / f"{name}.log",
         "Archiver ready",
     )  # fmt: skip
