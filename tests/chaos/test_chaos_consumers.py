@@ -41,11 +41,12 @@ _SLOW = {"AGENTCAST_ARCHIVE_FLUSH_S": "2", "AGENTCAST_PROGRESS_INTERVAL_S": "2"}
 
 async def _mid_batch(js: JetStreamContext, durable: str) -> bool:
     """Wait (briefly, bounded) until the consumer holds deliveries it has not acked yet."""
-    for _ in range(100):
+    # Back to back: between a pull and its ack is a few milliseconds of handling and fsync.
+    deadline = asyncio.get_running_loop().time() + 3
+    while asyncio.get_running_loop().time() < deadline:
         info = await js.consumer_info(EVENTS_STREAM, durable)
         if info.num_ack_pending:
             return True
-        await asyncio.sleep(0.02)
     return False
 
 
@@ -65,6 +66,7 @@ async def test_archiver_and_metrics_killed_mid_batch_archive_identical_snapshots
     prefix = unique_name("cc").replace("-", "")
     producer = Producer(bus, tmp_path, prefix, sessions=16, rate=15, seconds=10)
     await producer.start()
+
     mid_batch = {durable: 0 for durable in ("agentcast-archiver", "agentcast-metrics")}
     victims: list[tuple[Role, str]] = [
         (crashing, "agentcast-archiver"),
