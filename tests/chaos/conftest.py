@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -22,11 +23,16 @@ def procs() -> Iterator[list[Stoppable]]:
     try:
         yield started
     finally:
-        for proc in reversed(started):
-            try:
-                proc.stop()
-            finally:
-                proc.kill()
+        if started:  # together: each may take its drain bound to stop
+            with ThreadPoolExecutor(len(started)) as pool:
+                list(pool.map(_stop, started))
+
+
+def _stop(proc: Stoppable) -> None:
+    try:
+        proc.stop()
+    finally:
+        proc.kill()
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
