@@ -1,9 +1,10 @@
-"""The archive's disk fills up: the archiver stops acking, says so, and resumes without loss.
+"""The archive's disk fills up or fails: the archiver stops acking, says so, and resumes without loss.
 
 The archive lives on a small tmpfs of the test's own (mounted here: the suite
 runs as root in CI; without the right to mount, the test is skipped, saying
 so). A filler file takes the last free byte while events keep coming; once
 it is deleted, every event is archived exactly once and the files verify.
+An injected write error (EIO half-way through a flush) needs no root.
 """
 
 from __future__ import annotations
@@ -21,6 +22,10 @@ import pytest
 from nats.js import JetStreamContext
 
 from agentcast.subjects import EVENTS_STREAM
+from consumers.archive import writer as writer_module
+from consumers.archive.files import iter_archive
+from consumers.archive.writer import ArchiveUnwritable
+from tests.support.archive import append, writer
 from tests.support.chaos import Stoppable, Tally, archive_tally, archiver, settle, wait_for
 from tests.support.events import build_events, publish_events, simple_run, unique_session
 from tests.support.nats import PrivateNats
@@ -139,3 +144,46 @@ async def test_archive_disk_full_stops_acks_says_so_and_resumes_without_loss(
         "archive disk full", load, [tally],
         disk=_DISK, filler_bytes=filled, write_errors=int(errors), acked_while_full=0,
     )  # fmt: skip
+
+
+async def test_a_flush_that_fails_half_way_leaves_no_half_line_and_retries_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An injected EIO after half a batch (no root needed): the files are cut back, lines kept."""
+    sessions = [unique_session("eio") for _ in range(6)]  # > 4 files: the syncfs path too
+    batches = [build_events(s, simple_run(8)) for s in sessions]
+    reference, broken = writer(tmp_path / "ref"), writer(tmp_path / "broken")
+    real = writer_module._write_all
+    calls = 0
+
+    def half_then_eio(jobs: list[tuple[int, bytes]], sync: bool = True) -> None:
+        nonlocal calls
+        calls += 1
+        fd, data = jobs[0]
+        os.write(fd, data[: len(data) // 2])
+        raise OSError(errno.EIO, "injected")
+
+    try:
+        for w in (reference, broken):
+            for events in batches:
+                append(w, events[:5])
+        await reference.flush()
+        await broken.flush()
+        for w in (reference, broken):
+            for events in batches:
+                append(w, events[5:], first_cursor=6)
+        await reference.flush()
+        monkeypatch.setattr(writer_module, "_write_all", half_then_eio)
+        for _ in range(2):  # twice: a retry that fails again keeps the lines too
+            with pytest.raises(ArchiveUnwritable, match="EIO"):
+                await broken.flush()
+        assert broken.pending_lines > 0
+        monkeypatch.setattr(writer_module, "_write_all", real)
+        await broken.flush()
+    finally:
+        reference.close()
+        broken.close()
+    assert calls == 2
+    got = {p.name: p.read_bytes() for p in iter_archive(tmp_path / "broken")}
+    want = {p.name: p.read_bytes() for p in iter_archive(tmp_path / "ref")}
+    assert got == want and len(got) == len(sessions)
