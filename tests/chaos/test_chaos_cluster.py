@@ -69,16 +69,20 @@ async def model() -> AsyncIterator[ScriptedModel]:
         yield scripted
 
 
-async def _leader(admin: Client, cluster: EmbeddedCluster) -> ClusterNode:
-    for _ in range(100):  # bounded: an election takes seconds
+async def _leader(
+    admin: Client, cluster: EmbeddedCluster, not_: ClusterNode | None = None
+) -> ClusterNode:
+    """The events stream's leader (once it is another node than `not_`)."""
+    for _ in range(300):  # bounded: an election takes seconds
         try:
             info = await admin.jetstream().stream_info(EVENTS_STREAM)
-            if info.cluster is not None and info.cluster.leader:
-                return next(n for n in cluster.nodes if n.name == info.cluster.leader)
+            name = info.cluster.leader if info.cluster is not None else None
+            if name and (not_ is None or name != not_.name):
+                return next(n for n in cluster.nodes if n.name == name)
         except (TimeoutError, OSError):
             pass
         await asyncio.sleep(0.2)
-    raise AssertionError("the events stream has no leader")
+    raise AssertionError("the events stream has no (new) leader")
 
 
 async def test_cluster_node_then_stream_leader_killed_mid_run_nothing_lost(
@@ -115,8 +119,7 @@ async def test_cluster_node_then_stream_leader_killed_mid_run_nothing_lost(
         leader.kill()
         kill_times.append(time.time_ns())
         killed.append(f"leader {leader.name}")
-        new = await _leader(admin, cluster)
-        assert new is not leader
+        new = await _leader(admin, cluster, not_=leader)
         killed.append(f"new leader {new.name}")
 
     outcome = await under_load(
