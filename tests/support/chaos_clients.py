@@ -132,8 +132,7 @@ class WsFollower:
     async def _read(self, url: str, goal: Goal) -> None:
         async with websockets.connect(url, open_timeout=10, max_size=None) as ws:
             for session in self.sessions:
-                start = self.cursors.get(session, "start")
-                await ws.send(json.dumps({"op": "subscribe", "session": session, "from": start}))
+                await self._subscribe(ws, session)
             self.connected.set()
             while not goal.done(self.tally, self.sessions):
                 try:
@@ -145,8 +144,25 @@ class WsFollower:
                     event = frame["event"]
                     self.tally.add(event["session"], event["seq"])
                     self.cursors[event["session"]] = frame["cursor"]
-                elif frame["op"] == "error" and frame.get("code") not in _RETRYABLE:
-                    self.tally.errors.append(json.dumps(frame))
+                elif frame["op"] == "error":
+                    await self._on_error(ws, frame)
+
+    async def _subscribe(self, ws: Any, session: str) -> None:
+        start = self.cursors.get(session, "start")
+        frame = {"op": "subscribe", "session": session, "from": start, "id": session}
+        await ws.send(json.dumps(frame))
+
+    async def _on_error(self, ws: Any, frame: dict[str, Any]) -> None:
+        """A subscription refused or dropped (NATS away, a failed replay): again, from its cursor."""
+        if frame.get("code") == "already_subscribed":
+            return  # a resubscribe after an error for a subscription that had stayed
+        if frame.get("code") not in _RETRYABLE:
+            self.tally.errors.append(json.dumps(frame))
+        session = frame.get("session") or frame.get("id")
+        if session in self.tally.seqs and frame.get("code") != "lagged":
+            self.tally.reconnects += 1
+            await asyncio.sleep(random.uniform(*_RETRY_S))
+            await self._subscribe(ws, session)
 
 
 async def _until_goal(read: Coroutine[Any, Any, None], done: Callable[[], bool]) -> None:
@@ -165,7 +181,7 @@ async def _until_goal(read: Coroutine[Any, Any, None], done: Callable[[], bool])
         task.cancel()
 
 
-_RETRYABLE = {"nats_unavailable", "too_many_streams", "rate_limited", "queue_full"}
+_RETRYABLE = {"nats_unavailable", "too_many_streams", "rate_limited", "queue_full", "lagged"}
 
 
 def _transient(exc: BaseException) -> bool:
