@@ -7,6 +7,8 @@ compression (they would write), and retries the flush with a backoff. It says
 so at error in its log, once when it starts and then every `_REPEAT_S`, and in
 `/metrics`: `agentcast_archive_write_blocked` is 1 meanwhile and
 `agentcast_archive_write_errors_total{errno}` counts the failed attempts.
+A failed checkpoint or compression (the event lines are durable already) is
+counted and logged the same way and retried on the next tick; acks go on.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ class DiskHealth:
         self._retry_s = _RETRY_FIRST_S
         self._next_try = 0.0
         self._next_log = 0.0
+        self._next_side_log = 0.0
 
     @property
     def blocked(self) -> bool:
@@ -74,6 +77,15 @@ class DiskHealth:
         self._retry_s = min(self._retry_s * 2, _RETRY_MAX_S)
         return self._next_try
 
+    def side_failed(self, what: str, exc: OSError) -> None:
+        """A checkpoint or a compression failed: retried on the next tick; the event lines are safe."""
+        err = ArchiveUnwritable(exc)
+        self._errors.labels(err.code).inc()
+        now = time.monotonic()
+        if now >= self._next_side_log:
+            logger.error("Archive %s failed: %s; retrying each tick", what, err)
+            self._next_side_log = now + _REPEAT_S
+
     def written(self, lines: int) -> None:
         """A flush succeeded: if the disk had been refusing, say that it is back."""
         if self.since is None:
@@ -84,5 +96,4 @@ class DiskHealth:
             lines,
         )
         self.since = None
-        self._next_log = 0.0
         self._blocked.set(0)

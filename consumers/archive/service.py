@@ -208,9 +208,12 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
         try:
             if self.checkpoints is not None:  # after the commit: every line is fsynced
                 await self.checkpoints.tick(self.writer.chains())
+        except OSError as exc:
+            self.disk.side_failed("checkpoint", exc)
+        try:
             await self.writer.compress_sealed()
         except OSError as exc:
-            self.disk.failed(ArchiveUnwritable(exc), self.writer.pending_lines)
+            self.disk.side_failed("compression", exc)
 
     async def shutdown(self) -> None:
         # The last checkpoint while the lease is still ours: once it is given back,
