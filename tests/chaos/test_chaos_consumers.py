@@ -35,9 +35,6 @@ from tests.support.roles import Role, unique_name
 pytestmark = pytest.mark.timeout(240)
 
 _KILLS = 3
-# The archiver flushes often (each flush is a window between a pull and its ack); the metrics
-# consumer acks only when it stores its states, every 3 s here: long windows.
-_METRICS = {"AGENTCAST_PROGRESS_STORE_S": "3"}
 
 
 async def _mid_batch(js: JetStreamContext, durable: str) -> bool:
@@ -60,7 +57,9 @@ async def test_archiver_and_metrics_killed_mid_batch_archive_identical_snapshots
         bus, tmp_path, "reference", user="admin", AGENTCAST_ARCHIVE_CONSUMER="ref-arc"
     )
     crashing = archiver(bus, tmp_path, "archiver")
-    progress = metrics(bus, tmp_path, **_METRICS)
+    # The archiver flushes often (each flush is a window between a pull and its ack); the metrics
+    # consumer acks only when it stores its states, every 3 s here: long windows.
+    progress = metrics(bus, tmp_path, AGENTCAST_PROGRESS_STORE_S="3")
     procs += [reference, crashing, progress]
     for role in (reference, crashing, progress):
         await asyncio.to_thread(role.start)

@@ -20,6 +20,7 @@ from tests.support.chaos import Stoppable, archiver, gateway, metrics, settle
 from tests.support.chaos_load import Load, caught_up, under_load
 from tests.support.gateway import auth
 from tests.support.nats import PrivateNats
+from tests.support.roles import Role
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, worker_role
 from tests.support.worker_loss import as_worker
@@ -64,9 +65,11 @@ async def test_nats_server_killed_and_restarted_every_role_reconnects_nothing_lo
         assert reply.status_code == 202, reply.text
     events = await follow(js, reply.json()["session"], timeout=120)
     assert events[-1].type == "run.completed", events[-1]
-    for role in (gw, *roles, worker):
-        assert role.proc is not None and role.proc.poll() is None, f"{role} exited"
-    assert all(role.starts == 1 for role in (*roles, worker))
+    for proc in procs:
+        assert proc.proc is not None and proc.proc.poll() is None, (
+            f"{proc.cmd if isinstance(proc, Role) else 'gateway'} exited"
+        )
+    assert all(role.starts == 1 for role in (*roles, worker)), "no role was restarted"
     # The clients' streams stayed open: the gateway refilled what core NATS missed from JetStream.
     refills = await asyncio.to_thread(gw.metric, "agentcast_gateway_gap_refills_total")
     settle(
