@@ -37,6 +37,7 @@ from gateway.frames import sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
 from gateway.output import open_output
 from gateway.params import (
+    MAX_COALESCE_MS,
     NOW,
     Format,
     TypeFilter,
@@ -69,8 +70,11 @@ FormatQuery = Annotated[
 ]
 AcceptHeader = Annotated[str | None, Header(alias="Accept")]
 CoalesceQuery = Annotated[
-    int | None, Query(description="merge consecutive text deltas of a block within this window")
-]
+    int | None,
+    Query(ge=0, le=MAX_COALESCE_MS,
+          description="ms: merge consecutive text deltas of a block within this window"),
+]  # fmt: skip
+RunQuery = Annotated[int | None, Query(ge=1, description="stream this run (waits if queued)")]
 AI_SDK_HEADERS: Final = [(b"x-vercel-ai-ui-message-stream", b"v1")]
 
 
@@ -149,7 +153,7 @@ async def session_events(
     },
 )
 async def chat_stream(
-    gw: State, session: str, claims: ReadClaims, run: int | None = None,
+    gw: State, session: str, claims: ReadClaims, run: RunQuery = None,
     last_event_id: LastEventId = None, coalesce_ms: CoalesceQuery = None,
 ) -> Response:  # fmt: skip
     """`useChat({resume: true})` asks `GET {api}/{chatId}/stream`: the active run replayed

@@ -29,7 +29,7 @@ PRELUDE = {"RUN_STARTED", "MESSAGES_SNAPSHOT", "STEP_STARTED", "TEXT_MESSAGE_STA
 
 @pytest.fixture(scope="module")
 async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel(speed=0.15) as scripted:
+    async with ScriptedModel(speed=0.05) as scripted:
         yield scripted
 
 

@@ -28,7 +28,7 @@ DONE = b"data: [DONE]\n\n"
 
 @pytest.fixture(scope="module")
 async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel(speed=0.15) as scripted:
+    async with ScriptedModel(speed=0.05) as scripted:
         yield scripted
 
 

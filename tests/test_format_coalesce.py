@@ -64,7 +64,7 @@ def test_coalescer_merges_one_block_inside_the_window_only() -> None:
 
 @pytest.fixture(scope="module")
 async def model() -> AsyncIterator[ScriptedModel]:
-    async with ScriptedModel(speed=0.15) as scripted:
+    async with ScriptedModel(speed=0.05) as scripted:
         yield scripted
 
 

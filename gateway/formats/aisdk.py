@@ -44,8 +44,11 @@ class AiSdkTranslator:
                  "_subagents", "_tools", "done")  # fmt: skip
 
     def __init__(self, run: int | None = None) -> None:
-        self.done = False
         self._run = run
+        self._reset()
+
+    def _reset(self) -> None:
+        self.done = False
         self._session: str | None = None
         self._message_id: str | None = None
         """Set while a run streams."""
@@ -64,7 +67,11 @@ class AiSdkTranslator:
         if self.done:
             return []
         chunks = self._chunks(item)
-        if quiet or not chunks:
+        if quiet:
+            if self.done:  # the run before the client's cursor ended: stream the next one
+                self._reset()
+            return []
+        if not chunks:
             return []
         out = [sse_data(item.cursor, encode(c)) for c in chunks]
         if self.done:

@@ -1,0 +1,105 @@
+"""The format translators, pure, over every recorded transcript (producer/traces): whole
+streams and joins at many cursors, checked by the ecosystems' validators without a server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentcast.codec import encode
+from agentcast.envelope import envelope
+from agentcast.events import EventData, RateLimitData, type_of
+from gateway.formats import AguiTranslator, AiSdkTranslator, FormatStream
+from gateway.frames import Frame
+from producer.synthetic import load_trace, trace_files
+from tests.support.formats import agui_python_check, messages, node_check
+
+TRACES = {p.stem: p for p in trace_files()}
+
+
+def session_frames(*stems: str, session: str = "s") -> list[Frame]:
+    """The transcripts as runs 1, 2... of one session, stored in order."""
+    frames: list[Frame] = []
+    for run, stem in enumerate(stems, 1):
+        for draft in load_trace(TRACES[stem]):
+            frames.append(_frame(draft.data, session, run, len(frames) + 1,
+                                 draft.parent_tool_use_id))  # fmt: skip
+    return frames
+
+
+def _frame(data: EventData, session: str, run: int, seq: int, parent: str | None) -> Frame:
+    event = envelope(data, session=session, run=run, seq=seq, parent_tool_use_id=parent)
+    return Frame(seq, session, type_of(event), encode(event))
+
+
+def agui(frames: list[Frame], at: int = 0) -> bytes:
+    stream = FormatStream(AguiTranslator(tracking=at > 0), quiet_until=at)
+    return b"".join(stream.feed(frames) + stream.caught_up())
+
+
+def aisdk(frames: list[Frame], at: int = 0) -> bytes:
+    stream = FormatStream(AiSdkTranslator(), quiet_until=at)
+    return b"".join(stream.feed(frames) + stream.caught_up())
+
+
+def test_every_transcript_and_join_is_valid_ag_ui_and_exact(tmp_path: Path) -> None:
+    bodies, checks = [], []
+    for stem in TRACES:
+        frames = session_frames(stem, stem)  # two runs: a join may fall in either
+        whole = agui(frames)
+        bodies.append(whole)
+        for at in range(1, len(frames), max(1, len(frames) // 6)):
+            joined = agui(frames, at)
+            bodies.append(joined)
+            checks.append((whole, joined, at))
+    for result in node_check("verify-agui.mjs", tmp_path, *bodies):
+        assert result["ok"], result
+    for body in bodies:
+        agui_python_check(body)
+    for whole, joined, at in checks:
+        after = [m for m in messages(whole) if int(m.id or 0) > at]
+        got = messages(joined)
+        assert got[len(got) - len(after) :] == after
+        assert {m.id for m in got[: len(got) - len(after)]} <= {str(at)}
+
+
+def test_every_transcript_is_one_valid_ui_message_stream_and_resumes_exactly(
+    tmp_path: Path,
+) -> None:
+    streams: list[bytes | tuple[bytes, ...]] = []
+    for stem in TRACES:
+        frames = session_frames(stem)
+        whole = aisdk(frames)
+        streams.append(whole)
+        for at in range(1, len(frames), max(1, len(frames) // 5)):
+            rest = aisdk(frames, at)
+            head = [m for m in messages(whole) if int(m.id or 0) <= at]
+            assert messages(whole) == head + messages(rest)
+            cut = whole[: whole.index(rest[:40])] if rest else whole
+            streams.append((cut, rest))
+    for result in node_check("verify-aisdk.mjs", tmp_path, *streams):
+        assert result["ok"], result
+
+
+def test_ai_sdk_cursor_at_the_end_of_a_run_streams_the_next_run() -> None:
+    frames = session_frames("quick", "bash")
+    end_of_first = next(f.seq for f in frames if f.type == "run.completed")
+    rest = messages(aisdk(frames, end_of_first))
+    assert rest[0].json == {"type": "start", "messageId": "s:2",
+                            "messageMetadata": {"session": "s", "run": 2}}  # fmt: skip
+    assert rest[-1].data == "[DONE]" and int(rest[0].id or 0) == end_of_first + 1
+
+
+def test_ag_ui_drops_what_comes_between_runs() -> None:
+    frames = session_frames("quick")
+    frames.append(_frame(RateLimitData(status="allowed"), "s", 1, len(frames) + 1, None))
+    types = [m.json["type"] for m in messages(agui(frames))]
+    assert types[-1] == "RUN_FINISHED" and types.count("CUSTOM") == types[:-1].count("CUSTOM")
+    assert int(messages(agui(frames))[-1].id or 0) == len(frames) - 1
+
+
+@pytest.mark.parametrize("stem", ["api_error"])
+def test_a_failed_run_is_run_error(stem: str) -> None:
+    last = messages(agui(session_frames(stem)))[-1].json
+    assert last["type"] == "RUN_ERROR" and last["code"] == "api_error"
