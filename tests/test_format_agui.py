@@ -11,11 +11,16 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from agentcast.codec import encode
-from agentcast.control import ControlRequest
 from agentcast.settings import Settings
-from agentcast.subjects import ctl_subject
-from tests.support.formats import Message, agui_python_check, messages, node_check, read_raw
+from tests.support.formats import (
+    Message,
+    agui_python_check,
+    cancel_once_streaming,
+    drop_after,
+    messages,
+    node_check,
+    read_raw,
+)
 from tests.support.gateway import auth
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, running_worker, submit, worker_settings
@@ -103,11 +108,7 @@ async def test_mid_run_join_and_last_event_id_resume_are_valid_and_exact(
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
         await submit(js, session_id, "[scenario:slow] a long answer please")
         # A viewer that drops mid-run, while the run streams.
-        _, first = await read_raw(
-            http, path, params=AGUI, headers=auth(), until=lambda found: len(found) >= 60
-        )
-        cut = messages(first)[-1].id
-        assert cut is not None
+        first, cut = await drop_after(http, path, AGUI, 60)
         # It reconnects with Last-Event-ID; another joins at an earlier cursor.
         _, resumed = await read_raw(
             http, path, params=AGUI, headers={**auth(), "Last-Event-ID": cut}, until=run_over
@@ -141,11 +142,7 @@ async def test_cancelled_and_failed_runs_in_one_stream(
     ws = worker_settings(settings, tmp_path, model.url, session_hold_s=0.1)
     async with running_worker(nc, ws):
         await submit(js, session_id, "[scenario:slow] a long answer please")
-        await read_raw(
-            http, path, params=AGUI, headers=auth(),
-            until=lambda found: found[-1].json["type"] == "TEXT_MESSAGE_CONTENT",
-        )  # fmt: skip
-        await nc.request(ctl_subject(session_id), encode(ControlRequest(op="cancel")), timeout=5)
+        await cancel_once_streaming(nc, http, path, AGUI, "TEXT_MESSAGE_CONTENT")
         await follow(js, session_id)
         await submit(js, session_id, "[scenario:api_error] this will fail")
         await follow(js, session_id, runs=2)

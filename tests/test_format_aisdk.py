@@ -13,11 +13,8 @@ import pytest
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from agentcast.codec import encode
-from agentcast.control import ControlRequest
 from agentcast.settings import Settings
-from agentcast.subjects import ctl_subject
-from tests.support.formats import messages, node_check, read_raw
+from tests.support.formats import cancel_once_streaming, drop_after, messages, node_check, read_raw
 from tests.support.gateway import auth
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, running_worker, submit, worker_settings
@@ -74,11 +71,7 @@ async def test_resume_route_replays_the_active_run_and_last_event_id_continues_i
     path = f"/v1/sessions/{session_id}/events"
     async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
         await submit(js, session_id, "[scenario:slow] a long answer please")
-        _, first = await read_raw(
-            http, path, params=AI_SDK, headers=auth(), until=lambda found: len(found) >= 50
-        )
-        cut = messages(first)[-1].id
-        assert cut is not None
+        first, cut = await drop_after(http, path, AI_SDK, 50)
         # While the run streams: useChat({resume: true}) after a reload, and a client that
         # kept its message and continues after its Last-Event-ID.
         (status, replayed), (_, rest) = await asyncio.gather(
@@ -107,11 +100,7 @@ async def test_cancelled_run_aborts_and_a_failed_run_errors(
     ws = worker_settings(settings, tmp_path, model.url, session_hold_s=0.1)
     async with running_worker(nc, ws):
         await submit(js, session_id, "[scenario:slow] a long answer please")
-        await read_raw(
-            http, path, params=AI_SDK, headers=auth(),
-            until=lambda found: found[-1].json.get("type") == "text-delta",
-        )  # fmt: skip
-        await nc.request(ctl_subject(session_id), encode(ControlRequest(op="cancel")), timeout=5)
+        await cancel_once_streaming(nc, http, path, AI_SDK, "text-delta")
         await follow(js, session_id)
         # Run 2 is asked for before it exists: the route waits for it.
         second = asyncio.create_task(

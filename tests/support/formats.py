@@ -137,3 +137,31 @@ def agui_python_check(body: bytes) -> list[str]:
         assert 0 < event["timestamp"] < 2**53 and event["timestamp"] < 10**14  # ms, not ns
         types.append(event["type"])
     return types
+
+
+async def drop_after(
+    http: httpx.AsyncClient, path: str, params: dict[str, str], count: int
+) -> tuple[bytes, str]:
+    """A viewer that reads `count` messages and drops: what it got, and its Last-Event-ID."""
+    from tests.support.gateway import auth
+
+    _, body = await read_raw(http, path, params=params, headers=auth(),
+                             until=lambda found: len(found) >= count)  # fmt: skip
+    last = messages(body)[-1].id
+    assert last is not None
+    return body, last
+
+
+async def cancel_once_streaming(
+    nc: Any, http: httpx.AsyncClient, path: str, params: dict[str, str], text_type: str
+) -> None:
+    """Wait until the stream shows text (`text_type` in the format), then cancel the run."""
+    from agentcast.codec import encode
+    from agentcast.control import ControlRequest
+    from agentcast.subjects import ctl_subject
+    from tests.support.gateway import auth
+
+    await read_raw(http, path, params=params, headers=auth(),
+                   until=lambda found: found[-1].json.get("type") == text_type)  # fmt: skip
+    session = path.split("/")[3]
+    await nc.request(ctl_subject(session), encode(ControlRequest(op="cancel")), timeout=5)
