@@ -93,7 +93,9 @@ class Style:
         """agentcast frames, shared by every client (the fast path)."""
         return self.format == "agentcast" and self.coalesce_ms == 0
 
-    def stream(self, quiet_until: int, run: int | None = None) -> FormatStream | None:
+    def stream(
+        self, quiet_until: int, run: int | None = None, *, shareable: bool = True
+    ) -> FormatStream | None:
         if self.native:
             return None
         translator = (
@@ -101,7 +103,9 @@ class Style:
             else AiSdkTranslator(run) if self.format == "ai-sdk"
             else NativeTranslator()
         )  # fmt: skip
-        return FormatStream(translator, quiet_until=quiet_until, coalesce_ms=self.coalesce_ms)
+        return FormatStream(
+            translator, quiet_until=quiet_until, coalesce_ms=self.coalesce_ms, shareable=shareable
+        )
 
     @property
     def headers(self) -> list[tuple[bytes, bytes]]:
@@ -231,7 +235,9 @@ async def _open(
         if begun is not None:
             start, quiet_until = begun - 1, after
     content = EventContent(key, name, subject, start, type_filter, sessions)
-    return SseResponse(gw, content, style.stream(quiet_until), style.headers)
+    # Clients of one session may share live translation; a glob's streams differ per client.
+    stream = style.stream(quiet_until, shareable=key != FIREHOSE)
+    return SseResponse(gw, content, stream, style.headers)
 
 
 class SseContent(Protocol):

@@ -3,6 +3,7 @@ own validators: verifyEvents + the zod schemas of @ag-ui/core (Node), ag_ui.core
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -157,3 +158,32 @@ async def test_cancelled_and_failed_runs_in_one_stream(
     assert ends[0]["outcome"] == {"type": "cancelled"} and ends[0]["runId"] == f"{session_id}:1"
     assert ends[1]["code"] == "api_error" and ends[1]["message"]
     assert types.count("RUN_STARTED") == 2
+
+
+async def test_many_live_viewers_get_the_same_valid_stream(
+    nc: Client, js: JetStreamContext, settings: Settings, model: ScriptedModel,
+    http: httpx.AsyncClient, tmp_path: Path, session_id: str,
+) -> None:  # fmt: skip
+    """Viewers of one session share one live translation (gateway/formats/shared.py): whoever
+    joins when, from the start or mid-run, each stream is its own valid AG-UI stream."""
+    path = f"/v1/sessions/{session_id}/events"
+    async with running_worker(nc, worker_settings(settings, tmp_path, model.url)):
+        await submit(js, session_id, "[scenario:slow] a long answer please")
+        viewers = [
+            asyncio.create_task(read_raw(http, path, params=AGUI, headers=auth(), until=run_over))
+            for _ in range(12)
+        ]
+        first, cut = await drop_after(http, path, AGUI, 40)
+        joiners = [
+            asyncio.create_task(
+                read_raw(http, path, params={**AGUI, "from": cut}, headers=auth(), until=run_over)
+            )
+            for _ in range(4)
+        ]
+        bodies = [body for _, body in await asyncio.gather(*viewers, *joiners)]
+        await follow(js, session_id)
+    whole = messages(bodies[0])
+    assert all(messages(body) == whole for body in bodies[:12])
+    assert all(messages(body) == messages(bodies[12]) for body in bodies[12:])
+    valid(tmp_path, bodies[0], bodies[12])
+    assert messages(first) == whole[: len(messages(first))]

@@ -103,3 +103,28 @@ def test_ag_ui_drops_what_comes_between_runs() -> None:
 def test_a_failed_run_is_run_error(stem: str) -> None:
     last = messages(agui(session_frames(stem)))[-1].json
     assert last["type"] == "RUN_ERROR" and last["code"] == "api_error"
+
+
+@pytest.mark.parametrize("newest_first", [False, True])
+@pytest.mark.parametrize("fmt", ["ag-ui", "ai-sdk"])
+def test_live_viewers_of_a_session_share_one_translation(fmt: str, newest_first: bool) -> None:
+    session = f"shared_{fmt}_{newest_first}"
+    reference = agui if fmt == "ag-ui" else aisdk
+    frames = session_frames("subagent", "bash", session=session)
+    joins = {0: 0, 10: 0, 30: 0, 50: 45}  # frame index -> quiet_until (0: from the start)
+    viewers: list[tuple[FormatStream, list[bytes], int]] = []
+    for i, frame in enumerate(frames):
+        if i in joins:  # replay what is stored so far, then go live like the others
+            at = joins[i]
+            translator = AguiTranslator(tracking=at > 0) if fmt == "ag-ui" else AiSdkTranslator()
+            stream = FormatStream(translator, quiet_until=at, shareable=True)
+            viewer = (stream, stream.feed(frames[:i]), at)
+            viewers.insert(0, viewer) if newest_first else viewers.append(viewer)
+        for stream, out, _ in viewers:
+            out += stream.feed((frame,), live=True)
+    for stream, out, at in viewers:
+        assert b"".join(out) == reference(frames, at)
+    shared = {id(stream.shared) for stream, _, _ in viewers}
+    assert len(shared) == 1 and None not in {stream.shared for stream, _, _ in viewers}
+    first = viewers[0][0].shared
+    assert first is not None and first.translated < len(frames)  # once per event, not per viewer

@@ -12,6 +12,7 @@ RUN_STARTED, MESSAGES_SNAPSHOT and START events for what is still open).
 from __future__ import annotations
 
 import json
+from collections.abc import Hashable
 from typing import Any, Final
 
 from agentcast.codec import encode
@@ -53,10 +54,12 @@ def token_usage(usage: Json | None) -> list[Json] | None:
 class AguiTranslator:
     """AG-UI events for one client; see the module docstring."""
 
-    __slots__ = ("_item", "_runs", "done", "tracking")
+    __slots__ = ("_item", "_runs", "_thread", "done", "tracking")
 
     def __init__(self, *, tracking: bool) -> None:
         self.done = False
+        self._thread: str | None = None
+        """The one session whose run starts it has read ("*": several, as on the firehose)."""
         self.tracking = tracking
         """Keep transcripts (a client joined mid-run: a MESSAGES_SNAPSHOT will be needed)."""
         self._runs: dict[str, Run] = {}
@@ -109,12 +112,20 @@ class AguiTranslator:
                                       delta="".join(tool.args), subagentRunId=tool.lane))  # fmt: skip
         return [sse_data(cursor, encode(self._stamp(e))) for e in out]
 
+    def lineage(self) -> Hashable | None:
+        # Once a run.queued was read, the state is what every reader of the session from a
+        # run start has: the runs so far decide it, not where the client joined.
+        if self._thread is None or self._thread == "*" or self.tracking:
+            return None
+        return ("ag-ui", self._thread)
+
     # -- the mapping ----------------------------------------------------------
 
     def _events(self, item: Item) -> list[Json]:
         env = item.event
         kind, data = env.type, item.data
         if kind == "run.queued":
+            self._thread = env.session if self._thread in (None, env.session) else "*"
             return self._run_queued(env.session, env.run, data)
         run = self._runs.get(env.session)
         if run is None:

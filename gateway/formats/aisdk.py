@@ -12,6 +12,7 @@ extras travel as `data-*` parts. A sub-agent's traffic is folded into one
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Hashable
 from typing import Any, Final
 
 from agentcast.codec import encode
@@ -62,6 +63,12 @@ class AiSdkTranslator:
 
     def prelude(self, cursor: str) -> list[bytes]:
         return []  # a resumed stream continues the client's own message
+
+    def lineage(self) -> Hashable | None:
+        # Streaming a run read from its start: what follows depends on that run alone.
+        if self._message_id is None or self.done:
+            return None
+        return ("ai-sdk", self._message_id)
 
     def feed(self, item: Item, *, quiet: bool) -> list[bytes]:
         if self.done:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from typing import Any, Final, Protocol
 
 import msgspec
@@ -78,3 +79,8 @@ class Translator(Protocol):
 
     def prelude(self, cursor: str) -> list[bytes]:
         """What a client joining at `cursor` needs before the events after it."""
+
+    def lineage(self) -> Hashable | None:
+        """A key such that two translators with the same key that have read the same events
+        write the same bytes for every later event (gateway/formats/shared.py); None when
+        this one's output depends on where its client joined."""

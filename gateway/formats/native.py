@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 from gateway.formats.items import Item
 from gateway.frames import sse_event
 
@@ -21,3 +23,6 @@ class NativeTranslator:
 
     def prelude(self, cursor: str) -> list[bytes]:
         return []
+
+    def lineage(self) -> Hashable | None:
+        return None  # only used with coalescing, whose groups depend on timing

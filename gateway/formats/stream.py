@@ -17,6 +17,7 @@ from starlette.types import Message, Receive, Send
 from agentcast.cursor import format_cursor
 from gateway.formats.coalesce import Coalescer
 from gateway.formats.items import Item, Translator
+from gateway.formats.shared import Shared, follow
 from gateway.frames import Frame
 from gateway.output import Kind, Output, Watcher
 from gateway.sink import Sink
@@ -25,11 +26,22 @@ from gateway.sink import Sink
 class FormatStream:
     """Frames in stream order -> the client's SSE messages, in order."""
 
-    __slots__ = ("_coalescer", "_prelude", "coalesce_ms", "quiet_until", "translator")
+    __slots__ = ("_coalescer", "_prelude", "coalesce_ms", "diverged", "last_seq", "quiet_until",
+                 "shareable", "shared", "translator")  # fmt: skip
 
-    def __init__(self, translator: Translator, *, quiet_until: int = 0, coalesce_ms: int = 0):
+    def __init__(
+        self, translator: Translator, *, quiet_until: int = 0, coalesce_ms: int = 0,
+        shareable: bool = False,
+    ) -> None:  # fmt: skip
         self.translator = translator
         self.coalesce_ms = coalesce_ms
+        self.shareable = shareable and coalesce_ms == 0
+        """Live events may be translated once for every client of the session (shared.py)."""
+        self.shared: Shared | None = None
+        self.last_seq = 0
+        """The last frame this stream's own translator read."""
+        self.diverged = False
+        """A shared translation was asked for an event it no longer holds: end the stream."""
         self.quiet_until = quiet_until
         """Events up to this stream sequence are replayed for state only (a mid-run join)."""
         self._prelude = quiet_until > 0
@@ -43,10 +55,22 @@ class FormatStream:
     def holding(self) -> bool:
         return self._coalescer is not None and self._coalescer.holding
 
-    def feed(self, frames: Iterable[Frame]) -> list[bytes]:
+    def feed(self, frames: Iterable[Frame], *, live: bool = False) -> list[bytes]:
+        """The messages for `frames`; `live`: they come from the hub, as to every client of
+        the session, so a Shared translator may write them (see `_follow`)."""
         out: list[bytes] = []
         translator, coalescer = self.translator, self._coalescer
         for frame in frames:
+            if live and self.shared is None and self.shareable and not self._prelude:
+                self._follow(frame.seq)
+            if self.shared is not None:
+                shared = self.shared.messages(frame)
+                if shared is None:
+                    self.diverged = True
+                    return out
+                out += shared
+                continue
+            self.last_seq = frame.seq
             if frame.seq <= self.quiet_until:
                 translator.feed(Item(frame), quiet=True)
                 continue
@@ -56,6 +80,14 @@ class FormatStream:
             for item in items:
                 out += translator.feed(item, quiet=False)
         return out
+
+    def _follow(self, seq: int) -> None:
+        """Before translating live frame `seq`: hand over to the Shared translator of this
+        lineage if it has read just what this one has (or already `seq` itself)."""
+        shared = follow(self.translator, self.last_seq, seq)
+        if shared is not None:
+            self.shared = shared
+            self.translator = shared.translator
 
     def caught_up(self) -> list[bytes]:
         """The prelude, once: when the first event after the cursor comes, or replay ends."""
@@ -93,7 +125,7 @@ class FormattedOutput:
         self._sink = sink
 
     def _live(self, frame: Frame) -> bytes:
-        return self._framed(self.stream.feed((frame,)))
+        return self._framed(self.stream.feed((frame,), live=True))
 
     def batch(self, frames: list[Frame]) -> list[bytes]:
         data = self._framed(self.stream.feed(frames))
@@ -112,7 +144,9 @@ class FormattedOutput:
         if sink is None:
             return
         loop = asyncio.get_running_loop()
-        if self.stream.done:
+        if self.stream.diverged:
+            loop.call_soon(sink.finish, "lagged")  # it resumes exactly from what it got
+        elif self.stream.done:
             self._cancel_timer()
             # After this write is queued: finish() flushes what the sink holds first.
             loop.call_soon(sink.finish, "disconnected")

@@ -55,6 +55,8 @@ async def read_raw(
     """The body of an SSE response up to the end of the message where `until` holds (or the
     end of the response), cut at a message boundary; then the client disconnects."""
     body = b""
+    found: list[Message] = []
+    parsed = 0  # bytes of `body` already split into messages
     async with asyncio.timeout(timeout):
         async with http.stream("GET", path, params=params, headers=headers) as response:
             if response.status_code != 200:
@@ -62,26 +64,15 @@ async def read_raw(
                 return response, response.content
             async for chunk in response.aiter_bytes():
                 body += chunk
-                if until is not None and b"\n\n" in body:
-                    complete = body[: body.rindex(b"\n\n") + 2]
-                    found = messages(complete)
-                    for n in range(1, len(found) + 1):
-                        if until(found[:n]):
-                            return response, _cut(complete, n)
+                if until is None:
+                    continue
+                while (end := body.find(b"\n\n", parsed)) != -1:
+                    new = messages(body[parsed : end + 2])
+                    parsed = end + 2
+                    found += new
+                    if new and until(found):
+                        return response, body[:parsed]
     return response, body
-
-
-def _cut(body: bytes, n: int) -> bytes:
-    """`body` up to and including its n-th data message."""
-    seen = 0
-    end = 0
-    for block in body.split(b"\n\n"):
-        end += len(block) + 2
-        if any(line.startswith(b"data: ") for line in block.split(b"\n")):
-            seen += 1
-            if seen == n:
-                return body[:end]
-    return body
 
 
 def node_check(script: str, tmp: Path, *bodies: bytes | tuple[bytes, ...]) -> list[dict[str, Any]]:
