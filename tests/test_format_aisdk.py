@@ -62,6 +62,12 @@ async def test_a_real_run_is_one_valid_ui_message_stream(
     assert done.status_code == 204
     many = await http.get("/v1/events", params=AI_SDK, headers=auth())
     assert many.status_code == 400 and many.json()["error"]["code"] == "invalid_format"
+    typed = await http.get(path, params={**AI_SDK, "types": "text.delta"}, headers=auth())
+    assert typed.status_code == 400 and typed.json()["error"]["code"] == "invalid_types"
+    wide = await http.get(path, params={"coalesce_ms": "10001"}, headers=auth())
+    assert wide.status_code == 422 and wide.json()["error"]["code"] == "invalid_request"
+    unknown = await http.get(path, params={"format": "sse"}, headers=auth())
+    assert unknown.status_code == 400 and unknown.json()["error"]["code"] == "invalid_format"
 
 
 async def test_resume_route_replays_the_active_run_and_last_event_id_continues_it(

@@ -10,8 +10,10 @@ import pytest
 from agentcast.codec import encode
 from agentcast.envelope import envelope
 from agentcast.events import EventData, RateLimitData, type_of
+from gateway.errors import ApiError
 from gateway.formats import AguiTranslator, AiSdkTranslator, FormatStream
 from gateway.frames import Frame
+from gateway.params import MAX_COALESCE_MS, parse_coalesce, parse_format
 from producer.synthetic import load_trace, trace_files
 from tests.support.formats import agui_python_check, messages, node_check
 
@@ -128,3 +130,31 @@ def test_live_viewers_of_a_session_share_one_translation(fmt: str, newest_first:
     assert len(shared) == 1 and None not in {stream.shared for stream, _, _ in viewers}
     first = viewers[0][0].shared
     assert first is not None and first.translated < len(frames)  # once per event, not per viewer
+
+
+@pytest.mark.parametrize(
+    ("query", "accept", "expected"),
+    [
+        (None, None, "agentcast"),
+        ("ag-ui", None, "ag-ui"),
+        ("ai-sdk", "application/vnd.ag-ui.event+json", "ai-sdk"),  # the query wins
+        (None, "application/vnd.ag-ui.event+json", "ag-ui"),
+        (None, "text/event-stream; format=ai-sdk", "ai-sdk"),
+        (None, 'text/html, text/event-stream;format="ag-ui"', "ag-ui"),
+        (None, "text/event-stream", "agentcast"),
+    ],
+)
+def test_format_comes_from_the_query_or_accept(
+    query: str | None, accept: str | None, expected: str
+) -> None:
+    assert parse_format(query, accept) == expected
+
+
+def test_bad_format_or_window_is_a_400() -> None:
+    with pytest.raises(ApiError) as bad:
+        parse_format("agui", None)
+    assert bad.value.status == 400 and bad.value.code == "invalid_format"
+    with pytest.raises(ApiError) as wide:
+        parse_coalesce(MAX_COALESCE_MS + 1)
+    assert wide.value.code == "invalid_coalesce"
+    assert parse_coalesce(None) == 0 and parse_coalesce(50) == 50
