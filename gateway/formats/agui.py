@@ -13,42 +13,25 @@ from __future__ import annotations
 
 import json
 from collections.abc import Hashable
-from typing import Any, Final
+from typing import Final
 
 from agentcast.codec import encode
-from gateway.formats.agui_state import Json, Lane, Run, Tool, Transcript
+from gateway.formats.agui_state import (
+    PROTOCOL_VERSION,
+    Json,
+    Lane,
+    Run,
+    Tool,
+    Transcript,
+    event,
+    open_reasoning,
+    result_text,
+    token_usage,
+    tool_start,
+)
 from gateway.formats.items import Item, sse_data
 
-PROTOCOL_VERSION: Final = "1.0"
 _SOURCE: Final = "claude-agent-sdk"
-
-
-def _event(kind: str, **fields: Any) -> Json:
-    """An AG-UI event; fields that are None are left out (AG-UI has no nulls)."""
-    return {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
-
-
-def _text(content: Any) -> str:
-    """A tool result's content as AG-UI text."""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list) and all(isinstance(p, dict) and "text" in p for p in content):
-        return "".join(str(p["text"]) for p in content)
-    return "" if content is None else json.dumps(content)
-
-
-def token_usage(usage: Json | None) -> list[Json] | None:
-    """Anthropic usage as AG-UI TokenUsage; AG-UI's inputTokens include the cache parts."""
-    if not usage:
-        return None
-    fresh = int(usage.get("input_tokens") or 0)
-    cached = int(usage.get("cache_read_input_tokens") or 0)
-    written = int(usage.get("cache_creation_input_tokens") or 0)
-    output = int(usage.get("output_tokens") or 0)
-    total_in = fresh + cached + written
-    return [{"provider": "anthropic", "inputTokens": total_in, "outputTokens": output,
-             "totalTokens": total_in + output, "cachedInputTokens": cached,
-             "cacheWriteInputTokens": written}]  # fmt: skip
 
 
 class AguiTranslator:
@@ -67,13 +50,13 @@ class AguiTranslator:
 
     # -- output ---------------------------------------------------------------
 
-    def _stamp(self, event: Json) -> Json:
+    def _stamp(self, out: Json) -> Json:
         item = self._item
         if item is not None:
             env = item.event
-            event["timestamp"] = env.ts // 1_000_000
-            event.setdefault("metadata", {})["agentcast"] = {"seq": env.seq, "id": env.id}
-        return event
+            out["timestamp"] = env.ts // 1_000_000
+            out.setdefault("metadata", {})["agentcast"] = {"seq": env.seq, "id": env.id}
+        return out
 
     def feed(self, item: Item, *, quiet: bool) -> list[bytes]:
         self._item = item
@@ -88,28 +71,7 @@ class AguiTranslator:
         self.tracking = False
         out: list[Json] = []
         for run in self._runs.values():
-            out += [run.started,
-                    _event("MESSAGES_SNAPSHOT", messages=run.transcript.snapshot()
-                           if run.transcript else [])]  # fmt: skip
-            run.transcript = None
-            out += run.subagents.values()
-            for key, lane in run.lanes.items():
-                if lane.step is not None:
-                    out.append(_event("STEP_STARTED", stepName=lane.step, subagentRunId=key))
-                if lane.reasoning is not None:
-                    out += self._open_reasoning(lane.reasoning, key)
-                    out.append(_event("REASONING_MESSAGE_CONTENT", messageId=lane.reasoning,
-                                      delta="".join(lane.reasoning_parts), subagentRunId=key))  # fmt: skip
-                if lane.text is not None:
-                    out.append(_event("TEXT_MESSAGE_START", messageId=lane.text,
-                                      role="assistant", subagentRunId=key))  # fmt: skip
-                    out.append(_event("TEXT_MESSAGE_CONTENT", messageId=lane.text,
-                                      delta="".join(lane.text_parts), subagentRunId=key))  # fmt: skip
-            for call_id, tool in run.tools.items():
-                out.append(self._tool_start(call_id, tool))
-                if tool.args:
-                    out.append(_event("TOOL_CALL_ARGS", toolCallId=call_id,
-                                      delta="".join(tool.args), subagentRunId=tool.lane))  # fmt: skip
+            out += run.reopen()
         return [sse_data(cursor, encode(self._stamp(e))) for e in out]
 
     def lineage(self) -> Hashable | None:
@@ -165,23 +127,23 @@ class AguiTranslator:
                 out += self._run_end(run, kind, data)
             case "sdk.other":
                 raw = data.get("raw")
-                out.append(_event("RAW", event=raw if raw is not None else {},
+                out.append(event("RAW", event=raw if raw is not None else {},
                                   source=f"{_SOURCE}:{data.get('class')}", subagentRunId=lane))  # fmt: skip
             case _:
                 # run.started, status, user.message, rate_limit, task.progress, and any
                 # type newer than this gateway: AG-UI has no event of their own.
-                out.append(_event("CUSTOM", name=f"agentcast.{kind}", value=data,
+                out.append(event("CUSTOM", name=f"agentcast.{kind}", value=data,
                                   subagentRunId=lane))  # fmt: skip
         return [e for e in out if e]
 
     def _run_queued(self, session: str, number: int, data: Json) -> list[Json]:
         out: list[Json] = []
         if session in self._runs:  # the last run never closed: end it loudly before the next
-            out.append(_event("RUN_ERROR", message="the run ended without a terminal event",
+            out.append(event("RUN_ERROR", message="the run ended without a terminal event",
                               code="agentcast.unclosed_run"))  # fmt: skip
         run_id = f"{session}:{number}"
         user = {"id": f"{run_id}:user", "role": "user", "content": str(data.get("prompt", ""))}
-        started = _event("RUN_STARTED", threadId=session, runId=run_id,
+        started = event("RUN_STARTED", threadId=session, runId=run_id,
                          protocolVersion=PROTOCOL_VERSION,
                          input={"threadId": session, "runId": run_id,
                                 "protocolVersion": PROTOCOL_VERSION, "messages": [user]})  # fmt: skip
@@ -200,7 +162,7 @@ class AguiTranslator:
             out.append(self._step_finished(run, key, {}))
         lane.message_id = str(data.get("message_id") or f"{run.run_id}:msg:{item.seq}")
         lane.step = lane.message_id
-        out.append(_event("STEP_STARTED", stepName=lane.step, subagentRunId=key))
+        out.append(event("STEP_STARTED", stepName=lane.step, subagentRunId=key))
         return out
 
     def _step_finished(self, run: Run, key: str | None, data: Json) -> Json:
@@ -209,7 +171,7 @@ class AguiTranslator:
             return {}
         step, lane.step = lane.step, None
         extra = {"stop_reason": data.get("stop_reason"), "usage": data.get("usage")}
-        return _event("STEP_FINISHED", stepName=step, subagentRunId=key,
+        return event("STEP_FINISHED", stepName=step, subagentRunId=key,
                       metadata={"agentcast_step": {k: v for k, v in extra.items() if v}} if
                       any(extra.values()) else None)  # fmt: skip
 
@@ -223,11 +185,11 @@ class AguiTranslator:
         out: list[Json] = []
         if lane.text is None:
             lane.text = self._message_id(run, lane, item)
-            out.append(_event("TEXT_MESSAGE_START", messageId=lane.text, role="assistant",
+            out.append(event("TEXT_MESSAGE_START", messageId=lane.text, role="assistant",
                               subagentRunId=key))  # fmt: skip
         if run.transcript is not None:
             lane.text_parts.append(text)
-        out.append(_event("TEXT_MESSAGE_CONTENT", messageId=lane.text, delta=text,
+        out.append(event("TEXT_MESSAGE_CONTENT", messageId=lane.text, delta=text,
                           subagentRunId=key))  # fmt: skip
         return out
 
@@ -244,13 +206,7 @@ class AguiTranslator:
         if run.transcript is not None and message_id is not None:
             run.transcript.text(message_id, key, "".join(lane.text_parts))
         lane.text_parts = []
-        return _event("TEXT_MESSAGE_END", messageId=message_id, subagentRunId=key)
-
-    @staticmethod
-    def _open_reasoning(message_id: str, key: str | None) -> list[Json]:
-        return [_event("REASONING_START", messageId=message_id, subagentRunId=key),
-                _event("REASONING_MESSAGE_START", messageId=message_id, role="reasoning",
-                       subagentRunId=key)]  # fmt: skip
+        return event("TEXT_MESSAGE_END", messageId=message_id, subagentRunId=key)
 
     def _thinking_delta(self, run: Run, key: str | None, data: Json, text: str) -> list[Json]:
         lane = run.lane(key)
@@ -258,10 +214,10 @@ class AguiTranslator:
         if lane.reasoning is None:
             base = lane.message_id or run.run_id
             lane.reasoning = f"{base}:thinking:{data.get('index', 0)}"
-            out += self._open_reasoning(lane.reasoning, key)
+            out += open_reasoning(lane.reasoning, key)
         if run.transcript is not None:
             lane.reasoning_parts.append(text)
-        out.append(_event("REASONING_MESSAGE_CONTENT", messageId=lane.reasoning, delta=text,
+        out.append(event("REASONING_MESSAGE_CONTENT", messageId=lane.reasoning, delta=text,
                           subagentRunId=key))  # fmt: skip
         return out
 
@@ -279,13 +235,8 @@ class AguiTranslator:
                                 "content": "".join(lane.reasoning_parts),
                                 **({"subagentRunId": key} if key else {})})  # fmt: skip
         lane.reasoning_parts = []
-        return [_event("REASONING_MESSAGE_END", messageId=message_id, subagentRunId=key),
-                _event("REASONING_END", messageId=message_id, subagentRunId=key)]  # fmt: skip
-
-    @staticmethod
-    def _tool_start(call_id: str, tool: Tool) -> Json:
-        return _event("TOOL_CALL_START", toolCallId=call_id, toolCallName=tool.name,
-                      parentMessageId=tool.parent_message_id, subagentRunId=tool.lane)  # fmt: skip
+        return [event("REASONING_MESSAGE_END", messageId=message_id, subagentRunId=key),
+                event("REASONING_END", messageId=message_id, subagentRunId=key)]  # fmt: skip
 
     def _tool_started(self, run: Run, key: str | None, data: Json) -> list[Json]:
         call_id = str(data.get("tool_use_id"))
@@ -293,7 +244,7 @@ class AguiTranslator:
             return []
         tool = Tool(str(data.get("name", "")), key, run.lane(key).message_id)
         run.tools[call_id] = tool
-        return [self._tool_start(call_id, tool)]
+        return [tool_start(call_id, tool)]
 
     def _tool_input(self, run: Run, data: Json) -> list[Json]:
         call_id = str(data.get("tool_use_id"))
@@ -302,7 +253,7 @@ class AguiTranslator:
         if tool is None or not delta:
             return []
         tool.args.append(delta)
-        return [_event("TOOL_CALL_ARGS", toolCallId=call_id, delta=delta, subagentRunId=tool.lane)]
+        return [event("TOOL_CALL_ARGS", toolCallId=call_id, delta=delta, subagentRunId=tool.lane)]
 
     def _tool_called(self, run: Run, key: str | None, data: Json) -> list[Json]:
         call_id = str(data.get("tool_use_id"))
@@ -313,7 +264,7 @@ class AguiTranslator:
         if not tool.args and data.get("input") is not None:
             args = json.dumps(data.get("input"))
             tool.args.append(args)
-            out.append(_event("TOOL_CALL_ARGS", toolCallId=call_id, delta=args,
+            out.append(event("TOOL_CALL_ARGS", toolCallId=call_id, delta=args,
                               subagentRunId=tool.lane))  # fmt: skip
         return out + [self._end_tool(run, call_id)]
 
@@ -322,23 +273,23 @@ class AguiTranslator:
         if run.transcript is not None:
             parent = tool.parent_message_id or f"{call_id}:call"
             run.transcript.tool_call(parent, tool.lane, call_id, tool)
-        return _event("TOOL_CALL_END", toolCallId=call_id, subagentRunId=tool.lane)
+        return event("TOOL_CALL_END", toolCallId=call_id, subagentRunId=tool.lane)
 
     def _tool_result(self, run: Run, key: str | None, data: Json) -> Json:
         call_id = str(data.get("tool_use_id"))
-        content = _text(data.get("content"))
+        content = result_text(data.get("content"))
         is_error = bool(data.get("is_error"))
         if run.transcript is not None:
             run.transcript.add({"id": f"{call_id}:result", "role": "tool", "toolCallId": call_id,
                                 "content": content, **({"error": content} if is_error else {}),
                                 **({"subagentRunId": key} if key else {})})  # fmt: skip
         meta = {"is_error": is_error, "truncated": bool(data.get("truncated"))}
-        return _event("TOOL_CALL_RESULT", messageId=f"{call_id}:result", toolCallId=call_id,
+        return event("TOOL_CALL_RESULT", messageId=f"{call_id}:result", toolCallId=call_id,
                       content=content, role="tool", subagentRunId=key,
                       metadata={"agentcast_result": meta})  # fmt: skip
 
     def _subagent_started(self, run: Run, sub: str, data: Json, parent: str | None) -> Json:
-        started = _event("SUBAGENT_STARTED", subagentRunId=sub,
+        started = event("SUBAGENT_STARTED", subagentRunId=sub,
                          name=str(data.get("task_type") or "subagent"),
                          description=data.get("description"), parentToolCallId=sub,
                          parentSubagentRunId=parent if parent in run.subagents else None)  # fmt: skip
@@ -348,7 +299,7 @@ class AguiTranslator:
     def _task_started(self, run: Run, key: str | None, data: Json) -> list[Json]:
         sub = data.get("tool_use_id")
         if not isinstance(sub, str):
-            return [_event("CUSTOM", name="agentcast.task.started", value=data, subagentRunId=key)]
+            return [event("CUSTOM", name="agentcast.task.started", value=data, subagentRunId=key)]
         run.tasks[str(data.get("task_id"))] = sub
         if sub in run.subagents or sub in run.finished_subagents:
             return []
@@ -357,7 +308,7 @@ class AguiTranslator:
     def _task_completed(self, run: Run, key: str | None, data: Json) -> list[Json]:
         sub = data.get("tool_use_id") or run.tasks.get(str(data.get("task_id")))
         if not isinstance(sub, str) or sub not in run.subagents:
-            return [_event("CUSTOM", name="agentcast.task.completed", value=data,
+            return [event("CUSTOM", name="agentcast.task.completed", value=data,
                            subagentRunId=key)]  # fmt: skip
         out = self._close_lane(run, sub, text=True, tools=True)
         return out + [self._end_subagent(run, sub, data)]
@@ -367,8 +318,8 @@ class AguiTranslator:
         run.finished_subagents.add(sub)
         summary = data.get("summary")
         if data.get("status") == "failed":
-            return _event("SUBAGENT_ERROR", subagentRunId=sub, message=str(summary or "failed"))
-        return _event("SUBAGENT_FINISHED", subagentRunId=sub, result=summary,
+            return event("SUBAGENT_ERROR", subagentRunId=sub, message=str(summary or "failed"))
+        return event("SUBAGENT_FINISHED", subagentRunId=sub, result=summary,
                       outcome={"type": "success"})  # fmt: skip
 
     def _close_lane(self, run: Run, key: str | None, *, text: bool, tools: bool) -> list[Json]:
@@ -392,20 +343,20 @@ class AguiTranslator:
         if kind == "run.failed" or (kind == "run.completed" and data.get("is_error")):
             message = data.get("error") or data.get("result") or data.get("subtype") or kind
             code = data.get("kind") or data.get("subtype")
-            return [_event("RUN_ERROR", message=str(message), code=code)]
+            return [event("RUN_ERROR", message=str(message), code=code)]
         out: list[Json] = []
         for sub in list(run.subagents):
             out += self._close_lane(run, sub, text=True, tools=True)
             out.append(self._end_subagent(run, sub, {}))
         out += self._close_lane(run, None, text=True, tools=True)
         if kind == "run.cancelled":
-            out.append(_event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
+            out.append(event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
                               outcome={"type": "cancelled"},
                               metadata={"agentcast_run": {"reason": data.get("reason")}}))  # fmt: skip
             return out
         extra = {k: data.get(k) for k in ("total_cost_usd", "num_turns", "duration_ms",
                                            "duration_api_ms", "stop_reason", "subtype")}  # fmt: skip
-        out.append(_event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
+        out.append(event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
                           result=data.get("result"), usage=token_usage(data.get("usage")),
                           metadata={"agentcast_run": {k: v for k, v in extra.items()
                                                       if v is not None}}))  # fmt: skip

@@ -9,9 +9,51 @@ cursor; afterwards nobody needs it.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import json
+from typing import Any, Final
 
 Json = dict[str, Any]
+
+PROTOCOL_VERSION: Final = "1.0"
+
+
+def event(kind: str, **fields: Any) -> Json:
+    """An AG-UI event; fields that are None are left out (AG-UI has no nulls)."""
+    return {"type": kind, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def result_text(content: Any) -> str:
+    """A tool result's content as AG-UI text."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and all(isinstance(p, dict) and "text" in p for p in content):
+        return "".join(str(p["text"]) for p in content)
+    return "" if content is None else json.dumps(content)
+
+
+def token_usage(usage: Json | None) -> list[Json] | None:
+    """Anthropic usage as AG-UI TokenUsage; AG-UI's inputTokens include the cache parts."""
+    if not usage:
+        return None
+    fresh = int(usage.get("input_tokens") or 0)
+    cached = int(usage.get("cache_read_input_tokens") or 0)
+    written = int(usage.get("cache_creation_input_tokens") or 0)
+    output = int(usage.get("output_tokens") or 0)
+    total_in = fresh + cached + written
+    return [{"provider": "anthropic", "inputTokens": total_in, "outputTokens": output,
+             "totalTokens": total_in + output, "cachedInputTokens": cached,
+             "cacheWriteInputTokens": written}]  # fmt: skip
+
+
+def open_reasoning(message_id: str, key: str | None) -> list[Json]:
+    return [event("REASONING_START", messageId=message_id, subagentRunId=key),
+            event("REASONING_MESSAGE_START", messageId=message_id, role="reasoning",
+                   subagentRunId=key)]  # fmt: skip
+
+
+def tool_start(call_id: str, tool: Tool) -> Json:
+    return event("TOOL_CALL_START", toolCallId=call_id, toolCallName=tool.name,
+                  parentMessageId=tool.parent_message_id, subagentRunId=tool.lane)  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -85,3 +127,31 @@ class Run:
         if lane is None:
             lane = self.lanes[key] = Lane()
         return lane
+
+    def reopen(self) -> list[Json]:
+        """What a client joining now needs: RUN_STARTED, MESSAGES_SNAPSHOT (the transcript,
+        then dropped), and a START (with what it has so far) for everything still open."""
+        out: list[Json] = []
+        out += [self.started,
+                event("MESSAGES_SNAPSHOT", messages=self.transcript.snapshot()
+                       if self.transcript else [])]  # fmt: skip
+        self.transcript = None
+        out += self.subagents.values()
+        for key, lane in self.lanes.items():
+            if lane.step is not None:
+                out.append(event("STEP_STARTED", stepName=lane.step, subagentRunId=key))
+            if lane.reasoning is not None:
+                out += open_reasoning(lane.reasoning, key)
+                out.append(event("REASONING_MESSAGE_CONTENT", messageId=lane.reasoning,
+                                  delta="".join(lane.reasoning_parts), subagentRunId=key))  # fmt: skip
+            if lane.text is not None:
+                out.append(event("TEXT_MESSAGE_START", messageId=lane.text,
+                                  role="assistant", subagentRunId=key))  # fmt: skip
+                out.append(event("TEXT_MESSAGE_CONTENT", messageId=lane.text,
+                                  delta="".join(lane.text_parts), subagentRunId=key))  # fmt: skip
+        for call_id, tool in self.tools.items():
+            out.append(tool_start(call_id, tool))
+            if tool.args:
+                out.append(event("TOOL_CALL_ARGS", toolCallId=call_id,
+                                  delta="".join(tool.args), subagentRunId=tool.lane))  # fmt: skip
+        return out
