@@ -1,8 +1,9 @@
 """`format=ag-ui`: AG-UI 1.0 events from agentcast events, one state machine per client stream.
 
 Conventions: threadId = session, runId = "<session>:<run>", timestamp in ms,
-`metadata.agentcast = {seq, id}` on every event, and the SSE `id:` of every
-message is the agentcast cursor of the event it came from. Events of a
+`metadata.agentcast = {seq, id}` on every event (with what AG-UI has no field
+for: stop_reason, usage, is_error, cost...), and the SSE `id:` of every message
+is the agentcast cursor of the event it came from. Events of a
 sub-agent carry `subagentRunId` = their parent_tool_use_id. AG-UI allows
 nothing between runs, so events outside a run are dropped, and a run is only
 streamed from its `run.queued` (a stream joining mid-run gets the prelude:
@@ -55,7 +56,8 @@ class AguiTranslator:
         if item is not None:
             env = item.event
             out["timestamp"] = env.ts // 1_000_000
-            out.setdefault("metadata", {})["agentcast"] = {"seq": env.seq, "id": env.id}
+            meta = out.setdefault("metadata", {})
+            meta["agentcast"] = {**meta.get("agentcast", {}), "seq": env.seq, "id": env.id}
         return out
 
     def feed(self, item: Item, *, quiet: bool) -> list[bytes]:
@@ -172,7 +174,7 @@ class AguiTranslator:
         step, lane.step = lane.step, None
         extra = {"stop_reason": data.get("stop_reason"), "usage": data.get("usage")}
         return event("STEP_FINISHED", stepName=step, subagentRunId=key,
-                      metadata={"agentcast_step": {k: v for k, v in extra.items() if v}} if
+                      metadata={"agentcast": {k: v for k, v in extra.items() if v}} if
                       any(extra.values()) else None)  # fmt: skip
 
     def _message_id(self, run: Run, lane: Lane, item: Item) -> str:
@@ -286,7 +288,7 @@ class AguiTranslator:
         meta = {"is_error": is_error, "truncated": bool(data.get("truncated"))}
         return event("TOOL_CALL_RESULT", messageId=f"{call_id}:result", toolCallId=call_id,
                       content=content, role="tool", subagentRunId=key,
-                      metadata={"agentcast_result": meta})  # fmt: skip
+                      metadata={"agentcast": meta})  # fmt: skip
 
     def _subagent_started(self, run: Run, sub: str, data: Json, parent: str | None) -> Json:
         started = event("SUBAGENT_STARTED", subagentRunId=sub,
@@ -352,12 +354,12 @@ class AguiTranslator:
         if kind == "run.cancelled":
             out.append(event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
                               outcome={"type": "cancelled"},
-                              metadata={"agentcast_run": {"reason": data.get("reason")}}))  # fmt: skip
+                              metadata={"agentcast": {"reason": data.get("reason")}}))  # fmt: skip
             return out
         extra = {k: data.get(k) for k in ("total_cost_usd", "num_turns", "duration_ms",
                                            "duration_api_ms", "stop_reason", "subtype")}  # fmt: skip
         out.append(event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
                           result=data.get("result"), usage=token_usage(data.get("usage")),
-                          metadata={"agentcast_run": {k: v for k, v in extra.items()
+                          metadata={"agentcast": {k: v for k, v in extra.items()
                                                       if v is not None}}))  # fmt: skip
         return out
