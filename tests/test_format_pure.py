@@ -158,3 +158,19 @@ def test_bad_format_or_window_is_a_400() -> None:
         parse_coalesce(MAX_COALESCE_MS + 1)
     assert wide.value.code == "invalid_coalesce"
     assert parse_coalesce(None) == 0 and parse_coalesce(50) == 50
+
+
+def test_a_follower_that_falls_out_of_step_is_told_so() -> None:
+    """A shared translation keeps only recent events: a follower asking for an older one
+    is `diverged` (its stream then ends, and it resumes exactly from its Last-Event-ID)."""
+    frames = session_frames("slow", session="diverge")
+    ahead = FormatStream(AguiTranslator(tracking=False), shareable=True)
+    behind = FormatStream(AguiTranslator(tracking=False), shareable=True)
+    for frame in frames[:3]:
+        ahead.feed((frame,), live=True)
+        behind.feed((frame,), live=True)
+    assert ahead.shared is not None and behind.shared is ahead.shared
+    for frame in frames[3:400]:
+        ahead.feed((frame,), live=True)
+    assert behind.feed((frames[3],), live=True) == [] and behind.diverged
+    assert not ahead.diverged
