@@ -25,13 +25,7 @@ from gateway.auth import checked_session
 from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
-from gateway.formats import (
-    AguiTranslator,
-    AiSdkTranslator,
-    FormatStream,
-    FormattedOutput,
-    NativeTranslator,
-)
+from gateway.formats import FormatStream, FormattedOutput, Style
 from gateway.formats.runs import active_run, run_start, run_start_before
 from gateway.frames import sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
@@ -39,12 +33,9 @@ from gateway.output import open_output
 from gateway.params import (
     MAX_COALESCE_MS,
     NOW,
-    Format,
     TypeFilter,
     glob_covers,
     glob_session,
-    parse_coalesce,
-    parse_format,
     parse_from,
     parse_glob,
     parse_types,
@@ -75,41 +66,6 @@ CoalesceQuery = Annotated[
           description="ms: merge consecutive text deltas of a block within this window"),
 ]  # fmt: skip
 RunQuery = Annotated[int | None, Query(ge=1, description="stream this run (waits if queued)")]
-AI_SDK_HEADERS: Final = [(b"x-vercel-ai-ui-message-stream", b"v1")]
-
-
-class Style:
-    """How a stream is written: its format and coalescing window (query `format`, `Accept`,
-    `coalesce_ms`)."""
-
-    __slots__ = ("coalesce_ms", "format")
-
-    def __init__(self, fmt: str | None, accept: str | None, coalesce_ms: int | None) -> None:
-        self.format: Format = parse_format(fmt, accept)
-        self.coalesce_ms = parse_coalesce(coalesce_ms)
-
-    @property
-    def native(self) -> bool:
-        """agentcast frames, shared by every client (the fast path)."""
-        return self.format == "agentcast" and self.coalesce_ms == 0
-
-    def stream(
-        self, quiet_until: int, run: int | None = None, *, shareable: bool = True
-    ) -> FormatStream | None:
-        if self.native:
-            return None
-        translator = (
-            AguiTranslator(tracking=quiet_until > 0) if self.format == "ag-ui"
-            else AiSdkTranslator(run) if self.format == "ai-sdk"
-            else NativeTranslator()
-        )  # fmt: skip
-        return FormatStream(
-            translator, quiet_until=quiet_until, coalesce_ms=self.coalesce_ms, shareable=shareable
-        )
-
-    @property
-    def headers(self) -> list[tuple[bytes, bytes]]:
-        return AI_SDK_HEADERS if self.format == "ai-sdk" else []
 
 
 def retry_ms(base: int, spread: int) -> int:

@@ -4,6 +4,7 @@ from gateway.formats.agui import AguiTranslator
 from gateway.formats.aisdk import AiSdkTranslator
 from gateway.formats.native import NativeTranslator
 from gateway.formats.stream import FormatStream, FormattedOutput
+from gateway.formats.style import Style
 
 __all__ = ["AguiTranslator", "AiSdkTranslator", "FormatStream", "FormattedOutput",
-           "NativeTranslator"]  # fmt: skip
+           "NativeTranslator", "Style"]  # fmt: skip
