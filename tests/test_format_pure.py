@@ -9,7 +9,21 @@ import pytest
 
 from agentcast.codec import encode
 from agentcast.envelope import envelope
-from agentcast.events import EventData, RateLimitData, type_of
+from agentcast.events import (
+    EventData,
+    MessageCompletedData,
+    MessageStartedData,
+    RateLimitData,
+    RunCompletedData,
+    RunQueuedData,
+    TaskCompletedData,
+    TaskStartedData,
+    TextCompletedData,
+    ThinkingCompletedData,
+    ToolCalledData,
+    ToolResultData,
+    type_of,
+)
 from gateway.errors import ApiError
 from gateway.formats import AguiTranslator, AiSdkTranslator, FormatStream
 from gateway.frames import Frame
@@ -174,3 +188,39 @@ def test_a_follower_that_falls_out_of_step_is_told_so() -> None:
         ahead.feed((frame,), live=True)
     assert behind.feed((frames[3],), live=True) == [] and behind.diverged
     assert not ahead.diverged
+
+
+def test_rarer_shapes_stay_valid(tmp_path: Path) -> None:
+    """A failing sub-agent, a tool error, blocks that were never streamed, a nested sub-agent."""
+
+    datas: list[tuple[EventData, str | None]] = [
+        (RunQueuedData(prompt="p"), None),
+        (MessageStartedData(message_id="m1"), None),
+        (ThinkingCompletedData(index=0, text="plan"), None),
+        (TextCompletedData(message_id="m1", text="whole block"), None),
+        (ToolCalledData(tool_use_id="t1", name="Agent", input={"prompt": "go"}), None),
+        (TaskStartedData(task_id="k1", tool_use_id="t1", task_type="general"), None),
+        (ToolCalledData(tool_use_id="t2", name="Agent", input={}), "t1"),
+        (TaskStartedData(task_id="k2", tool_use_id="t2"), "t1"),
+        (TextCompletedData(text="deep"), "t2"),
+        (ToolCalledData(tool_use_id="t3", name="Bash", input={"command": "false"}), "t1"),
+        (ToolResultData(tool_use_id="t3", is_error=True, content="exit 1"), "t1"),
+        (TaskCompletedData(task_id="k1", status="failed", summary="it broke"), None),
+        (ToolResultData(tool_use_id="t1", is_error=True, content=[{"type": "text", "text": "x"}]),
+         None),
+        (MessageCompletedData(message_id="m1", stop_reason="end_turn"), None),
+        (RunCompletedData(result="done", stop_reason="end_turn"), None),
+    ]  # fmt: skip
+    frames = [_frame(d, "rare", 1, i, p) for i, (d, p) in enumerate(datas, 1)]
+    bodies = [agui(frames), *(agui(frames, at) for at in range(2, len(frames)))]
+    for result in node_check("verify-agui.mjs", tmp_path, *bodies):
+        assert result["ok"], result
+    found = [m.json for m in messages(bodies[0])]
+    kinds = [e["type"] for e in found]
+    assert "SUBAGENT_ERROR" in kinds and kinds.count("SUBAGENT_STARTED") == 2
+    nested = next(e for e in found if e.get("subagentRunId") == "t2" and "parentSubagentRunId"
+                  in e)  # fmt: skip
+    assert nested["parentSubagentRunId"] == "t1"
+    [result] = node_check("verify-aisdk.mjs", tmp_path, aisdk(frames))
+    assert result["ok"], result
+    assert "tool-output-error" in result["types"] and "data-subagent" in result["parts"]

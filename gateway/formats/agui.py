@@ -312,10 +312,18 @@ class AguiTranslator:
         if not isinstance(sub, str) or sub not in run.subagents:
             return [event("CUSTOM", name="agentcast.task.completed", value=data,
                            subagentRunId=key)]  # fmt: skip
-        out = self._close_lane(run, sub, text=True, tools=True)
-        return out + [self._end_subagent(run, sub, data)]
+        return self._end_subagent(run, sub, data)
 
-    def _end_subagent(self, run: Run, sub: str, data: Json) -> Json:
+    def _end_subagent(self, run: Run, sub: str, data: Json) -> list[Json]:
+        """A sub-agent ends: its own sub-agents first, then what is open in its lane."""
+        out: list[Json] = []
+        for child, started in list(run.subagents.items()):
+            if started.get("parentSubagentRunId") == sub and child in run.subagents:
+                out += self._end_subagent(run, child, {})
+        out += self._close_lane(run, sub, text=True, tools=True)
+        return [*out, self._subagent_ended(run, sub, data)]
+
+    def _subagent_ended(self, run: Run, sub: str, data: Json) -> Json:
         del run.subagents[sub]
         run.finished_subagents.add(sub)
         summary = data.get("summary")
@@ -348,8 +356,8 @@ class AguiTranslator:
             return [event("RUN_ERROR", message=str(message), code=code)]
         out: list[Json] = []
         for sub in list(run.subagents):
-            out += self._close_lane(run, sub, text=True, tools=True)
-            out.append(self._end_subagent(run, sub, {}))
+            if sub in run.subagents:  # not ended already as a child of an earlier one
+                out += self._end_subagent(run, sub, {})
         out += self._close_lane(run, None, text=True, tools=True)
         if kind == "run.cancelled":
             out.append(event("RUN_FINISHED", threadId=run.thread_id, runId=run.run_id,
