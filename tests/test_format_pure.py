@@ -3,6 +3,7 @@ streams and joins at many cursors, checked by the ecosystems' validators without
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -14,14 +15,22 @@ from agentcast.events import (
     MessageCompletedData,
     MessageStartedData,
     RateLimitData,
+    RunCancelledData,
     RunCompletedData,
+    RunFailedData,
     RunQueuedData,
+    RunStartedData,
+    SdkOtherData,
     TaskCompletedData,
     TaskStartedData,
     TextCompletedData,
+    TextDeltaData,
     ThinkingCompletedData,
+    ThinkingDeltaData,
     ToolCalledData,
+    ToolInputDeltaData,
     ToolResultData,
+    ToolStartedData,
     type_of,
 )
 from gateway.errors import ApiError
@@ -191,10 +200,12 @@ def test_a_follower_that_falls_out_of_step_is_told_so() -> None:
 
 
 def test_rarer_shapes_stay_valid(tmp_path: Path) -> None:
-    """A failing sub-agent, a tool error, blocks that were never streamed, a nested sub-agent."""
+    """A failing sub-agent, a tool error, blocks that were never streamed (in two lanes, no
+    message id: their ids must still differ), a nested sub-agent."""
 
     datas: list[tuple[EventData, str | None]] = [
         (RunQueuedData(prompt="p"), None),
+        (ThinkingCompletedData(index=0, text="before any message"), None),
         (MessageStartedData(message_id="m1"), None),
         (ThinkingCompletedData(index=0, text="plan"), None),
         (TextCompletedData(message_id="m1", text="whole block"), None),
@@ -203,6 +214,7 @@ def test_rarer_shapes_stay_valid(tmp_path: Path) -> None:
         (ToolCalledData(tool_use_id="t2", name="Agent", input={}), "t1"),
         (TaskStartedData(task_id="k2", tool_use_id="t2"), "t1"),
         (TextCompletedData(text="deep"), "t2"),
+        (ThinkingCompletedData(index=0, text="a sub-agent's, never streamed"), "t1"),
         (ToolCalledData(tool_use_id="t3", name="Bash", input={"command": "false"}), "t1"),
         (ToolResultData(tool_use_id="t3", is_error=True, content="exit 1"), "t1"),
         (TaskCompletedData(task_id="k1", status="failed", summary="it broke"), None),
@@ -224,3 +236,71 @@ def test_rarer_shapes_stay_valid(tmp_path: Path) -> None:
     [result] = node_check("verify-aisdk.mjs", tmp_path, aisdk(frames))
     assert result["ok"], result
     assert "tool-output-error" in result["types"] and "data-subagent" in result["parts"]
+
+
+def _generated_run(rng: random.Random, messages_: int) -> list[tuple[EventData, str | None]]:
+    """A random run in agentcast's grammar: streamed or whole messages of text, thinking and
+    tool blocks, in the parent or in (nested) sub-agents that end (or fail) in any order."""
+    out: list[tuple[EventData, str | None]] = [(RunQueuedData(prompt="p"), None),
+                                               (RunStartedData(model="m"), None)]  # fmt: skip
+    subs: list[str] = []
+    for m in range(messages_):
+        lane = rng.choice([None, *subs])
+        mid, streamed = f"m{m}", rng.random() < 0.7
+        if streamed:
+            out.append((MessageStartedData(message_id=mid), lane))
+        for b in range(rng.randint(1, 4)):
+            kind = rng.choice(["text", "thinking", "tool"])
+            if kind == "text":
+                out += [(TextDeltaData(index=b, text=f"w{k} "), lane)
+                        for k in range(rng.randint(0, 4) if streamed else 0)]  # fmt: skip
+                out.append((TextCompletedData(message_id=mid, text="x"), lane))
+            elif kind == "thinking":
+                out += [(ThinkingDeltaData(index=b, text=f"t{k}"), lane)
+                        for k in range(rng.randint(0, 3) if streamed else 0)]  # fmt: skip
+                out.append((ThinkingCompletedData(index=b, text="t"), lane))
+            else:
+                call, name = f"t{len(out)}", rng.choice(["Bash", "Agent"])
+                if streamed:
+                    out.append((ToolStartedData(tool_use_id=call, name=name, index=b), lane))
+                    out += [(ToolInputDeltaData(tool_use_id=call, partial_json='{"a'), lane)
+                            for _ in range(rng.randint(0, 3))]  # fmt: skip
+                out.append((ToolCalledData(tool_use_id=call, name=name, input={"a": 1}), lane))
+                if name == "Agent" and rng.random() < 0.8:
+                    out.append((TaskStartedData(task_id="k" + call, tool_use_id=call), lane))
+                    subs.append(call)
+                else:
+                    out.append((ToolResultData(tool_use_id=call, is_error=rng.random() < 0.3,
+                                               content="r"), lane))  # fmt: skip
+        if streamed:
+            out.append((MessageCompletedData(message_id=mid, stop_reason="tool_use"), lane))
+        if subs and rng.random() < 0.4:
+            ended = subs.pop(rng.randrange(len(subs)))
+            status = rng.choice(["completed", "failed"])
+            out.append((TaskCompletedData(task_id="k" + ended, status=status), None))
+            out.append((ToolResultData(tool_use_id=ended, content="done"), None))
+        if rng.random() < 0.2:
+            out.append((RateLimitData(status="allowed"), None))
+        if rng.random() < 0.2:
+            out.append((SdkOtherData(class_="X", raw={"a": 1}), None))
+    end = rng.choice([RunCompletedData(result="ok", stop_reason="end_turn"), RunCancelledData(),
+                      RunFailedData(error="e", kind="k"),
+                      RunCompletedData(is_error=True, subtype="error_max_turns")])  # fmt: skip
+    return [*out, (end, None)]
+
+
+def test_generated_runs_are_valid_at_every_join(tmp_path: Path) -> None:
+    rng = random.Random(13)
+    agui_bodies, aisdk_bodies = [], []
+    for i in range(40):
+        run = _generated_run(rng, rng.randint(1, 6))
+        frames = [_frame(d, f"gen{i}", r, n, p) for n, (r, (d, p)) in
+                  enumerate(((r, e) for r in (1, 2) for e in run), 1)]  # fmt: skip
+        agui_bodies += [agui(frames), *(agui(frames, at) for at in range(1, len(frames), 4))]
+        aisdk_bodies.append(aisdk(frames))
+    for result in node_check("verify-agui.mjs", tmp_path, *agui_bodies):
+        assert result["ok"], result
+    for result in node_check("verify-aisdk.mjs", tmp_path, *aisdk_bodies):
+        assert result["ok"], result
+    for body in agui_bodies:
+        agui_python_check(body)

@@ -107,9 +107,9 @@ class AguiTranslator:
             case "text.completed":
                 out += self._text_completed(run, lane, data, item)
             case "thinking.delta":
-                out += self._thinking_delta(run, lane, data, str(data.get("text", "")))
+                out += self._thinking_delta(run, lane, data, str(data.get("text", "")), item)
             case "thinking.completed":
-                out += self._thinking_completed(run, lane, data)
+                out += self._thinking_completed(run, lane, data, item)
             case "tool.started":
                 out += self._tool_started(run, lane, data)
             case "tool.input.delta":
@@ -210,11 +210,13 @@ class AguiTranslator:
         lane.text_parts = []
         return event("TEXT_MESSAGE_END", messageId=message_id, subagentRunId=key)
 
-    def _thinking_delta(self, run: Run, key: str | None, data: Json, text: str) -> list[Json]:
+    def _thinking_delta(
+        self, run: Run, key: str | None, data: Json, text: str, item: Item
+    ) -> list[Json]:
         lane = run.lane(key)
         out: list[Json] = []
         if lane.reasoning is None:
-            base = lane.message_id or run.run_id
+            base = self._message_id(run, lane, item)  # unique per lane, like its texts
             lane.reasoning = f"{base}:thinking:{data.get('index', 0)}"
             out += open_reasoning(lane.reasoning, key)
         if run.transcript is not None:
@@ -223,11 +225,11 @@ class AguiTranslator:
                           subagentRunId=key))  # fmt: skip
         return out
 
-    def _thinking_completed(self, run: Run, key: str | None, data: Json) -> list[Json]:
+    def _thinking_completed(self, run: Run, key: str | None, data: Json, item: Item) -> list[Json]:
         lane = run.lane(key)
         out: list[Json] = []
         if lane.reasoning is None:
-            out += self._thinking_delta(run, key, data, str(data.get("text", "")))
+            out += self._thinking_delta(run, key, data, str(data.get("text", "")), item)
         return out + self._end_reasoning(run, key, lane)
 
     def _end_reasoning(self, run: Run, key: str | None, lane: Lane) -> list[Json]:
