@@ -292,7 +292,7 @@ def _generated_run(rng: random.Random, messages_: int) -> list[tuple[EventData, 
 def test_generated_runs_are_valid_at_every_join(tmp_path: Path) -> None:
     rng = random.Random(13)
     agui_bodies, aisdk_bodies = [], []
-    for i in range(40):
+    for i in range(25):
         run = _generated_run(rng, rng.randint(1, 6))
         frames = [_frame(d, f"gen{i}", r, n, p) for n, (r, (d, p)) in
                   enumerate(((r, e) for r in (1, 2) for e in run), 1)]  # fmt: skip
