@@ -223,7 +223,7 @@ class SseResponse(Response):
         gw = self.gw
         output = open_output("sse", scope, send)
         if self.stream is not None:
-            output = FormattedOutput(output, self.stream, self.stream.coalesce_ms)
+            output = FormattedOutput(output, self.stream)
         sink = Sink(output, gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher)
         if isinstance(output, FormattedOutput):
             output.bind(sink)

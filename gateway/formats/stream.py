@@ -111,14 +111,15 @@ class FormattedOutput:
 
     kind: Kind = "sse"
 
-    def __init__(self, inner: Output, stream: FormatStream, coalesce_ms: int) -> None:
+    def __init__(self, inner: Output, stream: FormatStream) -> None:
         self.inner = inner
         self.stream = stream
         self.transport = inner.transport
         self.event: Callable[[Frame], bytes] = self._live
-        self._window_s = coalesce_ms / 1000
+        self._window_s = stream.coalesce_ms / 1000
         self._sink: Sink | None = None
         self._timer: asyncio.TimerHandle | None = None
+        self._loop = asyncio.get_running_loop()
 
     def bind(self, sink: Sink) -> None:
         """The sink that writes this output (for timed releases and the end of the stream)."""
@@ -143,7 +144,7 @@ class FormattedOutput:
         sink = self._sink
         if sink is None:
             return
-        loop = asyncio.get_running_loop()
+        loop = self._loop
         if self.stream.diverged:
             loop.call_soon(sink.finish, "lagged")  # it resumes exactly from what it got
         elif self.stream.done:
