@@ -59,7 +59,7 @@ def _model(value: Any, settings: Settings) -> str:
     if value is None:
         return settings.default_model
     allowed = set(settings.allowed_models) | {settings.default_model}
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise PolicyViolation(
             "options.model", f"{value!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
         )

@@ -13,7 +13,7 @@ from importlib.resources import files
 from typing import Final
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from gateway.errors import ApiError
 
@@ -46,7 +46,7 @@ def _asset(name: str) -> Response:
     return Response(resource.read_bytes(), media_type=_TYPES[suffix], headers=_HEADERS)
 
 
-@router.get("/", summary="The dashboard (open it with ?token=...)", response_class=Response)
+@router.get("/", summary="The dashboard (open it with ?token=...)", response_class=HTMLResponse)
 async def index() -> Response:
     return _asset("index.html")
 
@@ -55,6 +55,7 @@ async def index() -> Response:
     "/static/agentcast.js",
     summary="The browser client (an ES module: streams that resume, runs, cancel, messages)",
     response_class=Response,
+    responses={200: {"content": {"text/javascript": {}}, "description": "the ES module"}},
 )
 async def client_module() -> Response:
     response = _asset("agentcast.js")

@@ -23,9 +23,10 @@ NOW: Final = -1
 """`from=now`: live events only."""
 
 _TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
-_GLOB: Final = re.compile(r"[A-Za-z0-9_\-*?\[\]!]{1,128}")
+GLOB_PATTERN: Final = r"[A-Za-z0-9_\-*?\[\]!]{1,128}"
+_GLOB: Final = re.compile(GLOB_PATTERN)
 _GLOB_META: Final = frozenset("*?[]!")
-_MAX_TYPES: Final = 64
+MAX_TYPES: Final = 64
 
 
 class TypeFilter:
@@ -60,8 +61,8 @@ def parse_types(values: Iterable[str] | None) -> TypeFilter | None:
     patterns = [p.strip() for value in values for p in value.split(",") if p.strip()]
     if not patterns:
         return None
-    if len(patterns) > _MAX_TYPES:
-        raise ApiError(400, "invalid_types", f"at most {_MAX_TYPES} type patterns")
+    if len(patterns) > MAX_TYPES:
+        raise ApiError(400, "invalid_types", f"at most {MAX_TYPES} type patterns")
     for pattern in patterns:
         if not _TYPE_PATTERN.fullmatch(pattern):
             raise ApiError(400, "invalid_types", f"invalid type pattern {pattern[:80]!r}")

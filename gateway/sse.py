@@ -12,9 +12,9 @@ import logging
 import random
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, Final, Protocol
+from typing import Final, Protocol
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -26,6 +26,16 @@ from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
 from gateway.frames import sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
+from gateway.openapi import (
+    STREAM,
+    FromQuery,
+    LastEventId,
+    SessionPath,
+    SessionsQuery,
+    TypesQuery,
+    answers,
+    stream,
+)
 from gateway.output import open_output
 from gateway.params import (
     NOW,
@@ -49,24 +59,13 @@ _HEADERS: Final = [
     (b"x-accel-buffering", b"no"),
 ]
 
-FromQuery = Annotated[str | None, Query(alias="from", description="start | now | <cursor>")]
-TypesQuery = Annotated[list[str] | None, Query(description="e.g. text.delta,tool.*")]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
-
 
 def retry_ms(base: int, spread: int) -> int:
     """A reconnection delay with jitter, so a restart does not cause a reconnect stampede."""
     return base + random.randint(0, spread)
 
 
-_STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
-    200: {
-        "content": {"text/event-stream": {}},
-        "description": "id: cursor, event: type, data: envelope",
-    },
-    400: {"description": "invalid_cursor: a cursor this stream never issued"},
-    410: {"description": "cursor_expired: the cursor is older than retention"},
-}
+_STREAM_DOC: Final = answers(*STREAM, ok=stream("id: cursor, event: type, data: envelope"))
 
 
 @router.get(
@@ -77,7 +76,7 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
     responses=_STREAM_DOC,
 )
 async def session_events(
-    gw: State, session: str, claims: ReadClaims, from_: FromQuery = None,
+    gw: State, session: SessionPath, claims: ReadClaims, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
 ) -> SseResponse:  # fmt: skip
     checked_session(gw.auth, claims, "read", session)
@@ -92,7 +91,7 @@ async def session_events(
     responses=_STREAM_DOC,
 )
 async def firehose(
-    gw: State, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
+    gw: State, claims: ReadClaims, sessions: SessionsQuery = None, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None,
 ) -> SseResponse:  # fmt: skip
     glob = parse_glob(sessions, default=claims.sessions)
