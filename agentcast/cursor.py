@@ -10,6 +10,9 @@ from __future__ import annotations
 from agentcast.errors import InvalidCursor
 
 _MAX_LEN = 20
+_MAX_SEQ = 2**64 - 1
+"""JetStream sequences are uint64: a larger number was never issued (and JetStream
+answers a direct get beyond it with an error, not "no message")."""
 
 
 def format_cursor(stream_seq: int) -> str:
@@ -21,6 +24,6 @@ def parse_cursor(value: str) -> int:
     if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isdigit():
         raise InvalidCursor(value)
     seq = int(value)
-    if seq < 1:
+    if not 1 <= seq <= _MAX_SEQ:
         raise InvalidCursor(value)
     return seq

@@ -69,6 +69,8 @@ def _model(value: Any, settings: Settings) -> str:
 def _max_turns(value: Any, settings: Settings) -> int:
     if value is None:
         return settings.max_turns
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 2.0 is the integer 2 (JSON Schema agrees)
     if (
         isinstance(value, bool)
         or not isinstance(value, int)

@@ -120,7 +120,7 @@ FromQuery = Annotated[
 TypesQuery = Annotated[
     list[str] | None,
     Query(
-        description=f"e.g. text.delta,tool.* (at most {MAX_TYPES} in all)",
+        description=f"e.g. text.delta,tool.* (at most {MAX_TYPES} distinct)",
         json_schema_extra={"items": {"type": "string", "pattern": TYPES_ITEM}},
     ),
 ]

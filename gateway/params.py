@@ -58,11 +58,13 @@ def parse_types(values: Iterable[str] | None) -> TypeFilter | None:
     """A TypeFilter, or None for every type; unknown types are a 400."""
     if values is None:
         return None
-    patterns = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    # Distinct patterns count: `text.delta,text.delta` is one filter, not two.
+    patterns = list(dict.fromkeys(p.strip() for value in values for p in value.split(",")))
+    patterns = [p for p in patterns if p]
     if not patterns:
         return None
     if len(patterns) > MAX_TYPES:
-        raise ApiError(400, "invalid_types", f"at most {MAX_TYPES} type patterns")
+        raise ApiError(400, "invalid_types", f"at most {MAX_TYPES} distinct type patterns")
     for pattern in patterns:
         if not _TYPE_PATTERN.fullmatch(pattern):
             raise ApiError(400, "invalid_types", f"invalid type pattern {pattern[:80]!r}")

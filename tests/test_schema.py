@@ -5,10 +5,15 @@ schemathesis queues reach no other test's worker), a valid token, and the CLI
 with `--checks all` over every phase (examples, coverage, fuzzing, stateful),
 bounded by tests/schema/schemathesis.toml. A failure of any kind fails the
 test, with schemathesis' report. `AGENTCAST_SCHEMA_SEED` picks another seed.
+
+The stream holds one event of every type in session `0` (the id the coverage
+phase uses): a stream that has events is read up to its first one, not for
+the whole stream timeout, and event frames get checked too.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,9 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from agentcast.bus import connect, disconnect, ensure_streams
 from agentcast.embedded import EmbeddedNats
+from agentcast.settings import Settings
+from tests.support.events import publish_events
 from tests.support.gateway import GatewayProcess, token
 from tests.support.nats import role_env
+from tests.support.props import one_of_each_type
 
 ROOT = Path(__file__).resolve().parent.parent
 CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
@@ -29,6 +38,7 @@ CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 def live_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
     server = EmbeddedNats(tmp_path / "nats")
     server.start()
+    asyncio.run(_seed(server))
     gateway = GatewayProcess(server.url, tmp_path / "gw", env=role_env(server, "gateway"))
     try:
         gateway.start()
@@ -36,6 +46,16 @@ def live_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
     finally:
         gateway.stop()
         server.stop()
+
+
+async def _seed(server: EmbeddedNats) -> None:
+    nc = await connect(Settings.load({"nats_url": server.admin_url}, environ={}), "test-seed")
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, Settings.load({}, environ={}))
+        await publish_events(js, one_of_each_type("0"))
+    finally:
+        await disconnect(nc)
 
 
 @pytest.mark.timeout(900)
