@@ -11,12 +11,13 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from agentcast.codec import encode
-from agentcast.progress import STATES, ProgressSnapshot, decode_snapshot
+from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.sessions import new_session_id
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
 from gateway.openapi import CONTROL, READ, SUBMIT, SessionPath, StateQuery, answers
+from gateway.params import parse_state
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 from gateway.state import GatewayState, state_of
 
@@ -109,8 +110,7 @@ async def list_sessions(
     limit: Annotated[int, Query(ge=1, le=_MAX_LIST)] = 100,
 ) -> Response:
     gw = _gateway(request)
-    if state is not None and state not in STATES:
-        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(STATES)}")
+    state = parse_state(state)
     snapshots: list[ProgressSnapshot] = []
     # One pass over the latest value of every key (an ordered consumer, deletes skipped).
     watcher = await gw.kv.watchall(ignore_deletes=True)

@@ -17,8 +17,10 @@ from agentcast.envelope import envelope
 from agentcast.events import EVENT_CLASSES, Event, EventData
 
 PROPS: Final = settings(
-    max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
 )
+QUICK: Final = settings(PROPS, max_examples=40)
+"""For tests parametrized over many targets, or that make a request per example."""
 
 # A value for each required `data` field of any event type.
 _REQUIRED: Final[dict[str, Any]] = {

@@ -1,0 +1,118 @@
+"""Generated input for stream parameters (gateway/params.py): `from`, `types`, `sessions`, `state`.
+
+Every value a query string or WebSocket frame can carry is parsed or refused
+with a 400 naming the parameter; what is accepted means what the SPEC says
+(`tool.*` matches every type under `tool.`, a covering glob really covers).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+
+from hypothesis import assume, example, given
+from hypothesis import strategies as st
+
+from agentcast.errors import InvalidCursor
+from agentcast.events import EVENT_TYPES
+from agentcast.progress import STATES
+from gateway.errors import ApiError
+from gateway.params import (
+    NOW,
+    START,
+    glob_covers,
+    glob_session,
+    parse_from,
+    parse_glob,
+    parse_state,
+    parse_types,
+    replay_filter,
+)
+from tests.support.props import PROPS
+
+TYPES = sorted(EVENT_TYPES)
+ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
+globs = st.from_regex(r"[A-Za-z0-9_*?\[\]!-]{1,12}", fullmatch=True)
+type_parts = (
+    st.sampled_from(TYPES)
+    | st.sampled_from(TYPES).map(lambda t: t.rsplit(".", 1)[0] + ".*")
+    | st.text(max_size=12)
+)
+
+
+@PROPS
+@given(value=st.none() | st.text(max_size=25), last=st.none() | st.text(max_size=25))
+@example(value="start", last="")
+@example(value="now", last="  7 ")
+@example(value="", last=None)
+def test_from_is_start_now_a_cursor_or_invalid_cursor(value: str | None, last: str | None) -> None:
+    try:
+        after = parse_from(value, last)
+    except InvalidCursor:
+        return
+    if last:
+        assert after >= 1 and str(after) == last.strip().lstrip("0")
+    elif value in (None, "start"):
+        assert after == START
+    elif value == "now":
+        assert after == NOW
+    else:
+        assert value is not None and after == int(value) >= 1
+
+
+@PROPS
+@given(values=st.none() | st.lists(st.lists(type_parts, max_size=5).map(",".join), max_size=4))
+@example(values=["text.delta"] * 100)  # repeats are one filter: counted once against the limit
+@example(values=["tool.**"])
+@example(values=["rate_limit.*"])
+def test_types_filter_what_they_name_or_are_a_400(values: list[str] | None) -> None:
+    try:
+        found = parse_types(values)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.code == "invalid_types"
+        return
+    parts = {p.strip() for v in values or [] for p in v.split(",") if p.strip()}
+    if found is None:
+        assert not parts
+        return
+    for event_type in TYPES:
+        wanted = event_type in parts or any(
+            p.endswith(".*") and event_type.startswith(p[:-1]) for p in parts
+        )
+        assert found(event_type) is wanted
+    assert replay_filter(None, found).startswith("agentcast.evt.")
+
+
+@PROPS
+@given(value=st.none() | st.text(max_size=30) | globs, default=globs)
+def test_a_sessions_glob_is_refused_or_usable(value: str | None, default: str) -> None:
+    try:
+        glob = parse_glob(value, default)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.code == "invalid_sessions"
+        return
+    assert glob == (value or default)
+    single = glob_session(glob)
+    assert single is None or single == glob
+
+
+@PROPS
+@given(outer=globs, inner=globs, session=ids)
+@example(outer="team_*", inner="team_a*", session="team_ab")
+@example(outer="a*", inner="*", session="b")
+def test_a_glob_said_to_cover_another_matches_everything_the_other_matches(
+    outer: str, inner: str, session: str
+) -> None:
+    assume(fnmatch.fnmatchcase(session, inner))
+    if glob_covers(outer, inner):
+        assert fnmatch.fnmatchcase(session, outer)
+
+
+@PROPS
+@given(value=st.none() | st.sampled_from(STATES) | st.text(max_size=12))
+def test_state_is_a_known_state_or_a_400(value: str | None) -> None:
+    try:
+        state = parse_state(value)
+    except ApiError as exc:
+        assert exc.status == 400 and exc.code == "invalid_state"
+        return
+    assert state == value and (state is None or state in STATES)
