@@ -21,7 +21,14 @@ def format_cursor(stream_seq: int) -> str:
 
 def parse_cursor(value: str) -> int:
     """The stream sequence a cursor names; raises InvalidCursor."""
-    if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isdigit():
+    # Exactly what format_cursor writes: `007` names no cursor ever issued.
+    if (
+        not value
+        or len(value) > _MAX_LEN
+        or not value.isascii()
+        or not value.isdigit()
+        or value[0] == "0"
+    ):
         raise InvalidCursor(value)
     seq = int(value)
     if not 1 <= seq <= _MAX_SEQ:

@@ -24,7 +24,7 @@ def test_every_stream_sequence_round_trips(seq: int) -> None:
 @example(value="18446744073709551616")  # past uint64: was a 503 from JetStream's direct get
 @example(value="99999999999999999999")
 @example(value="0")
-@example(value="00000000000000000001")
+@example(value="00000000000000000001")  # never issued: format_cursor writes no leading zero
 @example(value="١٢")  # Arabic-Indic digits: str.isdigit() says yes
 @example(value=" 1")
 def test_any_text_is_a_sequence_in_range_or_invalid_cursor(value: str) -> None:
@@ -33,7 +33,7 @@ def test_any_text_is_a_sequence_in_range_or_invalid_cursor(value: str) -> None:
     except InvalidCursor as exc:
         assert exc.code == "invalid_cursor" and repr(value[:80]) in str(exc)
         return
-    assert 1 <= seq <= MAX_SEQ and value.isascii() and value.isdigit()
+    assert 1 <= seq <= MAX_SEQ and value == format_cursor(seq)
 
 
 def test_the_largest_sequence_is_a_cursor_and_one_more_is_not() -> None:
