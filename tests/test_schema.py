@@ -1,7 +1,7 @@
 """The OpenAPI schema tells the truth: schemathesis, every check, against a live gateway.
 
-A real `agentcast gateway` on a NATS server of its own (the runs that
-schemathesis queues reach no other test's worker), a valid token, and the CLI
+A real `agentcast gateway` on a NATS server of its own (tests/support/private_gateway.py:
+the runs that schemathesis queues reach no other test's worker), a valid token, and the CLI
 with `--checks all` over every phase (examples, coverage, fuzzing, stateful),
 bounded by tests/schema/schemathesis.toml. A failure of any kind fails the
 test, with schemathesis' report. `AGENTCAST_SCHEMA_SEED` picks another seed.
@@ -13,7 +13,6 @@ the whole stream timeout, and event frames get checked too.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -22,12 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from agentcast.bus import connect, disconnect, ensure_streams
-from agentcast.embedded import EmbeddedNats
-from agentcast.settings import Settings
-from tests.support.events import publish_events
 from tests.support.gateway import GatewayProcess, token
-from tests.support.nats import role_env
+from tests.support.private_gateway import private_gateway
 from tests.support.props import one_of_each_type
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,26 +31,8 @@ CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 
 @pytest.fixture
 def live_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    server = EmbeddedNats(tmp_path / "nats")
-    server.start()
-    asyncio.run(_seed(server))
-    gateway = GatewayProcess(server.url, tmp_path / "gw", env=role_env(server, "gateway"))
-    try:
-        gateway.start()
+    with private_gateway(tmp_path, events=one_of_each_type("0")) as gateway:
         yield gateway
-    finally:
-        gateway.stop()
-        server.stop()
-
-
-async def _seed(server: EmbeddedNats) -> None:
-    nc = await connect(Settings.load({"nats_url": server.admin_url}, environ={}), "test-seed")
-    try:
-        js = nc.jetstream()
-        await ensure_streams(js, Settings.load({}, environ={}))
-        await publish_events(js, one_of_each_type("0"))
-    finally:
-        await disconnect(nc)
 
 
 @pytest.mark.timeout(900)
