@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from starlette.responses import HTMLResponse, Response
 
 from gateway.errors import ApiError
+from gateway.openapi import answers
 
 router = APIRouter(tags=["dashboard"])
 
@@ -46,7 +47,12 @@ def _asset(name: str) -> Response:
     return Response(resource.read_bytes(), media_type=_TYPES[suffix], headers=_HEADERS)
 
 
-@router.get("/", summary="The dashboard (open it with ?token=...)", response_class=HTMLResponse)
+@router.get(
+    "/",
+    summary="The dashboard (open it with ?token=...)",
+    response_class=HTMLResponse,
+    responses=answers(),
+)
 async def index() -> Response:
     return _asset("index.html")
 
@@ -55,7 +61,9 @@ async def index() -> Response:
     "/static/agentcast.js",
     summary="The browser client (an ES module: streams that resume, runs, cancel, messages)",
     response_class=Response,
-    responses={200: {"content": {"text/javascript": {}}, "description": "the ES module"}},
+    responses=answers(
+        ok={200: {"content": {"text/javascript": {}}, "description": "the ES module"}}
+    ),
 )
 async def client_module() -> Response:
     response = _asset("agentcast.js")

@@ -21,7 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.gateway import GatewayProcess, token
+from agentcast.settings import Settings
+from gateway.app import create_app
+from tests.support.gateway import SECRET, GatewayProcess, token
 from tests.support.private_gateway import private_gateway
 from tests.support.props import one_of_each_type
 
@@ -51,3 +53,28 @@ def test_schemathesis_all_checks_find_nothing(live_gateway: GatewayProcess, tmp_
     report = "\n".join(line[:400] for line in (result.stdout + result.stderr).splitlines())
     assert result.returncode == 0, report[-20000:]
     assert "No issues found" in report or " passed" in report, report[-4000:]
+
+
+def test_every_operation_declares_its_answers() -> None:
+    """What schemathesis cannot see without hitting it: the declarations a new route must make."""
+    app = create_app(
+        Settings.load({"nats_url": "nats://unused:4222", "jwt_secret": SECRET}, environ={})
+    )
+    schema = app.openapi()
+    assert (
+        "HTTPValidationError" not in schema["components"]["schemas"]
+    )  # our 422 body, not FastAPI's
+    wrong = []
+    for path, item in schema["paths"].items():
+        for method, operation in item.items():
+            name, answers = f"{method.upper()} {path}", operation["responses"]
+            if "413" not in answers:
+                wrong.append(f"{name}: no 413 (use openapi.answers)")
+            if operation.get("security") and not {"401", "403"} <= set(answers):
+                wrong.append(f"{name}: takes a token but does not declare 401 and 403")
+            streams = "text/event-stream" in answers.get("200", {}).get("content", {})
+            if streams and "streams" not in operation.get("tags", []):
+                wrong.append(
+                    f"{name}: an SSE stream not tagged `streams` (schemathesis bounds those)"
+                )
+    assert not wrong, "\n".join(wrong)
