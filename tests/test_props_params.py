@@ -1,4 +1,5 @@
-"""Generated input for stream parameters (gateway/params.py): `from`, `types`, `sessions`, `state`.
+"""Generated input for query parameters (gateway/params.py): `from`, `types`, `sessions`, `state`;
+and `limit` with the rest over HTTP on a live gateway.
 
 Every value a query string or WebSocket frame can carry is parsed or refused
 with a 400 naming the parameter; what is accepted means what the SPEC says
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import fnmatch
 
+import httpx
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
@@ -27,7 +29,8 @@ from gateway.params import (
     parse_types,
     replay_filter,
 )
-from tests.support.props import PROPS
+from tests.support.gateway import GatewayProcess, auth
+from tests.support.props import PROPS, QUICK
 
 TYPES = sorted(EVENT_TYPES)
 ids = st.from_regex(r"[A-Za-z0-9_-]{1,64}", fullmatch=True)
@@ -116,3 +119,34 @@ def test_state_is_a_known_state_or_a_400(value: str | None) -> None:
         assert exc.status == 400 and exc.code == "invalid_state"
         return
     assert state == value and (state is None or state in STATES)
+
+
+query_values = st.text(max_size=20) | st.sampled_from(
+    ["start", "now", "1", "0", "-1", "1001", "100", "running", "text.delta,tool.*", "*", ""]
+)
+queries = st.dictionaries(
+    st.sampled_from(["from", "types", "sessions", "limit", "state", "token"]) | st.text(max_size=5),
+    query_values,
+    max_size=4,
+)
+
+
+@QUICK
+@given(params=queries)
+@example(params={"limit": "0"})
+@example(params={"limit": "1e3"})
+@example(params={"state": ""})
+@example(params={"types": "text.delta," * 70})
+def test_query_strings_on_the_live_gateway_are_answered_or_refused_as_json(
+    gateway: GatewayProcess, params: dict[str, str]
+) -> None:
+    """Over HTTP too (FastAPI checks `limit`): 200, or a 4xx JSON error naming the problem."""
+    with httpx.Client(base_url=gateway.url, headers=auth(), timeout=30) as http:
+        for path in ("/v1/sessions", "/v1/events", "/v1/progress"):
+            with http.stream("GET", path, params=params) as response:
+                if response.status_code == 200:
+                    continue
+                response.read()
+            assert response.status_code in (400, 401, 403, 410, 422), (path, response.text)
+            error = response.json()["error"]
+            assert error["code"] and error["message"], (path, error)

@@ -42,7 +42,7 @@ def test_schemathesis_all_checks_find_nothing(live_gateway: GatewayProcess, tmp_
     command = [
         sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color",
         "run", f"{live_gateway.url}/openapi.json", "--checks", "all",
-        "--header", f"Authorization: Bearer {token(('read', 'run'), ttl_s=3600)}",
+        "--header", f"Authorization: Bearer {token(('read', 'run'), ttl_s=900)}",
         "--seed", os.environ.get("AGENTCAST_SCHEMA_SEED", "14"),
         "--report", "junit", "--report-dir", str(tmp_path / "report"),
     ]  # fmt: skip

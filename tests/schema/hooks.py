@@ -1,10 +1,13 @@
 """schemathesis hooks for tests/test_schema.py (loaded through SCHEMATHESIS_HOOKS).
 
-One failure is not the gateway's fault: a well-formed cursor (`from=<digits>`
-or `Last-Event-ID`) that this stream never issued. The schema can say what a
-cursor looks like, not which cursors exist, so a generated one is answered 400
-`invalid_cursor` (or 410 `cursor_expired`), like an unknown id is answered 404.
-Only that exact case is dropped; every other failure stands.
+Two failures are not the gateway's fault, and only these exact cases are
+dropped; every other failure stands:
+- A well-formed cursor (`from=<digits>` or `Last-Event-ID`) that this stream
+  never issued. The schema can say what a cursor looks like, not which cursors
+  exist, so a generated one is answered 400 `invalid_cursor` (or 410
+  `cursor_expired`), as an unknown id is answered 404.
+- 503 `queue_full` (SPEC "Limits"): schemathesis queues runs that no worker
+  takes, and the bounded run queue says so, with Retry-After, as documented.
 """
 
 from __future__ import annotations
@@ -16,17 +19,25 @@ import schemathesis
 
 _CURSOR_ANSWERS = {(400, "invalid_cursor"), (410, "cursor_expired")}
 _POSITIVE_DATA_REJECTED = "ST202"
+_SERVER_ERROR = "ST101"
 
 
 @schemathesis.hook
 def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-    if failure.code != _POSITIVE_DATA_REJECTED or not _names_cursor(case):
-        return True
+    answer = (response.status_code, _code(response))
+    if failure.code == _SERVER_ERROR:
+        return answer != (503, "queue_full")
+    if failure.code == _POSITIVE_DATA_REJECTED and _names_cursor(case):
+        return answer not in _CURSOR_ANSWERS
+    return True
+
+
+def _code(response: Any) -> str | None:
     try:
         code = json.loads(response.content)["error"]["code"]
     except (ValueError, KeyError, TypeError):
-        return True
-    return (response.status_code, code) not in _CURSOR_ANSWERS
+        return None
+    return code if isinstance(code, str) else None
 
 
 def _names_cursor(case: Any) -> bool:
