@@ -18,23 +18,70 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 
 from agentcast.settings import Settings
 from gateway.app import create_app
-from tests.support.gateway import SECRET, GatewayProcess, token
+from tests.support.gateway import SECRET, GatewayProcess, auth, token
 from tests.support.private_gateway import private_gateway
 from tests.support.props import one_of_each_type
 
 ROOT = Path(__file__).resolve().parent.parent
+_SETTINGS = Settings.load({"nats_url": "nats://unused:4222", "jwt_secret": SECRET}, environ={})
 CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 
 
-@pytest.fixture
-def live_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
-    with private_gateway(tmp_path, events=one_of_each_type("0")) as gateway:
-        yield gateway
+@pytest.fixture(scope="module")
+def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
+    with private_gateway(tmp_path_factory.mktemp("schema"), events=one_of_each_type("0")) as gw:
+        yield gw
+
+
+# What schemathesis found on the way, each as the request that showed it: (method, path,
+# request arguments, status, error code or None, the finding).
+FOUND = [
+    ("TRACE", "/v1/runs", {}, 405, "method_not_allowed", "405 without Allow"),
+    ("POST", "/v1/runs", {"json": {"prompt": "hi", "session": ""}}, 400, "invalid_session",
+     '"" was replaced by a generated id'),
+    ("POST", "/v1/runs", {"json": {"prompt": "hi", "options": {"model": {}}}}, 400,
+     "policy_violation", "a dict as model was a 500"),
+    ("POST", "/v1/runs", {"json": {"prompt": "hi", "options": {"max_turns": 2.0}}}, 202, None,
+     "2.0 is a JSON integer: was refused"),
+    ("GET", "/v1/sessions/0/events", {"headers": {"Last-Event-ID": "18446744073709551616"}}, 400,
+     "invalid_cursor", "past uint64: was a 503 with JetStream's 'Malformed Request'"),
+    ("GET", "/v1/sessions/0/events", {"params": {"from": "007"}}, 400, "invalid_cursor",
+     "never issued (format_cursor writes no leading zero): the schema says so"),
+    ("GET", "/v1/sessions/0/events", {"params": {"types": ",".join(["text.delta"] * 70)}}, 200,
+     None, "repeats counted against the 64 patterns"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("method", "path", "kwargs", "status", "code", "finding"), FOUND)
+def test_what_schemathesis_found_stays_fixed(
+    live_gateway: GatewayProcess, method: str, path: str, kwargs: dict[str, Any], status: int,
+    code: str | None, finding: str,
+) -> None:  # fmt: skip
+    request = {**kwargs, "headers": {**auth(("read", "run")), **kwargs.get("headers", {})}}
+    with (
+        httpx.Client(base_url=live_gateway.url, timeout=30) as http,
+        http.stream(method, path, **request) as response,
+    ):
+        if response.status_code != 200:
+            response.read()
+    assert response.status_code == status, (finding, response.text)
+    if code is not None:
+        assert response.json()["error"]["code"] == code, (finding, response.text)
+    if status == 405:
+        assert "POST" in response.headers["allow"], finding
+
+
+def test_metrics_say_their_content_type(live_gateway: GatewayProcess) -> None:
+    response = httpx.get(live_gateway.url + "/metrics", timeout=30)
+    declared = create_app(_SETTINGS).openapi()["paths"]["/metrics"]["get"]["responses"]["200"]
+    assert response.headers["content-type"].split(";")[0] in declared["content"]
 
 
 @pytest.mark.timeout(900)
