@@ -204,11 +204,12 @@ def _leaks(body: str, token: str | None) -> list[str]:
 
 
 async def _call(
-    http: httpx.AsyncClient, method: str, path: str, need: Need, token: str | None
+    http: httpx.AsyncClient, method: str, path: str, need: Need, token: str | None, via: str
 ) -> tuple[int, httpx.Headers, str]:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = {"Authorization": f"Bearer {token}"} if token and via == "header" else {}
+    params = {**need.params, **({"token": token} if token and via == "query" else {})}
     url = path.replace("{session}", MINE)
-    async with http.stream(method, url, params=need.params, json=need.body, headers=headers) as r:
+    async with http.stream(method, url, params=params, json=need.body, headers=headers) as r:
         body = "" if r.status_code == 200 and need.stream else (await r.aread()).decode()
         return r.status_code, r.headers, body
 
@@ -222,15 +223,17 @@ def _expected(kind: str, need: Need) -> int | None:
     return None
 
 
+@pytest.mark.parametrize("via", ["header", "query"])
 @pytest.mark.parametrize(("method", "path"), sorted(ROUTES))
 async def test_only_the_right_token_passes(
-    client: httpx.AsyncClient, method: str, path: str
+    client: httpx.AsyncClient, method: str, path: str, via: str
 ) -> None:
+    """`via`: the token as `Authorization: Bearer`, or as `?token=` (EventSource's way)."""
     need = ROUTES[(method, path)]
     wrong = []
     for kind in CREDENTIALS:
         token = credential(kind, need.scope)
-        status, headers, body = await _call(client, method, path, need, token)
+        status, headers, body = await _call(client, method, path, need, token, via)
         expected = _expected(kind, need)
         if expected is None:
             if status not in need.ok:
