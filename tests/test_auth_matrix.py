@@ -1,71 +1,47 @@
-"""The auth matrix: every HTTP route and every WebSocket op x every kind of credential.
+"""The auth matrix over HTTP: every route x every kind of credential (tests/support/auth_matrix.py).
 
 Credentials: none, garbage, expired, wrong signature, alg none, wrong scope,
-a session outside the token's glob, and the right token. Exactly the right one
-passes; the first five get 401 `unauthorized` (WebSocket: refused at the
-handshake), the last two 403 `forbidden` (WebSocket: an `error` frame), always
-as the JSON error. Listings (`/v1/sessions`, the `/v1/events` firehose,
-`/v1/progress`) and error messages carry nothing outside the token's glob.
+a session outside the token's glob, and the right token, each as a Bearer
+header and as `?token=`. Exactly the right one passes; the first five get 401
+`unauthorized`, the last two 403 `forbidden`, always as the JSON error.
+Listings (`/v1/sessions`, the `/v1/events` firehose, `/v1/progress`) and error
+messages carry nothing outside the token's glob. WebSocket ops: test_auth_matrix_ws.py.
 
 The route list comes from the app itself: a route with neither a ROUTES entry
-nor a place in PUBLIC fails `test_every_route_is_in_the_matrix`, and so does a
-WebSocket op missing from WS_OPS. A new route declares what it needs there:
-`Need(scope, ...)` (see `Need`), or PUBLIC when it needs no token.
+nor a place in PUBLIC fails `test_every_route_is_in_the_matrix`. A new route
+declares what it needs there: `Need(scope, ...)`, or PUBLIC when it needs no token.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import time
-import typing
-import uuid
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from typing import Any, Final
 
 import httpx
 import msgspec
 import pytest
-import websockets
 
-from agentcast.events import RunQueuedData, TextDeltaData
-from agentcast.progress import ProgressSnapshot
 from agentcast.settings import Settings
-from agentcast.tokens import mint_token
-from agentcast.ws_ops import ClientOp
+from agentcast.tokens import verify_token
 from gateway.app import create_app
-from tests.support.events import build_events
-from tests.support.gateway import SECRET, GatewayProcess, ws_reply
-from tests.support.private_gateway import private_gateway
+from tests.support import auth_matrix
+from tests.support.auth_matrix import (
+    CREDENTIALS,
+    GLOB,
+    MARKER,
+    MINE,
+    OTHERS,
+    PREFIX,
+    UNAUTHENTICATED,
+    Need,
+    credential,
+    leaked,
+)
+from tests.support.gateway import SECRET, GatewayProcess
 
-PREFIX: Final = "mx" + uuid.uuid4().hex[:8]
-GLOB: Final = f"{PREFIX}_in_*"
-MINE: Final = f"{PREFIX}_in_a"
-"""The session every request names: inside the right token's glob."""
-OTHERS: Final = (f"{PREFIX}_out_a", f"{PREFIX}_out_b")
-"""Sessions outside it, with events and snapshots of their own: they must never show."""
-MARKER: Final = f"{PREFIX}_in_last"
-"""Published last: a firehose that has reached it has shown everything before."""
-
-
-@dataclass(frozen=True)
-class Need:
-    """What a route needs: a scope, and (`bound`) that the token covers the named session.
-
-    A route that is not bound to one session (a listing) lets a token whose glob
-    is elsewhere through, and shows it nothing of ours (the listing tests).
-    `ok` is what the right token gets; a 4xx there means it passed auth and
-    failed later (409: no worker runs the session).
-    """
-
-    scope: str
-    bound: bool = True
-    body: dict[str, Any] | None = None
-    params: dict[str, str] = field(default_factory=dict)
-    ok: frozenset[int] = frozenset({200})
-    stream: bool = False
-
+matrix_gateway = auth_matrix.matrix_gateway  # the module-scoped fixture
 
 ROUTES: Final[dict[tuple[str, str], Need]] = {
     ("POST", "/v1/runs"): Need("run", body={"prompt": "hi", "session": MINE}, ok=frozenset({202})),
@@ -83,79 +59,6 @@ PUBLIC: Final = frozenset(
                           "/redoc")}
 )  # fmt: skip
 """Routes that need no token: operations, the dashboard's files, the API docs."""
-
-WS_OPS: Final[dict[str, Need | None]] = {
-    "subscribe": Need("read"),
-    "unsubscribe": Need("read"),
-    "run": Need("run"),
-    "cancel": Need("run"),
-    "message": Need("run"),
-    "ping": None,  # any valid token
-}
-_WS_FRAMES: Final[dict[str, dict[str, Any]]] = {
-    "subscribe": {"op": "subscribe", "session": MINE},
-    "unsubscribe": {"op": "unsubscribe", "session": MINE},
-    "run": {"op": "run", "prompt": "hi", "session": MINE},
-    "cancel": {"op": "cancel", "session": MINE},
-    "message": {"op": "message", "session": MINE, "text": "and then?"},
-    "ping": {"op": "ping"},
-}
-_WS_PASSED: Final = {
-    "subscribe": ("subscribed", None), "unsubscribe": ("ack", None), "run": ("ack", None),
-    "cancel": ("error", "not_running"), "message": ("ack", None), "ping": ("pong", None),
-}  # fmt: skip
-
-UNAUTHENTICATED: Final = ("none", "garbage", "expired", "wrong_signature", "alg_none")
-CREDENTIALS: Final = (*UNAUTHENTICATED, "wrong_scope", "outside_glob", "right")
-_OTHER_SECRET: Final = "another-secret-that-signs-nothing-here"
-_WRONG_SCOPE: Final = {"read": ["run"], "run": ["read"], "admin": ["read", "run"]}
-
-
-def _unsigned(scopes: list[str], sessions: str) -> str:
-    def part(value: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"scope": scopes, "sessions": sessions, "iat": now, "exp": now + 600, "jti": "x"}
-    return f"{part({'alg': 'none', 'typ': 'JWT'})}.{part(claims)}."
-
-
-def credential(kind: str, scope: str) -> str | None:
-    """The token of `kind` for a route or op that needs `scope`."""
-    right = [scope]
-    tokens: dict[str, Any] = {
-        "none": lambda: None,
-        "garbage": lambda: "not-a-token",
-        "expired": lambda: mint_token(SECRET, scopes=right, sessions=GLOB, ttl_s=-60),
-        "wrong_signature": lambda: mint_token(_OTHER_SECRET, scopes=right, sessions=GLOB),
-        "alg_none": lambda: _unsigned(right, GLOB),
-        "wrong_scope": lambda: mint_token(SECRET, scopes=_WRONG_SCOPE[scope], sessions=GLOB),
-        "outside_glob": lambda: mint_token(SECRET, scopes=right, sessions=f"{PREFIX}_out_*"),
-        "right": lambda: mint_token(SECRET, scopes=right, sessions=GLOB),
-    }
-    token: str | None = tokens[kind]()
-    return token
-
-
-def _snapshot(session: str) -> ProgressSnapshot:
-    return ProgressSnapshot(session=session, state="running", run=1, updated_at=1)
-
-
-def _seed_events() -> list[Any]:
-    run = [RunQueuedData(prompt="seeded"), TextDeltaData(index=0, text="seeded text")]
-    events = []
-    for session in (*OTHERS, MINE, MARKER):
-        events += build_events(session, run)
-    return events
-
-
-@pytest.fixture(scope="module")
-def matrix_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    snapshots = [_snapshot(s) for s in (*OTHERS, MINE)]
-    with private_gateway(
-        tmp_path_factory.mktemp("matrix"), events=_seed_events(), snapshots=snapshots
-    ) as gateway:
-        yield gateway
 
 
 @pytest.fixture
@@ -191,16 +94,6 @@ def test_every_route_is_in_the_matrix() -> None:
     assert not missing, f"routes without an auth matrix entry (ROUTES or PUBLIC): {missing}"
     stale = sorted((set(ROUTES) | PUBLIC) - http)
     assert not stale, f"matrix entries for routes that do not exist: {stale}"
-    ops = {cls.__struct_config__.tag for cls in typing.get_args(ClientOp)}
-    assert ops == set(WS_OPS), f"WebSocket ops without a matrix entry: {sorted(ops - set(WS_OPS))}"
-
-
-def _leaks(body: str, token: str | None) -> list[str]:
-    found = [other for other in OTHERS if other in body]
-    if token and token in body:
-        found.append("the token")
-    found += [word for word in (SECRET, "Traceback", "nats:", "/tmp/") if word in body]
-    return found
 
 
 async def _call(
@@ -250,8 +143,8 @@ async def test_only_the_right_token_passes(
             wrong.append(f"{kind}: content-type {headers['content-type']}")
         if expected == 401 and headers.get("www-authenticate") != "Bearer":
             wrong.append(f"{kind}: 401 without WWW-Authenticate: Bearer")
-        if leaks := _leaks(body, token):
-            wrong.append(f"{kind}: the error shows {leaks}")
+        if found := leaked(body, token):
+            wrong.append(f"{kind}: the error shows {found}")
     assert not wrong, "\n".join(wrong)
 
 
@@ -261,7 +154,7 @@ async def test_public_routes_need_no_token_and_show_no_session(
 ) -> None:
     response = await client.request(method, path.replace("{name}", "app.js"))
     assert response.status_code in (200, 404), response.text[:300]
-    assert not _leaks(response.text, None) and MINE not in response.text
+    assert not leaked(response.text, None) and MINE not in response.text
 
 
 async def test_the_session_listing_shows_only_the_tokens_glob(client: httpx.AsyncClient) -> None:
@@ -310,46 +203,8 @@ async def test_a_refusal_does_not_say_whether_a_session_exists(client: httpx.Asy
     assert answers[0] == answers[1] and answers[0][0] == 403, answers
 
 
-@pytest.mark.parametrize("kind", CREDENTIALS)
-async def test_websocket_ops_pass_only_with_the_right_token(
-    matrix_gateway: GatewayProcess, kind: str
-) -> None:
-    """One socket per credential (the handshake needs any valid token), every op on it."""
-    wrong = []
-    for op, need in WS_OPS.items():
-        scope = need.scope if need is not None else "read"
-        token = credential(kind, scope)
-        url = matrix_gateway.ws_url + (f"?token={token}" if token else "")
-        if kind in UNAUTHENTICATED:
-            with pytest.raises(websockets.InvalidStatus) as refused:
-                async with websockets.connect(url):
-                    pass
-            response = refused.value.response
-            error = json.loads(response.body)["error"]
-            if response.status_code != 401 or error["code"] != "unauthorized":
-                wrong.append(f"{op}: handshake {response.status_code} {error}")
-            if leaks := _leaks(response.body.decode(), token):
-                wrong.append(f"{op}: the refusal shows {leaks}")
-            continue
-        async with websockets.connect(url) as ws:
-            if op == "unsubscribe":  # what there is to unsubscribe from, if the token may
-                await ws.send(json.dumps(_WS_FRAMES["subscribe"]))
-                await ws_reply(ws)
-            await ws.send(json.dumps(_WS_FRAMES[op]))
-            reply = await ws_reply(ws)
-        passes = need is None or kind == "right"
-        want_op, want_code = _WS_PASSED[op] if passes else ("error", "forbidden")
-        if reply["op"] != want_op or reply.get("code") != want_code:
-            wrong.append(f"{op}: {reply}, expected {want_op} {want_code or ''}")
-        if leaks := _leaks(json.dumps(reply), token):
-            wrong.append(f"{op}: the reply shows {leaks}")
-    assert not wrong, "\n".join(wrong)
-
-
 def test_the_matrix_tokens_are_what_they_say() -> None:
     """Guard the fixtures themselves: the right token decodes, the others differ as named."""
-    from agentcast.tokens import verify_token
-
     right = credential("right", "run")
     assert right is not None
     claims = verify_token(SECRET, right)
