@@ -16,7 +16,17 @@ from agentcast.sessions import new_session_id
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
-from gateway.openapi import CONTROL, READ, SUBMIT, SessionPath, StateQuery, answers
+from gateway.openapi import (
+    CONTROL,
+    READ,
+    SUBMIT,
+    ControlAnswer,
+    RunAccepted,
+    SessionPath,
+    StateQuery,
+    answers,
+    snapshots,
+)
 from gateway.params import parse_state
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 from gateway.state import GatewayState, state_of
@@ -50,7 +60,10 @@ def _gateway(request: Request) -> GatewayState:
 
 
 @router.post(
-    "/v1/runs", status_code=202, summary="Queue a run (scope: run)", responses=answers(*SUBMIT)
+    "/v1/runs",
+    status_code=202,
+    summary="Queue a run (scope: run)",
+    responses=answers(*SUBMIT, ok={202: {"model": RunAccepted}}),
 )
 async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONResponse:
     gw = _gateway(request)
@@ -77,6 +90,7 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
 @router.post(
     "/v1/sessions/{session}/cancel",
     summary="Cancel the session's run (scope: run)",
+    response_model=ControlAnswer,
     responses=answers(*CONTROL),
 )
 async def cancel(request: Request, session: SessionPath, claims: RunClaims) -> dict[str, Any]:
@@ -89,6 +103,7 @@ async def cancel(request: Request, session: SessionPath, claims: RunClaims) -> d
 @router.post(
     "/v1/sessions/{session}/messages",
     summary="Send a follow-up message (scope: run)",
+    response_model=ControlAnswer,
     responses=answers(*CONTROL, 404, 429),
 )
 async def message(
@@ -101,7 +116,9 @@ async def message(
 
 
 @router.get(
-    "/v1/sessions", summary="Progress snapshots of sessions (scope: read)", responses=answers(*READ)
+    "/v1/sessions",
+    summary="Progress snapshots of sessions (scope: read)",
+    responses=answers(*READ, ok=snapshots(many=True)),
 )
 async def list_sessions(
     request: Request,
@@ -132,7 +149,7 @@ async def list_sessions(
 @router.get(
     "/v1/sessions/{session}",
     summary="Progress snapshot of one session (scope: read)",
-    responses=answers(*READ, 404),
+    responses=answers(*READ, 404, ok=snapshots(many=False)),
 )
 async def get_session(request: Request, session: SessionPath, claims: ReadClaims) -> Response:
     gw = _gateway(request)

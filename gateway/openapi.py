@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Final
 
+import msgspec
 from fastapi import FastAPI, Header, Path, Query
 from pydantic import BaseModel, ConfigDict
 
 from agentcast.events import EVENT_TYPES
-from agentcast.progress import STATES
+from agentcast.progress import STATES, ProgressSnapshot
 from agentcast.sessions import SESSION_ID_PATTERN
 from agentcast.settings import Settings
 from gateway.params import GLOB_PATTERN, MAX_TYPES
@@ -44,6 +45,35 @@ def _type_patterns() -> str:
 _TYPE: Final = _type_patterns()
 TYPES_ITEM: Final = rf"^\s*(({_TYPE})\s*)?(,\s*(({_TYPE})\s*)?)*$"
 """One `types=` value: comma-separated types or prefixes, blanks ignored."""
+
+
+class RunAccepted(BaseModel):
+    """202 to `POST /v1/runs`: where the run's events are."""
+
+    session: str
+    run: int
+    events_url: str
+    ws_url: str
+
+
+class ControlAnswer(BaseModel):
+    """200 to a cancel or a follow-up: the run it acts on."""
+
+    session: str
+    ok: bool
+    run: int | None
+
+
+def snapshots(many: bool) -> Responses:
+    """A 200 of progress snapshots (agentcast/progress.py, its schema added by `install`)."""
+    one = {"$ref": f"#/components/schemas/{ProgressSnapshot.__name__}"}
+    body = (
+        {"type": "object", "properties": {"sessions": {"type": "array", "items": one}},
+         "required": ["sessions"]}
+        if many
+        else one
+    )  # fmt: skip
+    return {200: {"content": {"application/json": {"schema": body}}}}
 
 
 class ErrorDetail(BaseModel):
@@ -179,6 +209,9 @@ def policy_schema(settings: Settings) -> dict[str, Any]:
 
 
 _BODIES: Final = {"RunBody": "prompt", "MessageBody": "text"}
+_SNAPSHOT_SCHEMAS: Final = msgspec.json.schema_components(
+    [ProgressSnapshot], ref_template="#/components/schemas/{name}"
+)[1]
 
 
 def _not_null(parameter: dict[str, Any]) -> None:
@@ -207,6 +240,7 @@ def install(app: FastAPI, settings: Settings) -> None:
                 props = bodies[name]["properties"]
                 props[field] = _text(settings, props[field].get("description", field))
             bodies["RunBody"]["properties"]["options"] = policy_schema(settings)
+            bodies.update(_SNAPSHOT_SCHEMAS)
             bodies["RunBody"]["properties"]["session"] = {
                 **_nullable({"type": "string", "pattern": SESSION_ID}),
                 "description": "a session id; the server makes one when absent or null",

@@ -7,8 +7,9 @@ bounded by tests/schema/schemathesis.toml. A failure of any kind fails the
 test, with schemathesis' report. `AGENTCAST_SCHEMA_SEED` picks another seed.
 
 The stream holds one event of every type in session `0` (the id the coverage
-phase uses): a stream that has events is read up to its first one, not for
-the whole stream timeout, and event frames get checked too.
+phase uses), and KV its snapshot: a stream that has events is read up to its
+first one, not for the whole stream timeout, and snapshot bodies get checked
+against their schema.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 
+from agentcast.progress import ProgressSnapshot
 from agentcast.settings import Settings
 from gateway.app import create_app
 from tests.support.gateway import SECRET, GatewayProcess, auth, token
@@ -36,7 +38,10 @@ CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
-    with private_gateway(tmp_path_factory.mktemp("schema"), events=one_of_each_type("0")) as gw:
+    snapshot = ProgressSnapshot(session="0", state="running", run=1, updated_at=1)
+    with private_gateway(
+        tmp_path_factory.mktemp("schema"), events=one_of_each_type("0"), snapshots=[snapshot]
+    ) as gw:
         yield gw
 
 
