@@ -1,4 +1,8 @@
-"""schemathesis hooks for tests/test_schema.py (loaded through SCHEMATHESIS_HOOKS).
+"""schemathesis hooks and checks for tests/test_schema.py (loaded through SCHEMATHESIS_HOOKS).
+
+One check of our own, beside schemathesis' (`--checks all` runs it too): an
+error message tells the client what to do, and never shows the gateway's
+insides (a Python repr, a traceback, nats-py's or JetStream's own words).
 
 Two failures are not the gateway's fault, and only these exact cases are
 dropped; every other failure stands:
@@ -13,6 +17,7 @@ dropped; every other failure stands:
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import schemathesis
@@ -20,6 +25,19 @@ import schemathesis
 _CURSOR_ANSWERS = {(400, "invalid_cursor"), (410, "cursor_expired")}
 _POSITIVE_DATA_REJECTED = "ST202"
 _SERVER_ERROR = "ST101"
+_INSIDES = re.compile(
+    r"Traceback|<[A-Za-z_.]+ object at 0x|<Header\.|nats\.|JetStream|Error\(|\{'Status'"
+)
+
+
+@schemathesis.check
+def error_shows_no_insides(ctx: Any, response: Any, case: Any) -> bool | None:
+    if response.status_code < 400:
+        return None
+    found = _INSIDES.search(response.content.decode(errors="replace"))
+    if found:
+        raise AssertionError(f"the error shows the gateway's insides: {found.group()!r}")
+    return None
 
 
 @schemathesis.hook
