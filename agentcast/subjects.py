@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from agentcast.errors import InvalidSubject
@@ -22,6 +23,9 @@ CTL_PREFIX: Final = "agentcast.ctl"
 PROGRESS_PREFIX: Final = "agentcast.progress"
 
 _EVENT_PREFIX_DOT: Final = EVENT_PREFIX + "."
+TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
+"""An event type, or a prefix of types `prefix.*`: dot-separated tokens, never a wildcard
+of NATS's own (`*` or `>` inside a token), whitespace or an empty token."""
 
 
 def event_subject(session: str, event_type: str) -> str:
@@ -42,6 +46,8 @@ def session_type_filter(session_token: str, type_pattern: str) -> str:
     """
     if session_token != "*":
         validate_session_id(session_token)
+    if not TYPE_PATTERN.fullmatch(type_pattern):
+        raise InvalidSubject(f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern}")
     if type_pattern.endswith(".*"):
         return f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern[:-2]}.>"
     return f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern}"

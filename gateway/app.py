@@ -10,17 +10,18 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from agentcast.bus import ensure_streams, servers
 from agentcast.lifecycle import role_connection
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
-from gateway import api, dashboard, errors, progress, sse, ws
+from gateway import api, dashboard, errors, openapi, progress, sse, ws
 from gateway.auth import Authenticator
 from gateway.deps import State
 from gateway.hub import Hub
+from gateway.openapi import answers
 from gateway.output import RAW_SEND
 from gateway.replay import DirectReader
 from gateway.sink import STREAM
@@ -83,6 +84,7 @@ def create_app(settings: Settings) -> GatewayApp:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
@@ -97,11 +99,11 @@ def create_app(settings: Settings) -> GatewayApp:
     app.include_router(dashboard.router)
     app.add_api_websocket_route("/v1/ws", ws.endpoint)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses=answers())
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses=answers(503))
     async def readyz(gw: State) -> Response:
         problem = None
         if not gw.nc.is_connected:
@@ -116,7 +118,7 @@ def create_app(settings: Settings) -> GatewayApp:
             return errors.json_error(503, "not_ready", problem)
         return JSONResponse({"ready": True})
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse, responses=answers())
     async def metrics(gw: State) -> Response:
         return Response(render(gw.registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
