@@ -70,7 +70,9 @@ PROMPT_SCHEMA = jsonschema.Draft202012Validator(openapi._text(SETTINGS, "prompt"
 
 
 @PROPS
-@given(value=json_values | st.text(max_size=60) | st.text(" \t\n\u3000\x1c\x1e\x85\ufeff", max_size=5))
+@given(
+    value=json_values | st.text(max_size=60) | st.text(" \t\n\u3000\x1c\x1e\x85\ufeff", max_size=5)
+)
 @example(value="   ")
 @example(value="\u2028")
 # schemathesis (ECMA-262 patterns) took "\x1e" for visible under `\S`; Python does not
