@@ -1,0 +1,161 @@
+"""Application streams: the writable Durable Streams facade, backed by AGENTCAST_APP.
+
+A stream `name` is its metadata message on `agentcast.appmeta.<name>` (the
+content type; its stream sequence names this incarnation) and its messages on
+`agentcast.app.<name>.msg`. Create is atomic (`Nats-Expected-Last-Subject-Sequence: 0`
+on the metadata subject), delete purges both subjects. Reads go through the
+same hub, replay and framing code as sessions (gateway/durable/read.py), on a
+hub of their own over the republished `agentcast.applive.>`, so they never
+appear in the session firehose.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final, Self
+
+import msgspec
+from nats.aio.client import Client
+from nats.js.errors import APIError
+
+from agentcast.bus import ensure_app_stream
+from agentcast.codec import encode
+from agentcast.settings import Settings
+from agentcast.subjects import (
+    APP_LIVE_PREFIX,
+    APP_PREFIX,
+    APP_STREAM,
+    app_messages,
+    app_meta_subject,
+    app_subject,
+)
+from gateway.durable.source import Source
+from gateway.durable.wire import Mode, mode_of
+from gateway.errors import ApiError
+from gateway.hub import Hub, Subjects
+from gateway.replay import DirectReader, stored_seq
+from gateway.telemetry import Stats
+
+logger = logging.getLogger(__name__)
+
+_WRONG_LAST_SEQUENCE: Final = 10071
+_MAX_MESSAGES_PER_APPEND: Final = 10_000
+
+
+class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
+    content_type: str
+
+
+_meta_decoder: Final = msgspec.json.Decoder(AppMeta)
+
+
+class AppStreams:
+    """The app streams' JetStream stream, reader and hub (one per gateway process)."""
+
+    def __init__(self, nc: Client, hub: Hub, heartbeats: asyncio.Task[None]) -> None:
+        self._js = nc.jetstream()
+        self.hub = hub
+        self._heartbeats = heartbeats
+
+    @classmethod
+    async def open(cls, nc: Client, settings: Settings, stats: Stats) -> Self:
+        await ensure_app_stream(nc.jetstream(), settings)
+        reader = DirectReader(nc, APP_STREAM, prefix=APP_PREFIX)
+        await reader.start()
+        hub = Hub(
+            nc, reader, stats, replay_batch=settings.replay_batch,
+            heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
+            subjects=Subjects(APP_LIVE_PREFIX, APP_PREFIX),
+        )  # fmt: skip
+        return cls(nc, hub, asyncio.create_task(hub.heartbeats()))
+
+    def shutdown(self) -> None:
+        """Tell every streaming reader to reconnect (server shutdown)."""
+        self.hub.shutdown()
+
+    async def close(self) -> None:
+        self._heartbeats.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._heartbeats
+        await self.hub.close()
+        await self.hub.reader.stop()
+
+    async def lookup(self, name: str) -> Source | None:
+        """The stream `name` (validated by the route), None if it does not exist."""
+        meta = await self.hub.reader.last(app_meta_subject(name))
+        if meta is None:
+            return None
+        content_type = _meta_decoder.decode(meta.data).content_type
+        return self._source(name, content_type, stored_seq(meta))
+
+    def _source(self, name: str, media: str, incarnation: int) -> Source:
+        return Source(self.hub, name, app_messages(name), media, f"a/{name}/{incarnation}")
+
+    async def create(self, name: str, media: str, content: bytes) -> tuple[bool, Source]:
+        """Create `name` with its first messages; (False, existing) when it is there already
+        with the same content type; 409 with another."""
+        payloads = messages_of(mode_of(media), content, create=True)
+        try:
+            ack = await self._js.publish(
+                app_meta_subject(name), encode(AppMeta(content_type=media)),
+                stream=APP_STREAM, headers={"Nats-Expected-Last-Subject-Sequence": "0"},
+            )  # fmt: skip
+        except APIError as exc:
+            if exc.err_code != _WRONG_LAST_SEQUENCE:
+                raise
+            existing = await self.lookup(name)
+            if existing is None:  # deleted meanwhile
+                raise ApiError(409, "conflict", f"stream {name!r} is being deleted") from exc
+            if existing.media != media:
+                raise ApiError(
+                    409, "conflict", f"stream {name!r} exists with content type {existing.media}"
+                ) from exc
+            return False, existing
+        source = self._source(name, media, ack.seq)
+        await self._publish(name, payloads)
+        return True, source
+
+    async def append(self, source: Source, media: str, content: bytes) -> None:
+        if media != source.media:
+            raise ApiError(409, "conflict", f"stream content type is {source.media}, not {media}")
+        await self._publish(source.key, messages_of(source.mode, content, create=False))
+
+    async def _publish(self, name: str, payloads: list[bytes]) -> None:
+        # One at a time: JetStream stores them in the order of their acks' requests.
+        subject = app_subject(name)
+        for payload in payloads:
+            await self._js.publish(subject, payload, stream=APP_STREAM)
+
+    async def delete(self, name: str) -> bool:
+        """Remove `name` and its messages; False if there was no such stream."""
+        if await self.hub.reader.last(app_meta_subject(name)) is None:
+            return False
+        await self._js.purge_stream(APP_STREAM, subject=app_meta_subject(name))
+        await self._js.purge_stream(APP_STREAM, subject=app_messages(name))
+        return True
+
+
+def messages_of(mode: Mode, content: bytes, *, create: bool) -> list[bytes]:
+    """The messages a PUT or POST body holds: JSON mode stores each element of a top-level
+    array (or the one value) as its own message; the other modes store the body as one.
+    An append needs at least one message; a create may have none."""
+    if mode is not Mode.JSON:
+        if not content and not create:
+            raise ApiError(400, "empty_body", "an append needs a body")
+        return [content] if content else []
+    if not content.strip():
+        if create:
+            return []
+        raise ApiError(400, "empty_body", "an append needs a body")
+    try:
+        value = msgspec.json.decode(content)
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from exc
+    values = value if isinstance(value, list) else [value]
+    if not values and not create:
+        raise ApiError(400, "empty_body", "an append of an empty JSON array stores nothing")
+    if len(values) > _MAX_MESSAGES_PER_APPEND:
+        raise ApiError(413, "too_many_messages", f"at most {_MAX_MESSAGES_PER_APPEND} per append")
+    return [encode(v) for v in values]

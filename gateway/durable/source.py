@@ -1,0 +1,33 @@
+"""A Durable Stream as the read path sees it: which hub, topic key and stored subject, which mode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from agentcast.subjects import session_events
+from gateway.durable.wire import JSON_TYPE, Mode, mode_of
+from gateway.hub import Hub
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """One readable stream: an agent session (JSON mode, on the events hub) or an application
+    stream (any content type, on the app streams' hub). Reads never tell them apart."""
+
+    hub: Hub
+    key: str
+    """The hub topic: the session id, or the app stream's name."""
+    subject: str
+    """What replay reads: every stored message of this stream."""
+    media: str
+    tag: str
+    """Names this stream (this incarnation of it) in ETags."""
+
+    @property
+    def mode(self) -> Mode:
+        return mode_of(self.media)
+
+
+def session_source(hub: Hub, session: str) -> Source:
+    """Session `session` (validated) as a JSON-mode stream of its envelopes."""
+    return Source(hub, session, session_events(session), JSON_TYPE, f"s/{session}")

@@ -1,0 +1,151 @@
+"""Durable Streams `live=sse`: replay then live through the hub, as Durable Streams events.
+
+The stream is the gateway's own (gateway/feed.py: replay in batches, then
+live with no gap or duplicate, gateway/sink.py bounds); only the framing
+differs. A replayed batch becomes one `event: data` and its `event: control`;
+a live message its own pair, up to date. When replay reaches the live tail a
+control event says `upToDate`. The response ends after `durable_sse_max_s`,
+on lag or at shutdown: the client reconnects with its last `streamNextOffset`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import MutableMapping
+from functools import partial
+from typing import Any
+
+from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
+
+from gateway._internals import http_chunk, server_transport
+from gateway.durable.source import Source
+from gateway.durable.wire import Mode, sse_control, sse_data
+from gateway.feed import Subscription
+from gateway.frames import Frame
+from gateway.hub import Hub
+from gateway.output import RAW_SEND, Output, SseAsgi, SseWire
+from gateway.sink import Sink, hand_off
+from gateway.state import GatewayState
+
+logger = logging.getLogger(__name__)
+
+
+class Framing:
+    """Frames as Durable Streams SSE events, for one response (its mode and cursor)."""
+
+    __slots__ = ("cursor", "mode")
+
+    def __init__(self, mode: Mode, cursor: str) -> None:
+        self.mode = mode
+        self.cursor = cursor
+
+    def live(self, frame: Frame) -> bytes:
+        return sse_data(self.mode, [frame.payload]) + sse_control(
+            frame.seq, self.cursor, up_to_date=True
+        )
+
+    def replay(self, frames: list[Frame]) -> bytes:
+        return sse_data(self.mode, [f.payload for f in frames]) + sse_control(
+            frames[-1].seq, self.cursor, up_to_date=False
+        )
+
+
+class DsWire(SseWire):
+    """Straight to the transport (the fast path), each write one HTTP chunk."""
+
+    def __init__(self, transport: asyncio.WriteTransport, framing: Framing) -> None:
+        super().__init__(transport)
+        self._framing = framing
+        self.event = lambda frame: http_chunk(framing.live(frame))
+
+    def batch(self, frames: list[Frame]) -> list[bytes]:
+        return [http_chunk(self._framing.replay(frames))]
+
+
+class DsAsgi(SseAsgi):
+    """Through ASGI `send` (the plain path)."""
+
+    def __init__(self, send: Send, framing: Framing) -> None:
+        super().__init__(send)
+        self._framing = framing
+        self.event = framing.live
+
+    def batch(self, frames: list[Frame]) -> list[bytes]:
+        return [self._framing.replay(frames)]
+
+
+def open_ds_output(scope: MutableMapping[str, Any], send: Send, framing: Framing) -> Output:
+    raw = scope.get(RAW_SEND)
+    if raw is not None:
+        return DsWire(server_transport(raw), framing)
+    return DsAsgi(send, framing)
+
+
+class DsSseResponse(Response):
+    media_type = "text/event-stream"
+
+    def __init__(
+        self, gw: GatewayState, source: Source, position: int, cursor: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:  # fmt: skip
+        super().__init__(status_code=200, media_type=self.media_type)
+        self.gw = gw
+        self.source = source
+        self.position = position
+        self.cursor = cursor
+        self.start_headers = [
+            (b"content-type", b"text/event-stream"),
+            (b"cache-control", b"no-cache"),
+            (b"x-accel-buffering", b"no"),
+            *headers,
+        ]
+        if source.mode is Mode.BINARY:
+            self.start_headers.append((b"stream-sse-data-encoding", b"base64"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        gw, source = self.gw, self.source
+        framing = Framing(source.mode, self.cursor)
+        sink = Sink(
+            open_ds_output(scope, send, framing), gw.settings.client_buffer_bytes, gw.stats,
+            source.hub.flusher,
+        )  # fmt: skip
+        await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
+        stream = partial(
+            _stream, source.hub, sink, source, self.position, framing,
+            gw.settings.durable_sse_max_s,
+        )  # fmt: skip
+        await hand_off(scope, receive, send, stream)
+
+
+async def _stream(
+    hub: Hub, sink: Sink, source: Source, position: int, framing: Framing, max_s: float,
+    receive: Receive, send: Send,
+) -> None:  # fmt: skip
+    async with hub.connect(sink) as client:
+        if sink.reason is None:
+            sub = Subscription(
+                source.key, sink, source.subject, after=position, types=None, sessions=None
+            )
+            await client.subscribe(source.key, sub)
+            watch = sink.output.watch(receive, sink.lost)
+            try:
+                try:
+                    await client.catch_up(sub)
+                except Exception:
+                    logger.exception("Durable Streams replay failed for %s", source.tag)
+                    sink.finish("error")
+                if sink.reason is None and not sub.catching_up:
+                    # Live now; frames played from `pending` are queued, and send() writes
+                    # them first, so this offset covers everything written before it.
+                    sink.send(sse_control(sub.position, framing.cursor, up_to_date=True))
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(max_s):
+                        await sink.wait()
+            finally:
+                watch.stop()
+        if not sink.output.closing():
+            last = {"type": "http.response.body", "body": b"", "more_body": False}
+            await sink.output.end(send, last)
