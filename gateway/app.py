@@ -17,9 +17,10 @@ from agentcast.lifecycle import role_connection
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
-from gateway import api, dashboard, durable, errors, progress, sse, ws
+from gateway import api, dashboard, errors, progress, sse, ws
 from gateway.auth import Authenticator
 from gateway.deps import State
+from gateway.durable import routes as durable
 from gateway.durable.appstreams import AppStreams
 from gateway.hub import Hub
 from gateway.output import RAW_SEND

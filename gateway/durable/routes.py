@@ -28,6 +28,12 @@ from gateway.state import GatewayState
 
 router = APIRouter(tags=["durable streams"])
 
+EXPOSED_HEADERS: Final = (
+    "Stream-Next-Offset", "Stream-Cursor", "Stream-Up-To-Date", "Stream-Closed", "ETag",
+    "Location", "Stream-SSE-Data-Encoding",
+)  # fmt: skip
+"""Response headers a browser client must be able to read (CORS `expose_headers`)."""
+
 SESSIONS: Final = "/ds/v1/sessions/{session}"
 APPS: Final = "/ds/v1/stream/{name}"
 

@@ -2,10 +2,12 @@
 
 The stream is the gateway's own (gateway/feed.py: replay in batches, then
 live with no gap or duplicate, gateway/sink.py bounds); only the framing
-differs. A replayed batch becomes one `event: data` and its `event: control`;
-a live message its own pair, up to date. When replay reaches the live tail a
-control event says `upToDate`. The response ends after `durable_sse_max_s`,
-on lag or at shutdown: the client reconnects with its last `streamNextOffset`.
+differs. Every `event: data` is followed by one `event: control` with the
+offset after it, in the same write. A live message is its own pair, up to
+date; a replayed batch's pair says `upToDate` when it was the last one
+(see `Framing`). The response ends after
+`durable_sse_max_s`, on lag or at shutdown; the client reconnects with its
+last `streamNextOffset`.
 """
 
 from __future__ import annotations
@@ -34,23 +36,54 @@ logger = logging.getLogger(__name__)
 
 
 class Framing:
-    """Frames as Durable Streams SSE events, for one response (its mode and cursor)."""
+    """Frames as Durable Streams SSE events, for one response (its mode and cursor).
 
-    __slots__ = ("cursor", "mode")
+    Called in the order the bytes are written (the sink writes queued frames
+    before anything else). A replayed batch is held until the next write, so
+    that it goes out together with its control event, which can then say
+    `upToDate` when replay found nothing after it (one batch held, at most
+    `client_buffer_bytes`).
+    """
+
+    __slots__ = ("cursor", "held", "held_seq", "live_sent", "mode")
 
     def __init__(self, mode: Mode, cursor: str) -> None:
         self.mode = mode
         self.cursor = cursor
+        self.held = b""
+        self.held_seq = 0
+        self.live_sent = False
+
+    def _release(self, *, up_to_date: bool) -> bytes:
+        if not self.held:
+            return b""
+        out = self.held + sse_control(self.held_seq, self.cursor, up_to_date=up_to_date)
+        self.held = b""
+        return out
 
     def live(self, frame: Frame) -> bytes:
-        return sse_data(self.mode, [frame.payload]) + sse_control(
-            frame.seq, self.cursor, up_to_date=True
-        )
+        self.live_sent = True
+        data = sse_data(self.mode, [frame.payload])
+        out = self._release(up_to_date=False) + data
+        return out + sse_control(frame.seq, self.cursor, up_to_date=True)
 
     def replay(self, frames: list[Frame]) -> bytes:
-        return sse_data(self.mode, [f.payload for f in frames]) + sse_control(
-            frames[-1].seq, self.cursor, up_to_date=False
-        )
+        out = self._release(up_to_date=False)
+        self.held = sse_data(self.mode, [f.payload for f in frames])
+        self.held_seq = frames[-1].seq
+        return out
+
+    def caught_up(self, position: int) -> bytes | None:
+        """What to write once replay has reached the tail; None if a live message said so."""
+        if self.held:
+            return self._release(up_to_date=True)
+        if self.live_sent:
+            return None
+        return sse_control(position, self.cursor, up_to_date=True)
+
+    def ending(self) -> bytes | None:
+        """A batch still held when the response ends."""
+        return self._release(up_to_date=False) or None
 
 
 class DsWire(SseWire):
@@ -62,7 +95,8 @@ class DsWire(SseWire):
         self.event = lambda frame: http_chunk(framing.live(frame))
 
     def batch(self, frames: list[Frame]) -> list[bytes]:
-        return [http_chunk(self._framing.replay(frames))]
+        out = self._framing.replay(frames)
+        return [http_chunk(out)] if out else []  # an empty chunk would end the body
 
 
 class DsAsgi(SseAsgi):
@@ -74,7 +108,8 @@ class DsAsgi(SseAsgi):
         self.event = framing.live
 
     def batch(self, frames: list[Frame]) -> list[bytes]:
-        return [self._framing.replay(frames)]
+        out = self._framing.replay(frames)
+        return [out] if out else []
 
 
 def open_ds_output(scope: MutableMapping[str, Any], send: Send, framing: Framing) -> Output:
@@ -138,14 +173,20 @@ async def _stream(
                     logger.exception("Durable Streams replay failed for %s", source.tag)
                     sink.finish("error")
                 if sink.reason is None and not sub.catching_up:
-                    # Live now; frames played from `pending` are queued, and send() writes
-                    # them first, so this offset covers everything written before it.
-                    sink.send(sse_control(sub.position, framing.cursor, up_to_date=True))
+                    # Live now. Frames played from `pending` are queued and written first
+                    # (sink.flush), so this offset covers everything written before it.
+                    sink.flush()
+                    control = framing.caught_up(sub.position)
+                    if control is not None:
+                        sink.send(control)
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(max_s):
                         await sink.wait()
             finally:
                 watch.stop()
+        sink.flush()
+        if (control := framing.ending()) is not None:
+            sink.send(control)
         if not sink.output.closing():
             last = {"type": "http.response.body", "body": b"", "more_body": False}
             await sink.output.end(send, last)
