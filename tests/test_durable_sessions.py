@@ -20,12 +20,13 @@ from agentcast.embedded import EmbeddedNats
 from agentcast.events import TERMINAL_TYPES
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, session_events
-from tests.support.gateway import GatewayProcess, auth, read_sse
+from tests.support.gateway import GatewayProcess, auth, read_sse, token
 from tests.support.nats import role_env
 from tests.support.scripted import ScriptedModel
 from tests.support.worker import follow, running_worker, submit, worker_settings
 
 Envelope = dict[str, Any]
+NODE_DIR = Path(__file__).parent / "node"
 DEADLINE_S = 90.0
 """A hang guard for each reader, not a target."""
 
@@ -105,6 +106,21 @@ async def catch_up(http: httpx.AsyncClient, path: str, offset: str) -> tuple[lis
             return got, offset
 
 
+async def official_client(
+    gateway: GatewayProcess, session: str, offset: str, mode: str
+) -> tuple[list[int], str]:
+    """tests/node/durable-client.mjs: the seqs it read from `offset`, and its last offset."""
+    proc = await asyncio.create_subprocess_exec(
+        "node", "durable-client.mjs", gateway.url, session, token(), offset, mode,
+        cwd=NODE_DIR, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    async with asyncio.timeout(DEADLINE_S):
+        out, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()[-2000:]
+    found = json.loads(out)
+    return found["seqs"], found["offset"]
+
+
 async def test_a_real_run_reads_the_same_by_catch_up_long_poll_and_sse_and_resumes_exactly(
     ds_gateway: GatewayProcess,
     nc: Client,
@@ -153,6 +169,11 @@ async def test_a_real_run_reads_the_same_by_catch_up_long_poll_and_sse_and_resum
         assert [e["seq"] for e in (await long_poll(http, path, mid))[0]] == rest
         resumed = await sse_pairs(http, path, mid.zfill(20))
         assert [e["seq"] for envs, _ in resumed for e in envs] == rest
+
+        # The official client (the README's snippet) reads the same, and resumes the same.
+        for mode in ("sse", "long-poll"):
+            assert await official_client(ds_gateway, session_id, "-1", mode) == (truth, tail)
+            assert await official_client(ds_gateway, session_id, mid, mode) == (rest, tail)
 
         # Retention: the events before event k+2 are gone (as max_age would remove them).
         kept_from = int(cursors[k + 1])
