@@ -11,8 +11,8 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,8 +31,6 @@ GROUPS = (
     "Caching and ETag",
     "HEAD Metadata",
 )
-# A group's tests are named "<group> <test>"; "HEAD Metadata Edge Cases" is another group.
-PATTERN = "^(" + "|".join(GROUPS) + ") (?!Edge Cases)"
 EXPECTED_TESTS = 80
 """How many tests the groups hold in 0.3.6: a run that selects fewer proves nothing."""
 LONG_POLL_S = 1.0
@@ -44,34 +42,34 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-@pytest.fixture
-def ds_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
+def _gateway(nats_server: EmbeddedNats, tmp_path: Path, **extra: str) -> GatewayProcess:
     env = {
         **role_env(nats_server, "gateway"),
         "AGENTCAST_DURABLE_LONG_POLL_S": str(LONG_POLL_S),
         "AGENTCAST_CORS_ORIGINS": "*",  # the suite checks a CORS preflight
+        **extra,
     }
     proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
     proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+    return proc
 
 
-def test_the_read_path_groups_of_the_conformance_suite_pass(
-    ds_gateway: GatewayProcess, tmp_path: Path
-) -> None:
+def run_suite(
+    gateway: GatewayProcess, groups: tuple[str, ...], tmp_path: Path
+) -> list[dict[str, Any]]:
+    """The suite's tests in `groups` that ran, from vitest's JSON report; asserts none failed."""
     report = tmp_path / "vitest.json"
     env = {
         **os.environ,
-        "DS_URL": ds_gateway.url + "/ds",
+        "DS_URL": gateway.url + "/ds",
         "DS_TOKEN": token(("read", "run")),
         "DS_LONG_POLL_MS": "3000",
     }
-    cmd = [str(NODE_DIR / "node_modules" / ".bin" / "vitest"), "run", SUITE, "-t", PATTERN,
+    # A group's tests are named "<group> <test>"; "HEAD Metadata Edge Cases" is another group.
+    pattern = "^(" + "|".join(groups) + ") (?!Edge Cases)"
+    cmd = [str(NODE_DIR / "node_modules" / ".bin" / "vitest"), "run", SUITE, "-t", pattern,
            "--reporter=json", f"--outputFile={report}"]  # fmt: skip
-    done = subprocess.run(cmd, cwd=NODE_DIR, env=env, capture_output=True, timeout=300)
+    done = subprocess.run(cmd, check=False, cwd=NODE_DIR, env=env, capture_output=True, timeout=300)
     assert report.exists(), done.stderr.decode()[-3000:]
     results = [
         t for f in json.loads(report.read_text())["testResults"] for t in f["assertionResults"]
@@ -79,5 +77,27 @@ def test_the_read_path_groups_of_the_conformance_suite_pass(
     ran = [t for t in results if t["status"] in ("passed", "failed")]
     failed = {t["fullName"]: t["failureMessages"][:1] for t in ran if t["status"] == "failed"}
     assert not failed, json.dumps(failed, indent=1)[:4000]
+    assert {t["ancestorTitles"][0] for t in ran} == set(groups)
+    return ran
+
+
+def test_the_read_path_groups_of_the_conformance_suite_pass(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    gateway = _gateway(nats_server, tmp_path)
+    try:
+        ran = run_suite(gateway, GROUPS, tmp_path)
+    finally:
+        gateway.stop()
     assert len(ran) == EXPECTED_TESTS, sorted(t["fullName"] for t in ran)
-    assert {t["ancestorTitles"][0] for t in ran} == set(GROUPS)
+
+
+def test_the_streaming_groups_pass_on_the_plain_path_too(
+    nats_server: EmbeddedNats, tmp_path: Path
+) -> None:
+    """With the fast path off, SSE goes through ASGI `send` (gateway/output.py's plain path)."""
+    gateway = _gateway(nats_server, tmp_path, AGENTCAST_GATEWAY_FASTPATH="0")
+    try:
+        run_suite(gateway, ("SSE Mode", "Long-Poll Operations"), tmp_path)
+    finally:
+        gateway.stop()
