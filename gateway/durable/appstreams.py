@@ -3,7 +3,10 @@
 A stream `name` is its metadata message on `agentcast.appmeta.<name>` (the
 content type; its stream sequence names this incarnation) and its messages on
 `agentcast.app.<name>.msg`. Create is atomic (`Nats-Expected-Last-Subject-Sequence: 0`
-on the metadata subject), delete purges both subjects. Reads go through the
+on the metadata subject), delete purges both subjects. An append is one stored
+message, so it is atomic and its offset is the stream sequence after it: in
+JSON mode that message holds the append's values comma-separated (a read
+joins messages with commas inside one array). Reads go through the
 same hub, replay and framing code as sessions (gateway/durable/read.py), on a
 hub of their own over the republished `agentcast.applive.>`, so they never
 appear in the session firehose.
@@ -41,7 +44,6 @@ from gateway.telemetry import Stats
 logger = logging.getLogger(__name__)
 
 _WRONG_LAST_SEQUENCE: Final = 10071
-_MAX_MESSAGES_PER_APPEND: Final = 10_000
 
 
 class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,7 +98,7 @@ class AppStreams:
     async def create(self, name: str, media: str, content: bytes) -> tuple[bool, Source]:
         """Create `name` with its first messages; (False, existing) when it is there already
         with the same content type; 409 with another."""
-        payloads = messages_of(mode_of(media), content, create=True)
+        payload = message_of(mode_of(media), content, create=True)
         try:
             ack = await self._js.publish(
                 app_meta_subject(name), encode(AppMeta(content_type=media)),
@@ -113,20 +115,16 @@ class AppStreams:
                     409, "conflict", f"stream {name!r} exists with content type {existing.media}"
                 ) from exc
             return False, existing
-        source = self._source(name, media, ack.seq)
-        await self._publish(name, payloads)
-        return True, source
+        if payload is not None:
+            await self._js.publish(app_subject(name), payload, stream=APP_STREAM)
+        return True, self._source(name, media, ack.seq)
 
     async def append(self, source: Source, media: str, content: bytes) -> None:
         if media != source.media:
             raise ApiError(409, "conflict", f"stream content type is {source.media}, not {media}")
-        await self._publish(source.key, messages_of(source.mode, content, create=False))
-
-    async def _publish(self, name: str, payloads: list[bytes]) -> None:
-        # One at a time: JetStream stores them in the order of their acks' requests.
-        subject = app_subject(name)
-        for payload in payloads:
-            await self._js.publish(subject, payload, stream=APP_STREAM)
+        payload = message_of(source.mode, content, create=False)
+        assert payload is not None  # an append always has one
+        await self._js.publish(app_subject(source.key), payload, stream=APP_STREAM)
 
     async def delete(self, name: str) -> bool:
         """Remove `name` and its messages; False if there was no such stream."""
@@ -137,25 +135,25 @@ class AppStreams:
         return True
 
 
-def messages_of(mode: Mode, content: bytes, *, create: bool) -> list[bytes]:
-    """The messages a PUT or POST body holds: JSON mode stores each element of a top-level
-    array (or the one value) as its own message; the other modes store the body as one.
-    An append needs at least one message; a create may have none."""
+def message_of(mode: Mode, content: bytes, *, create: bool) -> bytes | None:
+    """The message a PUT or POST body stores, None for nothing. JSON mode takes each element
+    of a top-level array (or the one value) as a value, stored compact and comma-separated;
+    the other modes store the body as it is. An append must store something."""
     if mode is not Mode.JSON:
         if not content and not create:
             raise ApiError(400, "empty_body", "an append needs a body")
-        return [content] if content else []
+        return content or None
     if not content.strip():
         if create:
-            return []
+            return None
         raise ApiError(400, "empty_body", "an append needs a body")
     try:
         value = msgspec.json.decode(content)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from exc
     values = value if isinstance(value, list) else [value]
-    if not values and not create:
+    if not values:
+        if create:
+            return None
         raise ApiError(400, "empty_body", "an append of an empty JSON array stores nothing")
-    if len(values) > _MAX_MESSAGES_PER_APPEND:
-        raise ApiError(413, "too_many_messages", f"at most {_MAX_MESSAGES_PER_APPEND} per append")
-    return [encode(v) for v in values]
+    return b",".join(encode(v) for v in values)

@@ -67,6 +67,7 @@ async def app_read(gw: State, name: str, claims: ReadClaims, request: Request) -
             status_code=201, responses={200: {}, 409: {}})  # fmt: skip
 async def app_create(gw: State, name: str, claims: RunClaims, request: Request) -> Response:
     _checked_name(gw, claims, "run", name)
+    _supported(request)
     media = media_type(request.headers.get("content-type"))
     created, source = await _streams(gw).create(name, media, await _body(gw, request))
     headers = {**SECURITY_HEADERS, "Content-Type": source.media,
@@ -80,6 +81,9 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
              status_code=204, responses={404: {}, 409: {}})  # fmt: skip
 async def app_append(gw: State, name: str, claims: RunClaims, request: Request) -> Response:
     source = await _existing(gw, claims, "run", name)
+    _supported(request)
+    if "content-type" not in request.headers:
+        raise ApiError(400, "invalid_content_type", "an append needs a Content-Type")
     media = media_type(request.headers.get("content-type"))
     await _streams(gw).append(source, media, await _body(gw, request))
     return Response(
@@ -95,6 +99,21 @@ async def app_delete(gw: State, name: str, claims: RunClaims) -> Response:
     if not await _streams(gw).delete(name):
         raise ApiError(404, "not_found", f"no stream {name!r}")
     return Response(status_code=204, headers=SECURITY_HEADERS)
+
+
+_UNSUPPORTED: Final = (
+    "stream-ttl", "stream-expires-at", "stream-closed", "stream-seq", "stream-forked-from",
+    "producer-id",
+)  # fmt: skip
+"""Protocol features the facade does not implement: refused, never silently ignored
+(expiry follows the stream's retention; no closing, writer sequences, forks or idempotent
+producers)."""
+
+
+def _supported(request: Request) -> None:
+    for header in _UNSUPPORTED:
+        if header in request.headers:
+            raise ApiError(400, "unsupported", f"{header} is not supported by agentcast")
 
 
 def _streams(gw: GatewayState) -> AppStreams:
