@@ -6,7 +6,9 @@ content type; its stream sequence names this incarnation) and its messages on
 on the metadata subject), delete purges both subjects. An append is one stored
 message, so it is atomic and its offset is the stream sequence after it: in
 JSON mode that message holds the append's values comma-separated (a read
-joins messages with commas inside one array). Reads go through the
+joins messages with commas inside one array). Appends are stored conditionally
+(`Nats-Expected-Last-Subject-Sequence`), so a writer's `Stream-Seq` is checked
+against the latest one atomically; each message carries that latest value. Reads go through the
 same hub, replay and framing code as sessions (gateway/durable/read.py), on a
 hub of their own over the republished `agentcast.applive.>`, so they never
 appear in the session firehose.
@@ -44,6 +46,9 @@ from gateway.telemetry import Stats
 logger = logging.getLogger(__name__)
 
 _WRONG_LAST_SEQUENCE: Final = 10071
+_WRITER_SEQ: Final = "Stream-Seq"
+_STORE_ATTEMPTS: Final = 20
+"""Conditional appends lost to concurrent ones before the append is refused (409)."""
 
 
 class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,7 +100,9 @@ class AppStreams:
     def _source(self, name: str, media: str, incarnation: int) -> Source:
         return Source(self.hub, name, app_messages(name), media, f"a/{name}/{incarnation}")
 
-    async def create(self, name: str, media: str, content: bytes) -> tuple[bool, Source]:
+    async def create(
+        self, name: str, media: str, content: bytes, writer_seq: str | None = None
+    ) -> tuple[bool, Source]:
         """Create `name` with its first messages; (False, existing) when it is there already
         with the same content type; 409 with another."""
         payload = message_of(mode_of(media), content, create=True)
@@ -116,15 +123,40 @@ class AppStreams:
                 ) from exc
             return False, existing
         if payload is not None:
-            await self._js.publish(app_subject(name), payload, stream=APP_STREAM)
+            await self._store(name, payload, writer_seq)
         return True, self._source(name, media, ack.seq)
 
-    async def append(self, source: Source, media: str, content: bytes) -> None:
+    async def append(
+        self, source: Source, media: str, content: bytes, writer_seq: str | None = None
+    ) -> None:
         if media != source.media:
             raise ApiError(409, "conflict", f"stream content type is {source.media}, not {media}")
         payload = message_of(source.mode, content, create=False)
         assert payload is not None  # an append always has one
-        await self._js.publish(app_subject(source.key), payload, stream=APP_STREAM)
+        await self._store(source.key, payload, writer_seq)
+
+    async def _store(self, name: str, payload: bytes, writer_seq: str | None) -> None:
+        """Append one message after the stream's last, refusing a `Stream-Seq` that is not
+        greater (as text) than the latest one."""
+        subject = app_subject(name)
+        for _ in range(_STORE_ATTEMPTS):
+            last = await self.hub.reader.last(subject)
+            held = (last.headers or {}).get(_WRITER_SEQ) if last is not None else None
+            if writer_seq is not None and held is not None and writer_seq <= held:
+                raise ApiError(
+                    409, "sequence_conflict", f"Stream-Seq {writer_seq!r} is not after {held!r}"
+                )
+            after = stored_seq(last) if last is not None else 0
+            headers = {"Nats-Expected-Last-Subject-Sequence": str(after)}
+            if carried := writer_seq or held:
+                headers[_WRITER_SEQ] = carried
+            try:
+                await self._js.publish(subject, payload, stream=APP_STREAM, headers=headers)
+                return
+            except APIError as exc:
+                if exc.err_code != _WRONG_LAST_SEQUENCE:
+                    raise
+        raise ApiError(409, "conflict", f"stream {name!r}: too many concurrent appends, retry")
 
     async def delete(self, name: str) -> bool:
         """Remove `name` and its messages; False if there was no such stream."""

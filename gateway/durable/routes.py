@@ -69,7 +69,9 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
     _checked_name(gw, claims, "run", name)
     _supported(request)
     media = media_type(request.headers.get("content-type"))
-    created, source = await _streams(gw).create(name, media, await _body(gw, request))
+    created, source = await _streams(gw).create(
+        name, media, await _body(gw, request), request.headers.get("stream-seq")
+    )
     headers = {**SECURITY_HEADERS, "Content-Type": source.media,
                "Stream-Next-Offset": format_offset(await tail(source))}  # fmt: skip
     if created:
@@ -85,7 +87,9 @@ async def app_append(gw: State, name: str, claims: RunClaims, request: Request) 
     if "content-type" not in request.headers:
         raise ApiError(400, "invalid_content_type", "an append needs a Content-Type")
     media = media_type(request.headers.get("content-type"))
-    await _streams(gw).append(source, media, await _body(gw, request))
+    await _streams(gw).append(
+        source, media, await _body(gw, request), request.headers.get("stream-seq")
+    )
     return Response(
         status_code=204,
         headers={**SECURITY_HEADERS, "Stream-Next-Offset": format_offset(await tail(source))},
@@ -102,12 +106,10 @@ async def app_delete(gw: State, name: str, claims: RunClaims) -> Response:
 
 
 _UNSUPPORTED: Final = (
-    "stream-ttl", "stream-expires-at", "stream-closed", "stream-seq", "stream-forked-from",
-    "producer-id",
+    "stream-ttl", "stream-expires-at", "stream-closed", "stream-forked-from", "producer-id",
 )  # fmt: skip
 """Protocol features the facade does not implement: refused, never silently ignored
-(expiry follows the stream's retention; no closing, writer sequences, forks or idempotent
-producers)."""
+(expiry follows the stream's retention; no closing, forks or idempotent producers)."""
 
 
 def _supported(request: Request) -> None:
