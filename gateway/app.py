@@ -92,7 +92,13 @@ def create_app(settings: Settings) -> GatewayApp:
             CORSMiddleware,
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "HEAD", "PUT", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID", "If-None-Match"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Last-Event-ID",
+                "If-None-Match",
+                "Stream-Seq",
+            ],
             expose_headers=["Content-Type", *durable.EXPOSED_HEADERS],
         )
     app.include_router(sse.router)

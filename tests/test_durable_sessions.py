@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -218,3 +219,40 @@ async def test_durable_reads_need_a_token_that_covers_the_session_and_writes_nee
         assert (await http.delete(app, headers=auth())).status_code == 403
         assert (await http.delete(app, headers=auth(("run",)))).status_code == 204
         assert (await http.get(app, headers=auth())).status_code == 404
+
+
+async def test_waiting_long_polls_and_sse_readers_are_answered_at_shutdown(
+    nats_server: EmbeddedNats, tmp_path: Path, session_id: str
+) -> None:
+    """A gateway that stops ends its Durable Streams readers at once (204, end of stream),
+    not after their long-poll or SSE lifetime: a deploy is not held up by them."""
+    env = {
+        **role_env(nats_server, "gateway"),
+        "AGENTCAST_DURABLE_LONG_POLL_S": "600",
+        "AGENTCAST_DURABLE_SSE_MAX_S": "600",
+    }
+    gateway = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
+    await asyncio.to_thread(gateway.start)
+    try:
+        path = f"/ds/v1/sessions/{session_id}"
+        async with httpx.AsyncClient(base_url=gateway.url, headers=auth(), timeout=60) as http:
+            poll = asyncio.create_task(
+                http.get(path, params={"offset": "now", "live": "long-poll"})
+            )
+            async with aconnect_sse(
+                http, "GET", path, params={"offset": "-1", "live": "sse"}
+            ) as sse:
+                events = sse.aiter_sse()
+                first = await anext(events)  # caught up: the reader is live
+                assert first.event == "control" and json.loads(first.data)["upToDate"]
+                gateway.terminate()
+                rest = [e async for e in events]
+            assert all(e.event == "control" for e in rest)
+            answered = await poll
+        assert answered.status_code == 204
+        assert answered.headers["Stream-Next-Offset"] == "0" * 20
+        assert gateway.proc is not None
+        # uvicorn re-raises the SIGTERM it handled once it has shut down cleanly.
+        assert await asyncio.to_thread(gateway.proc.wait, DEADLINE_S) in (0, -signal.SIGTERM)
+    finally:
+        gateway.kill()

@@ -114,3 +114,13 @@ def test_live_messages_after_replay_release_the_held_batch_first() -> None:
     kinds = [kind for kind, _ in _events(written)]
     assert kinds == ["data", "control", "data", "control"]
     assert framing.caught_up(4) is None  # the live message's control said so
+
+
+def test_every_durable_route_is_its_own_openapi_operation() -> None:
+    from agentcast.settings import Settings
+    from gateway.app import create_app
+
+    settings = Settings.load({"nats_url": "nats://127.0.0.1:1", "jwt_secret": "x" * 32}, environ={})
+    paths = create_app(settings).openapi()["paths"]  # warnings are errors: no duplicate ids
+    assert set(paths["/ds/v1/sessions/{session}"]) == {"get", "head"}
+    assert set(paths["/ds/v1/stream/{name}"]) == {"get", "head", "put", "post", "delete"}

@@ -111,6 +111,7 @@ async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: st
     hub = source.hub
     signal = _Signal()
     sink = Sink(signal, gw.settings.client_buffer_bytes, gw.stats, hub.flusher)
+    signal.woken = sink.done  # also set when the sink ends (shutdown): no wait past that
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gw.settings.durable_long_poll_s
     async with hub.connect(sink) as client:

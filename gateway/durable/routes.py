@@ -46,19 +46,26 @@ _READ_DOC: Final[dict[int | str, dict[str, Any]]] = {
 }
 
 
-@router.api_route(
-    SESSIONS, methods=["GET", "HEAD"], summary="Read a session as a Durable Stream (JSON mode)",
-    response_class=Response, response_model=None, responses=_READ_DOC,
-)  # fmt: skip
+_SESSION_READ: Final[dict[str, Any]] = {
+    "summary": "Read a session as a Durable Stream (JSON mode)",
+    "response_class": Response, "response_model": None, "responses": _READ_DOC,
+}  # fmt: skip
+_APP_READ: Final[dict[str, Any]] = {
+    "summary": "Read an application stream",
+    "response_class": Response, "response_model": None, "responses": {**_READ_DOC, 404: {}},
+}  # fmt: skip
+
+
+# GET and HEAD as two routes: one route with both methods gives both one operation id.
+@router.get(SESSIONS, **_SESSION_READ)
+@router.head(SESSIONS, **_SESSION_READ)
 async def session_stream(gw: State, session: str, claims: ReadClaims, request: Request) -> Response:
     checked_session(gw.auth, claims, "read", session)
     return await read(gw, session_source(gw.hub, session), request)
 
 
-@router.api_route(
-    APPS, methods=["GET", "HEAD"], summary="Read an application stream",
-    response_class=Response, response_model=None, responses={**_READ_DOC, 404: {}},
-)  # fmt: skip
+@router.get(APPS, **_APP_READ)
+@router.head(APPS, **_APP_READ)
 async def app_read(gw: State, name: str, claims: ReadClaims, request: Request) -> Response:
     return await read(gw, await _existing(gw, claims, "read", name), request)
 
@@ -142,9 +149,9 @@ async def _existing(gw: GatewayState, claims: Claims, scope: Scope, name: str) -
 
 async def _body(gw: GatewayState, request: Request) -> bytes:
     limit = gw.settings.max_msg_size
-    content = b""
+    content = bytearray()
     async for chunk in request.stream():
         content += chunk
-        if len(content) > limit:
+        if len(content) > limit:  # one stored message: JetStream's limit too
             raise ApiError(413, "payload_too_large", f"a body is at most {limit} bytes")
-    return content
+    return bytes(content)
