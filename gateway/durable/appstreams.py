@@ -8,17 +8,16 @@ message, so it is atomic and its offset is the stream sequence after it: in
 JSON mode that message holds the append's values comma-separated (a read
 joins messages with commas inside one array). Appends are stored conditionally
 (`Nats-Expected-Last-Subject-Sequence`), so a writer's `Stream-Seq` is checked
-against the latest one atomically; each message carries that latest value. Reads go through the
-same hub, replay and framing code as sessions (gateway/durable/read.py), on a
-hub of their own over the republished `agentcast.applive.>`, so they never
-appear in the session firehose.
+against the latest one atomically; each message carries that latest value.
+Reads go through the same hub, replay and framing code as sessions
+(gateway/durable/read.py), on a hub of their own over the republished
+`agentcast.applive.>`, so they never appear in the session firehose.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from typing import Final, Self
 
 import msgspec
@@ -26,7 +25,7 @@ from nats.aio.client import Client
 from nats.js.errors import APIError
 
 from agentcast.bus import ensure_app_stream
-from agentcast.codec import encode
+from agentcast.codec import encode, json_decoder, json_decoder_of
 from agentcast.settings import Settings
 from agentcast.subjects import (
     APP_LIVE_PREFIX,
@@ -43,8 +42,6 @@ from gateway.hub import Hub, Subjects
 from gateway.replay import DirectReader, stored_seq
 from gateway.telemetry import Stats
 
-logger = logging.getLogger(__name__)
-
 _WRONG_LAST_SEQUENCE: Final = 10071
 _WRITER_SEQ: Final = "Stream-Seq"
 _STORE_ATTEMPTS: Final = 20
@@ -55,7 +52,7 @@ class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
     content_type: str
 
 
-_meta_decoder: Final = msgspec.json.Decoder(AppMeta)
+_meta_decoder: Final = json_decoder_of(AppMeta)
 
 
 class AppStreams:
@@ -180,7 +177,7 @@ def message_of(mode: Mode, content: bytes, *, create: bool) -> bytes | None:
             return None
         raise ApiError(400, "empty_body", "an append needs a body")
     try:
-        value = msgspec.json.decode(content)
+        value = json_decoder.decode(content)
     except msgspec.DecodeError as exc:
         raise ApiError(400, "invalid_json", f"body is not JSON: {exc}") from exc
     values = value if isinstance(value, list) else [value]
