@@ -8,6 +8,10 @@ its JSON, and the same Frame (the same bytes) goes to every client. Messages
 arrive through the Tap (gateway/upstream.py) and are dispatched synchronously:
 no Msg object, task or lock per event.
 
+A hub serves the topics of one JetStream stream (`Subjects`): the events
+stream's sessions, or (a second hub) the Durable Streams app streams of
+gateway/durable/.
+
 Routes connect a sink with `async with hub.connect(sink) as client:` and
 subscribe through that `Client`; nothing else changes the hub's sets.
 
