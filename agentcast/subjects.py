@@ -24,7 +24,9 @@ PROGRESS_PREFIX: Final = "agentcast.progress"
 APP_STREAM: Final = "AGENTCAST_APP"
 """Application streams (the Durable Streams facade, gateway/durable/), apart from sessions."""
 APP_PREFIX: Final = "agentcast.app"
-"""`agentcast.app.<name>.msg`: one stored message of an application stream."""
+"""`agentcast.app.<name>.msg`: one stored message of an application stream;
+`agentcast.app.<name>.end`: its last one, which closes it (it may carry data)."""
+APP_END: Final = "end"
 APP_ALL: Final = "agentcast.app.>"
 APP_META_PREFIX: Final = "agentcast.appmeta"
 """`agentcast.appmeta.<name>`: the stream's metadata (its content type); absent: no stream."""
@@ -77,9 +79,9 @@ def progress_subject(session: str) -> str:
     return f"{PROGRESS_PREFIX}.{validate_session_id(session)}"
 
 
-def app_subject(name: str) -> str:
+def app_subject(name: str, *, closing: bool = False) -> str:
     """Where messages of application stream `name` are stored (names follow session ids)."""
-    return f"{APP_PREFIX}.{validate_session_id(name)}.msg"
+    return f"{APP_PREFIX}.{validate_session_id(name)}.{APP_END if closing else 'msg'}"
 
 
 def app_messages(name: str) -> str:

@@ -28,6 +28,7 @@ from agentcast.bus import ensure_app_stream
 from agentcast.codec import encode, json_decoder, json_decoder_of
 from agentcast.settings import Settings
 from agentcast.subjects import (
+    APP_END,
     APP_LIVE_PREFIX,
     APP_PREFIX,
     APP_STREAM,
@@ -46,6 +47,14 @@ _WRONG_LAST_SEQUENCE: Final = 10071
 _WRITER_SEQ: Final = "Stream-Seq"
 _STORE_ATTEMPTS: Final = 20
 """Conditional appends lost to concurrent ones before the append is refused (409)."""
+
+
+class StreamClosed(ApiError):
+    """An append to a closed stream: 409, answered with `Stream-Closed` and its tail."""
+
+    def __init__(self, tail: int) -> None:
+        super().__init__(409, "stream_closed", "the stream is closed")
+        self.tail = tail
 
 
 class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -95,13 +104,15 @@ class AppStreams:
         return self._source(name, content_type, stored_seq(meta))
 
     def _source(self, name: str, media: str, incarnation: int) -> Source:
-        return Source(self.hub, name, app_messages(name), media, f"a/{name}/{incarnation}")
+        tag = f"a/{name}/{incarnation}"
+        return Source(self.hub, name, app_messages(name), media, tag, end_type=APP_END)
 
     async def create(
-        self, name: str, media: str, content: bytes, writer_seq: str | None = None
-    ) -> tuple[bool, Source]:
-        """Create `name` with its first messages; (False, existing) when it is there already
-        with the same content type; 409 with another."""
+        self, name: str, media: str, content: bytes, writer_seq: str | None = None,
+        *, close: bool = False,
+    ) -> tuple[bool, Source]:  # fmt: skip
+        """Create `name` with its first message (closed at once with `close`); (False,
+        existing) when it is there already with the same content type; 409 with another."""
         payload = message_of(mode_of(media), content, create=True)
         try:
             ack = await self._js.publish(
@@ -119,32 +130,49 @@ class AppStreams:
                     409, "conflict", f"stream {name!r} exists with content type {existing.media}"
                 ) from exc
             return False, existing
-        if payload is not None:
-            await self._store(name, payload, writer_seq)
-        return True, self._source(name, media, ack.seq)
+        source = self._source(name, media, ack.seq)
+        if payload is not None or close:
+            await self._store(source, payload or b"", writer_seq, close=close)
+        return True, source
 
     async def append(
-        self, source: Source, media: str, content: bytes, writer_seq: str | None = None
-    ) -> None:
+        self, source: Source, media: str, content: bytes, writer_seq: str | None = None,
+        *, close: bool = False,
+    ) -> None:  # fmt: skip
+        """Append `content` (and with `close`, close the stream: an empty body only closes)."""
+        if close and not content:
+            await self._store(source, b"", writer_seq, close=True)
+            return
         if media != source.media:
             raise ApiError(409, "conflict", f"stream content type is {source.media}, not {media}")
         payload = message_of(source.mode, content, create=False)
         assert payload is not None  # an append always has one
-        await self._store(source.key, payload, writer_seq)
+        await self._store(source, payload, writer_seq, close=close)
 
-    async def _store(self, name: str, payload: bytes, writer_seq: str | None) -> None:
-        """Append one message after the stream's last, refusing a `Stream-Seq` that is not
-        greater (as text) than the latest one."""
-        subject = app_subject(name)
+    async def _store(
+        self, source: Source, payload: bytes, writer_seq: str | None, *, close: bool
+    ) -> None:
+        """Append one message after the stream's last (conditionally: see the module doc),
+        refusing a `Stream-Seq` not greater (as text) than the latest one, and any append
+        to a closed stream (`StreamClosed`; closing it again only is a no-op)."""
+        name = source.key
+        subject = app_subject(name, closing=close)
         for _ in range(_STORE_ATTEMPTS):
-            last = await self.hub.reader.last(subject)
+            last = await self.hub.reader.last(source.subject)
+            if last is not None and source.closes(last):
+                if close and not payload:
+                    return
+                raise StreamClosed(stored_seq(last))
             held = (last.headers or {}).get(_WRITER_SEQ) if last is not None else None
             if writer_seq is not None and held is not None and writer_seq <= held:
                 raise ApiError(
                     409, "sequence_conflict", f"Stream-Seq {writer_seq!r} is not after {held!r}"
                 )
             after = stored_seq(last) if last is not None else 0
-            headers = {"Nats-Expected-Last-Subject-Sequence": str(after)}
+            headers = {
+                "Nats-Expected-Last-Subject-Sequence": str(after),
+                "Nats-Expected-Last-Subject-Sequence-Subject": source.subject,
+            }
             if carried := writer_seq or held:
                 headers[_WRITER_SEQ] = carried
             try:

@@ -51,27 +51,51 @@ async def read(gw: GatewayState, source: Source, request: Request) -> Response:
     query = request.query_params
     offset = parse_offset(query.getlist("offset"))
     if request.method == "HEAD":
-        return _reply(200, source, b"", await tail(source), cache="no-store")
+        end, closed = await _last(source)
+        return _reply(200, source, b"", end, cache="no-store", closed=closed)
     live = query.get("live")
     if live is not None and "offset" not in query:
         raise ApiError(400, "invalid_cursor", f"live={live} needs an offset")
     position = await _resolve(source, offset)
     if live is None:
         if offset == NOW:
-            return _reply(200, source, body(source.mode, []), position, up=True, cache="no-store")
+            closed = (await _last(source))[1]
+            empty = body(source.mode, [])
+            return _reply(200, source, empty, position, up=True, cache="no-store", closed=closed)
         return await _catch_up(gw, source, position, request.headers.get("if-none-match"))
     cursor = stream_cursor(query.get("cursor"))
     if live == "long-poll":
         return await _long_poll(gw, source, position, cursor)
     if live == "sse":
-        return DsSseResponse(gw, source, position, cursor, _raw(SECURITY_HEADERS))
+        end, closed = await _last(source)
+        headers = _raw(SECURITY_HEADERS)
+        return DsSseResponse(gw, source, position, cursor, headers, end if closed else None)
     raise ApiError(400, "invalid_live", "live must be long-poll or sse")
 
 
 async def tail(source: Source) -> int:
     """The offset of the stream's last stored message (0 when it has none)."""
+    return (await _last(source))[0]
+
+
+async def _last(source: Source) -> tuple[int, bool]:
+    """The tail offset, and whether the stream is closed there."""
     last = await source.hub.reader.last(source.subject)
-    return stored_seq(last) if last is not None else START
+    if last is None:
+        return START, False
+    return stored_seq(last), source.closes(last)
+
+
+async def _closed_after(source: Source, found: Batch) -> bool:
+    """Whether a read that returned `found` reached the stream's closing message."""
+    if found.msgs:
+        return source.closes(found.msgs[-1])
+    return found.pending == 0 and source.end_type is not None and (await _last(source))[1]
+
+
+def _payloads(found: Batch) -> list[bytes]:
+    # A closing message without data is empty; no stored JSON value or append ever is.
+    return [m.data for m in found.msgs if m.data]
 
 
 async def _resolve(source: Source, offset: int) -> int:
@@ -99,12 +123,13 @@ async def _catch_up(
     found = await _batch(gw, source, position)
     end = _end_of(found, position)
     up = found.pending == 0
+    closed = await _closed_after(source, found)
     tag = etag(source.tag, position, end)
-    cache = _AT_TAIL if up else _IMMUTABLE
+    cache = _IMMUTABLE if closed or not up else _AT_TAIL
     if if_none_match is not None and tag in (t.strip() for t in if_none_match.split(",")):
-        return _reply(304, source, b"", end, up=up, cache=cache, tag=tag)
-    content = body(source.mode, [m.data for m in found.msgs])
-    return _reply(200, source, content, end, up=up, cache=cache, tag=tag)
+        return _reply(304, source, b"", end, up=up, cache=cache, tag=tag, closed=closed)
+    content = body(source.mode, _payloads(found))
+    return _reply(200, source, content, end, up=up, cache=cache, tag=tag, closed=closed)
 
 
 async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: str) -> Response:
@@ -120,11 +145,14 @@ async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: st
         await client.subscribe(source.key, sub)
         while sink.reason is None:
             found = await _batch(gw, source, position)
+            closed = await _closed_after(source, found)
             if found.msgs:
-                content = body(source.mode, [m.data for m in found.msgs])
+                content = body(source.mode, _payloads(found))
                 end = _end_of(found, position)
                 return _reply(200, source, content, end, up=found.pending == 0,
-                              cache=_AT_TAIL, stream_cursor=cursor)  # fmt: skip
+                              cache=_AT_TAIL, stream_cursor=cursor, closed=closed)  # fmt: skip
+            if closed:  # nothing will ever come: answer now
+                return _reply(204, source, b"", position, up=True, cache=_AT_TAIL, closed=True)
             remaining = deadline - loop.time()
             if remaining <= 0:
                 break
@@ -139,7 +167,7 @@ async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: st
 
 def _reply(
     status: int, source: Source, content: bytes, next_seq: int, *, up: bool = False,
-    cache: str, tag: str | None = None, stream_cursor: str | None = None,
+    cache: str, tag: str | None = None, stream_cursor: str | None = None, closed: bool = False,
 ) -> Response:  # fmt: skip
     # Content-Type set as is: Starlette would add a charset to text types.
     headers = {**SECURITY_HEADERS, "Content-Type": source.media,
@@ -150,6 +178,8 @@ def _reply(
         headers["ETag"] = tag
     if stream_cursor is not None:
         headers["Stream-Cursor"] = stream_cursor
+    if closed:
+        headers["Stream-Closed"] = "true"
     if status == 204:
         del headers["Content-Type"]
     return Response(content, status_code=status, headers=headers)

@@ -18,12 +18,12 @@ from agentcast.sessions import validate_session_id
 from agentcast.tokens import Claims, Scope
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims, State
-from gateway.durable.appstreams import AppStreams
+from gateway.durable.appstreams import AppStreams, StreamClosed
 from gateway.durable.offsets import format_offset
 from gateway.durable.read import SECURITY_HEADERS, read, tail
 from gateway.durable.source import Source, session_source
 from gateway.durable.wire import media_type
-from gateway.errors import ApiError
+from gateway.errors import ApiError, json_error
 from gateway.state import GatewayState
 
 router = APIRouter(tags=["durable streams"])
@@ -76,13 +76,19 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
     _checked_name(gw, claims, "run", name)
     _supported(request)
     media = media_type(request.headers.get("content-type"))
-    created, source = await _streams(gw).create(
-        name, media, await _body(gw, request), request.headers.get("stream-seq")
-    )
+    close = _closing(request)
+    try:
+        created, source = await _streams(gw).create(
+            name, media, await _body(gw, request), request.headers.get("stream-seq"), close=close
+        )
+    except StreamClosed as exc:
+        return _closed(exc)
     headers = {**SECURITY_HEADERS, "Content-Type": source.media,
                "Stream-Next-Offset": format_offset(await tail(source))}  # fmt: skip
     if created:
         headers["Location"] = str(request.url.replace(query=""))
+    if close:
+        headers["Stream-Closed"] = "true"
     return Response(status_code=201 if created else 200, headers=headers)
 
 
@@ -91,16 +97,21 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
 async def app_append(gw: State, name: str, claims: RunClaims, request: Request) -> Response:
     source = await _existing(gw, claims, "run", name)
     _supported(request)
-    if "content-type" not in request.headers:
+    close = _closing(request)
+    content = await _body(gw, request)
+    if "content-type" not in request.headers and not (close and not content):
         raise ApiError(400, "invalid_content_type", "an append needs a Content-Type")
     media = media_type(request.headers.get("content-type"))
-    await _streams(gw).append(
-        source, media, await _body(gw, request), request.headers.get("stream-seq")
-    )
-    return Response(
-        status_code=204,
-        headers={**SECURITY_HEADERS, "Stream-Next-Offset": format_offset(await tail(source))},
-    )
+    try:
+        await _streams(gw).append(
+            source, media, content, request.headers.get("stream-seq"), close=close
+        )
+    except StreamClosed as exc:
+        return _closed(exc)
+    headers = {**SECURITY_HEADERS, "Stream-Next-Offset": format_offset(await tail(source))}
+    if close:
+        headers["Stream-Closed"] = "true"
+    return Response(status_code=204, headers=headers)
 
 
 @router.delete(APPS, summary="Delete an application stream", response_class=Response,
@@ -112,11 +123,21 @@ async def app_delete(gw: State, name: str, claims: RunClaims) -> Response:
     return Response(status_code=204, headers=SECURITY_HEADERS)
 
 
-_UNSUPPORTED: Final = (
-    "stream-ttl", "stream-expires-at", "stream-closed", "stream-forked-from", "producer-id",
-)  # fmt: skip
+_UNSUPPORTED: Final = ("stream-ttl", "stream-expires-at", "stream-forked-from", "producer-id")
 """Protocol features the facade does not implement: refused, never silently ignored
-(expiry follows the stream's retention; no closing, forks or idempotent producers)."""
+(expiry follows the stream's retention; no forks or idempotent producers)."""
+
+
+def _closing(request: Request) -> bool:
+    return request.headers.get("stream-closed", "").strip().lower() == "true"
+
+
+def _closed(exc: StreamClosed) -> Response:
+    """409 for an append to a closed stream, with the headers a writer needs."""
+    response = json_error(exc.status, exc.code, exc.message)
+    response.headers.update({**SECURITY_HEADERS, "Stream-Closed": "true",
+                             "Stream-Next-Offset": format_offset(exc.tail)})  # fmt: skip
+    return response
 
 
 def _supported(request: Request) -> None:

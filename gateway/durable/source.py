@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from nats.aio.msg import Msg
+
 from agentcast.subjects import session_events
 from gateway.durable.wire import JSON_TYPE, Mode, mode_of
 from gateway.hub import Hub
@@ -22,10 +24,17 @@ class Source:
     media: str
     tag: str
     """Names this stream (this incarnation of it) in ETags."""
+    end_type: str | None = None
+    """The message type (subject's last token) that closes the stream; None: it never closes."""
 
     @property
     def mode(self) -> Mode:
         return mode_of(self.media)
+
+    def closes(self, msg: Msg) -> bool:
+        """Whether stored message `msg` is the one that closed this stream."""
+        subject = (msg.headers or {}).get("Nats-Subject", "")
+        return self.end_type is not None and subject.endswith("." + self.end_type)
 
 
 def session_source(hub: Hub, session: str) -> Source:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from functools import partial
 from typing import Any
 
@@ -42,44 +42,69 @@ class Framing:
     before anything else). A replayed batch is held until the next write, so
     that it goes out together with its control event, which can then say
     `upToDate` when replay found nothing after it (one batch held, at most
-    `client_buffer_bytes`).
+    `client_buffer_bytes`). A stream's closing message (`end_type`) ends with
+    a `streamClosed` control, and the response with it (`on_close`).
     """
 
-    __slots__ = ("cursor", "held", "held_seq", "live_sent", "mode")
+    __slots__ = ("closed", "cursor", "end_type", "held", "held_closed", "held_seq",
+                 "live_sent", "mode", "on_close")  # fmt: skip
 
-    def __init__(self, mode: Mode, cursor: str) -> None:
+    def __init__(self, mode: Mode, cursor: str, end_type: str | None = None) -> None:
         self.mode = mode
         self.cursor = cursor
+        self.end_type = end_type
         self.held = b""
-        self.held_seq = 0
+        self.held_seq: int | None = None
+        self.held_closed = False
         self.live_sent = False
+        self.closed = False
+        self.on_close: Callable[[], object] | None = None
+
+    def _data(self, frames: list[Frame]) -> bytes:
+        # A closing message without data is empty; no stored JSON value or append ever is.
+        payloads = [f.payload for f in frames if f.payload]
+        return sse_data(self.mode, payloads) if payloads else b""
+
+    def _control(self, seq: int, *, up_to_date: bool, closed: bool = False) -> bytes:
+        return sse_control(seq, self.cursor, up_to_date=up_to_date, closed=closed)
+
+    def _ends(self, frame: Frame) -> bool:
+        return self.end_type is not None and frame.type == self.end_type
 
     def _release(self, *, up_to_date: bool) -> bytes:
-        if not self.held:
+        if self.held_seq is None:
             return b""
-        out = self.held + sse_control(self.held_seq, self.cursor, up_to_date=up_to_date)
-        self.held = b""
+        closed = self.held_closed
+        out = self.held + self._control(self.held_seq, up_to_date=up_to_date, closed=closed)
+        self.held, self.held_seq = b"", None
         return out
 
     def live(self, frame: Frame) -> bytes:
         self.live_sent = True
-        data = sse_data(self.mode, [frame.payload])
-        out = self._release(up_to_date=False) + data
-        return out + sse_control(frame.seq, self.cursor, up_to_date=True)
+        closing = self._ends(frame)
+        out = self._release(up_to_date=False) + self._data([frame])
+        out += self._control(frame.seq, up_to_date=True, closed=closing)
+        if closing:
+            self.closed = True
+            if self.on_close is not None:
+                self.on_close()
+        return out
 
     def replay(self, frames: list[Frame]) -> bytes:
         out = self._release(up_to_date=False)
-        self.held = sse_data(self.mode, [f.payload for f in frames])
+        self.held = self._data(frames)
         self.held_seq = frames[-1].seq
+        self.held_closed = self._ends(frames[-1])  # nothing is stored after it
+        self.closed = self.closed or self.held_closed
         return out
 
     def caught_up(self, position: int) -> bytes | None:
         """What to write once replay has reached the tail; None if a live message said so."""
-        if self.held:
+        if self.held_seq is not None:
             return self._release(up_to_date=True)
         if self.live_sent:
             return None
-        return sse_control(position, self.cursor, up_to_date=True)
+        return self._control(position, up_to_date=True, closed=self.closed)
 
     def ending(self) -> bytes | None:
         """A batch still held when the response ends."""
@@ -124,9 +149,11 @@ class DsSseResponse(Response):
 
     def __init__(
         self, gw: GatewayState, source: Source, position: int, cursor: str,
-        headers: list[tuple[bytes, bytes]],
+        headers: list[tuple[bytes, bytes]], closed_at: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(status_code=200, media_type=self.media_type)
+        self.closed_at = closed_at
+        """The offset of the closing message, if the stream is closed."""
         self.gw = gw
         self.source = source
         self.position = position
@@ -142,11 +169,15 @@ class DsSseResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw, source = self.gw, self.source
-        framing = Framing(source.mode, self.cursor)
+        framing = Framing(source.mode, self.cursor, source.end_type)
+        framing.closed = self.closed_at is not None and self.position >= self.closed_at
         sink = Sink(
             open_ds_output(scope, send, framing), gw.settings.client_buffer_bytes, gw.stats,
             source.hub.flusher,
         )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        # After the write that the closing frame is part of (the Flusher's call_soon is first).
+        framing.on_close = partial(loop.call_soon, sink.finish, "disconnected")
         await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
         stream = partial(
             _stream, source.hub, sink, source, self.position, framing,
@@ -179,9 +210,10 @@ async def _stream(
                     control = framing.caught_up(sub.position)
                     if control is not None:
                         sink.send(control)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(max_s):
-                        await sink.wait()
+                if not framing.closed:
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(max_s):
+                            await sink.wait()
             finally:
                 watch.stop()
         sink.flush()

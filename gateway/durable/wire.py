@@ -58,13 +58,14 @@ def sse_data(mode: Mode, payloads: list[bytes]) -> bytes:
     return b"event: data\n" + b"".join(b"data:" + line + b"\n" for line in lines) + b"\n"
 
 
-def sse_control(next_seq: int, cursor: str, *, up_to_date: bool) -> bytes:
-    """The control event after a data event (or alone: caught up, keep-alive)."""
-    fields: dict[str, object] = {
-        "streamNextOffset": format_offset(next_seq),
-        "streamCursor": cursor,
-    }
-    if up_to_date:
+def sse_control(next_seq: int, cursor: str, *, up_to_date: bool, closed: bool = False) -> bytes:
+    """The control event after a data event (or alone: caught up, closed)."""
+    fields: dict[str, object] = {"streamNextOffset": format_offset(next_seq)}
+    if closed:  # the end: no cursor to come back with
+        fields["streamClosed"] = True
+    else:
+        fields["streamCursor"] = cursor
+    if up_to_date or closed:
         fields["upToDate"] = True  # absent, not false: clients look for the key
     return b"event: control\ndata:" + encode(fields) + b"\n\n"
 
