@@ -124,3 +124,29 @@ def test_every_durable_route_is_its_own_openapi_operation() -> None:
     paths = create_app(settings).openapi()["paths"]  # warnings are errors: no duplicate ids
     assert set(paths["/ds/v1/sessions/{session}"]) == {"get", "head"}
     assert set(paths["/ds/v1/stream/{name}"]) == {"get", "head", "put", "post", "delete"}
+
+
+def test_the_closing_message_ends_with_a_closed_control_and_no_cursor() -> None:
+    framing = Framing(Mode.JSON, "9", end_type="end")
+    closed: list[bool] = []
+    framing.on_close = lambda: closed.append(True)
+    replayed = framing.replay([Frame(3, "a", "msg", b"1"), Frame(4, "a", "end", b"2")])
+    assert replayed == b"" and framing.closed and not closed  # replay: the route ends it
+    events = _events(framing.caught_up(4) or b"")
+    assert [kind for kind, _ in events] == ["data", "control"]
+    assert json.loads(events[0][1]) == [1, 2]
+    assert json.loads(events[1][1]) == {
+        "streamNextOffset": format_offset(4), "streamClosed": True, "upToDate": True,
+    }  # fmt: skip
+
+    live = Framing(Mode.JSON, "9", end_type="end")
+    live.on_close = lambda: closed.append(True)
+    events = _events(live.live(Frame(7, "a", "end", b"")))  # a close without data
+    assert [kind for kind, _ in events] == ["control"] and closed == [True]
+    assert json.loads(events[0][1])["streamClosed"] is True
+
+
+def test_sessions_never_close() -> None:
+    framing = Framing(Mode.JSON, "9")  # no end_type: an event of any type is data
+    events = _events(framing.live(Frame(7, "s", "end", b"{}")))
+    assert [kind for kind, _ in events] == ["data", "control"] and not framing.closed
