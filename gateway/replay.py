@@ -62,8 +62,9 @@ class DirectReader:
     ) -> None:  # fmt: skip
         self._nc = nc
         self._stream = stream
-        self._subjects = prefix
+        self._key_prefix = prefix
         """Subjects are `<prefix>.<key>.<type>`: the key is a session (or an app stream)."""
+        self._key_at = len(prefix) + 1
         self._api = f"$JS.API.DIRECT.GET.{stream}"
         self._timeout = timeout
         self._prefix = nc.new_inbox()
@@ -124,7 +125,7 @@ class DirectReader:
 
     def frame(self, msg: Msg) -> Frame:
         """The Frame of a message read from this stream (no JSON decode)."""
-        return frame_of(msg, len(self._subjects) + 1)
+        return frame_of(msg, self._key_at)
 
     def observe(self, seq: int) -> None:
         """A live message proved that the stream holds `seq`."""
@@ -201,7 +202,7 @@ class DirectReader:
             await self.sync()  # the cursor may come from a gateway that saw more
         stored = await self.get(after)
         if stored is not None:
-            session = session_of(stored, self._subjects)
+            session = session_of(stored, self._key_prefix)
             if session is None or not covers(session):
                 raise InvalidCursor(format_cursor(after))
             return
@@ -235,7 +236,8 @@ def stored_seq(msg: Msg) -> int:
 
 
 def frame_of(msg: Msg, prefix_len: int = _EVT_PREFIX_LEN) -> Frame:
-    """The Frame of a message read from the events stream (no JSON decode)."""
+    """The Frame of a message read from the events stream, or from another stream whose
+    subjects' key starts at `prefix_len` (no JSON decode)."""
     headers = msg.headers or {}
     session, _, event_type = headers["Nats-Subject"][prefix_len:].partition(".")
     return Frame(int(headers["Nats-Sequence"]), session, event_type, msg.data)
