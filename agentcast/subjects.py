@@ -79,9 +79,13 @@ def progress_subject(session: str) -> str:
     return f"{PROGRESS_PREFIX}.{validate_session_id(session)}"
 
 
-def app_subject(name: str, *, closing: bool = False) -> str:
-    """Where messages of application stream `name` are stored (names follow session ids)."""
-    return f"{APP_PREFIX}.{validate_session_id(name)}.{APP_END if closing else 'msg'}"
+def app_subject(name: str, *, closing: bool = False, producer: str | None = None) -> str:
+    """Where messages of application stream `name` are stored (names follow session ids):
+    `.msg`, `.msg.<producer token>` from an idempotent producer, `.end` the closing one."""
+    if closing:
+        return f"{APP_PREFIX}.{validate_session_id(name)}.{APP_END}"
+    suffix = f".{producer}" if producer else ""
+    return f"{APP_PREFIX}.{validate_session_id(name)}.msg{suffix}"
 
 
 def app_messages(name: str) -> str:

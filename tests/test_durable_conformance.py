@@ -40,16 +40,11 @@ UNSUPPORTED_GROUPS = (
     "TTL and Expiry Edge Cases",
     "TTL Expiration Behavior",
     "HEAD Metadata Edge Cases",  # its failing test reads a TTL back
-    "Idempotent Producer Operations",  # Producer-Id: refused
     "Fork - ",  # the nine fork groups: Stream-Forked-From refused
 )
 UNSUPPORTED_TESTS = (
     # Error responses (gateway/errors.py, the whole API) carry no security headers.
     "Browser Security Headers should include security headers on error responses",
-    # Closing with idempotent-producer headers (refused).
-    "Stream Closure Idempotent Producers with Stream Closure ",
-    "Stream Closure Edge Cases producer-state-survives-close",
-    "Stream Closure Edge Cases close-with-different-body-dedup",
 )
 """Tests that fail by design (docs/durable-streams.md says why); matched as name prefixes."""
 LONG_POLL_S = 0.5

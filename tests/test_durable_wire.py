@@ -1,4 +1,4 @@
-"""Durable Streams offsets, cursors and framing, pure (gateway/durable/offsets.py, wire.py)."""
+"""Durable Streams offsets, cursors, framing and producers, pure (gateway/durable/)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import pytest
 
 from gateway.durable.appstreams import message_of
 from gateway.durable.offsets import NOW, START, format_offset, parse_offset, stream_cursor
+from gateway.durable.producers import Producer, Refusal, is_new, producer_of
 from gateway.durable.sse import Framing
 from gateway.durable.wire import Mode, body, media_type, mode_of, sse_control, sse_data
 from gateway.errors import ApiError
@@ -150,3 +151,33 @@ def test_sessions_never_close() -> None:
     framing = Framing(Mode.JSON, "9")  # no end_type: an event of any type is data
     events = _events(framing.live(Frame(7, "s", "end", b"{}")))
     assert [kind for kind, _ in events] == ["data", "control"] and not framing.closed
+
+
+def test_producer_headers_go_together_and_are_integers() -> None:
+    assert producer_of({}) is None
+    made = producer_of({"Producer-Id": "p/1 ü", "Producer-Epoch": "2", "Producer-Seq": "0"})
+    assert made == Producer("p/1 ü", 2, 0) and made.token.isalnum()  # any id, a safe token
+    for bad in (
+        {"Producer-Id": "p"},
+        {"Producer-Id": "", "Producer-Epoch": "0", "Producer-Seq": "0"},
+        {"Producer-Id": "p", "Producer-Epoch": "1e3", "Producer-Seq": "0"},
+        {"Producer-Id": "p", "Producer-Epoch": "-1", "Producer-Seq": "0"},
+    ):
+        with pytest.raises(ApiError) as caught:
+            producer_of(bad)
+        assert caught.value.status == 400
+
+
+def test_a_producer_appends_once_in_order_and_an_old_epoch_is_fenced() -> None:
+    assert is_new(Producer("p", 0, 0), None)
+    assert is_new(Producer("p", 0, 3), (0, 2))
+    assert not is_new(Producer("p", 0, 2), (0, 2))  # a retry: a duplicate, stored once
+    assert is_new(Producer("p", 1, 0), (0, 7))  # a new epoch starts again
+    with pytest.raises(Refusal) as gap:
+        is_new(Producer("p", 0, 5), (0, 2))
+    assert gap.value.status == 409 and gap.value.headers["Producer-Expected-Seq"] == "3"
+    with pytest.raises(Refusal) as fenced:
+        is_new(Producer("p", 0, 9), (1, 0))
+    assert fenced.value.status == 403 and fenced.value.headers["Producer-Epoch"] == "1"
+    with pytest.raises(ApiError):
+        is_new(Producer("p", 2, 1), (1, 0))

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Final, Self
 
 import msgspec
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.js.errors import APIError
 
 from agentcast.bus import ensure_app_stream
@@ -36,6 +38,8 @@ from agentcast.subjects import (
     app_meta_subject,
     app_subject,
 )
+from gateway.durable.offsets import format_offset
+from gateway.durable.producers import ID, Producer, Refusal, is_new, state_of
 from gateway.durable.source import Source
 from gateway.durable.wire import Mode, mode_of
 from gateway.errors import ApiError
@@ -49,12 +53,21 @@ _STORE_ATTEMPTS: Final = 20
 """Conditional appends lost to concurrent ones before the append is refused (409)."""
 
 
-class StreamClosed(ApiError):
+class StreamClosed(Refusal):
     """An append to a closed stream: 409, answered with `Stream-Closed` and its tail."""
 
     def __init__(self, tail: int) -> None:
-        super().__init__(409, "stream_closed", "the stream is closed")
-        self.tail = tail
+        headers = {"Stream-Closed": "true", "Stream-Next-Offset": format_offset(tail)}
+        super().__init__(409, "stream_closed", "the stream is closed", headers)
+
+
+@dataclass(frozen=True, slots=True)
+class Appended:
+    """What an append did: stored, or found a duplicate (an idempotent producer's retry)."""
+
+    duplicate: bool = False
+    producer: dict[str, str] | None = None
+    """The producer headers to answer with (the highest accepted seq for a duplicate)."""
 
 
 class AppMeta(msgspec.Struct, frozen=True, kw_only=True):
@@ -109,7 +122,7 @@ class AppStreams:
 
     async def create(
         self, name: str, media: str, content: bytes, writer_seq: str | None = None,
-        *, close: bool = False,
+        *, close: bool = False, producer: Producer | None = None,
     ) -> tuple[bool, Source]:  # fmt: skip
         """Create `name` with its first message (closed at once with `close`); (False,
         existing) when it is there already with the same content type; 409 with another."""
@@ -132,36 +145,46 @@ class AppStreams:
             return False, existing
         source = self._source(name, media, ack.seq)
         if payload is not None or close:
-            await self._store(source, payload or b"", writer_seq, close=close)
+            await self._store(source, payload or b"", writer_seq, close=close, producer=producer)
         return True, source
 
     async def append(
         self, source: Source, media: str, content: bytes, writer_seq: str | None = None,
-        *, close: bool = False,
-    ) -> None:  # fmt: skip
+        *, close: bool = False, producer: Producer | None = None,
+    ) -> Appended:  # fmt: skip
         """Append `content` (and with `close`, close the stream: an empty body only closes)."""
         if close and not content:
-            await self._store(source, b"", writer_seq, close=True)
-            return
+            return await self._store(source, b"", writer_seq, close=True, producer=producer)
         if media != source.media:
             raise ApiError(409, "conflict", f"stream content type is {source.media}, not {media}")
         payload = message_of(source.mode, content, create=False)
         assert payload is not None  # an append always has one
-        await self._store(source, payload, writer_seq, close=close)
+        return await self._store(source, payload, writer_seq, close=close, producer=producer)
 
     async def _store(
-        self, source: Source, payload: bytes, writer_seq: str | None, *, close: bool
-    ) -> None:
-        """Append one message after the stream's last (conditionally: see the module doc),
-        refusing a `Stream-Seq` not greater (as text) than the latest one, and any append
-        to a closed stream (`StreamClosed`; closing it again only is a no-op)."""
+        self, source: Source, payload: bytes, writer_seq: str | None, *, close: bool,
+        producer: Producer | None,
+    ) -> Appended:  # fmt: skip
+        """Append one message after the stream's last (conditionally: see the module doc).
+
+        Refused: a producer's fenced epoch or gap (its retry of an accepted seq is a
+        duplicate, not stored again), any append to a closed stream (`StreamClosed`;
+        closing it again only is a no-op), a `Stream-Seq` not greater (as text) than the
+        latest one.
+        """
         name = source.key
-        subject = app_subject(name, closing=close)
+        token = producer.token if producer is not None else None
+        subject = app_subject(name, closing=close, producer=token)
         for _ in range(_STORE_ATTEMPTS):
             last = await self.hub.reader.last(source.subject)
+            if producer is not None:
+                state = await self._producer_state(source, producer, last)
+                if not is_new(producer, state):
+                    assert state is not None  # a duplicate of what was accepted
+                    return Appended(True, {**producer.headers(), "Producer-Seq": str(state[1])})
             if last is not None and source.closes(last):
-                if close and not payload:
-                    return
+                if close and not payload and producer is None:
+                    return Appended()
                 raise StreamClosed(stored_seq(last))
             held = (last.headers or {}).get(_WRITER_SEQ) if last is not None else None
             if writer_seq is not None and held is not None and writer_seq <= held:
@@ -175,13 +198,25 @@ class AppStreams:
             }
             if carried := writer_seq or held:
                 headers[_WRITER_SEQ] = carried
+            if producer is not None:
+                headers.update(producer.headers())
             try:
                 await self._js.publish(subject, payload, stream=APP_STREAM, headers=headers)
-                return
+                return Appended(producer=producer.headers() if producer is not None else None)
             except APIError as exc:
                 if exc.err_code != _WRONG_LAST_SEQUENCE:
                     raise
         raise ApiError(409, "conflict", f"stream {name!r}: too many concurrent appends, retry")
+
+    async def _producer_state(
+        self, source: Source, producer: Producer, last: Msg | None
+    ) -> tuple[int, int] | None:
+        """The producer's last accepted (epoch, seq): its last message is the stream's last
+        (it may have closed the stream) or the last under its own subject."""
+        if last is not None and (last.headers or {}).get(ID) == producer.id:
+            return state_of(last.headers or {})
+        mine = await self.hub.reader.last(app_subject(source.key, producer=producer.token))
+        return state_of(mine.headers or {}) if mine is not None else None
 
     async def delete(self, name: str) -> bool:
         """Remove `name` and its messages; False if there was no such stream."""

@@ -18,8 +18,9 @@ from agentcast.sessions import validate_session_id
 from agentcast.tokens import Claims, Scope
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims, State
-from gateway.durable.appstreams import AppStreams, StreamClosed
+from gateway.durable.appstreams import AppStreams
 from gateway.durable.offsets import format_offset
+from gateway.durable.producers import Refusal, producer_of
 from gateway.durable.read import SECURITY_HEADERS, read, tail
 from gateway.durable.source import Source, session_source
 from gateway.durable.wire import media_type
@@ -79,10 +80,11 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
     close = _closing(request)
     try:
         created, source = await _streams(gw).create(
-            name, media, await _body(gw, request), request.headers.get("stream-seq"), close=close
-        )
-    except StreamClosed as exc:
-        return _closed(exc)
+            name, media, await _body(gw, request), request.headers.get("stream-seq"),
+            close=close, producer=producer_of(request.headers),
+        )  # fmt: skip
+    except Refusal as exc:
+        return _refused(exc)
     headers = {**SECURITY_HEADERS, "Content-Type": source.media,
                "Stream-Next-Offset": format_offset(await tail(source))}  # fmt: skip
     if created:
@@ -102,16 +104,22 @@ async def app_append(gw: State, name: str, claims: RunClaims, request: Request) 
     if "content-type" not in request.headers and not (close and not content):
         raise ApiError(400, "invalid_content_type", "an append needs a Content-Type")
     media = media_type(request.headers.get("content-type"))
+    producer = producer_of(request.headers)
     try:
-        await _streams(gw).append(
-            source, media, content, request.headers.get("stream-seq"), close=close
-        )
-    except StreamClosed as exc:
-        return _closed(exc)
-    headers = {**SECURITY_HEADERS, "Stream-Next-Offset": format_offset(await tail(source))}
+        done = await _streams(gw).append(
+            source, media, content, request.headers.get("stream-seq"), close=close,
+            producer=producer,
+        )  # fmt: skip
+    except Refusal as exc:
+        return _refused(exc)
+    headers = {**SECURITY_HEADERS, "Stream-Next-Offset": format_offset(await tail(source)),
+               **(done.producer or {})}  # fmt: skip
     if close:
         headers["Stream-Closed"] = "true"
-    return Response(status_code=204, headers=headers)
+    # A producer's stored append is 200 (with its headers); its duplicate, or a close
+    # without data, is 204, as the protocol says.
+    status = 200 if producer is not None and not done.duplicate and content else 204
+    return Response(status_code=status, headers=headers)
 
 
 @router.delete(APPS, summary="Delete an application stream", response_class=Response,
@@ -123,20 +131,20 @@ async def app_delete(gw: State, name: str, claims: RunClaims) -> Response:
     return Response(status_code=204, headers=SECURITY_HEADERS)
 
 
-_UNSUPPORTED: Final = ("stream-ttl", "stream-expires-at", "stream-forked-from", "producer-id")
+_UNSUPPORTED: Final = ("stream-ttl", "stream-expires-at", "stream-forked-from")
 """Protocol features the facade does not implement: refused, never silently ignored
-(expiry follows the stream's retention; no forks or idempotent producers)."""
+(expiry follows the stream's retention; no forks)."""
 
 
 def _closing(request: Request) -> bool:
     return request.headers.get("stream-closed", "").strip().lower() == "true"
 
 
-def _closed(exc: StreamClosed) -> Response:
-    """409 for an append to a closed stream, with the headers a writer needs."""
+def _refused(exc: Refusal) -> Response:
+    """A refused append (closed stream, fenced producer, gap), with the headers a writer
+    acts on."""
     response = json_error(exc.status, exc.code, exc.message)
-    response.headers.update({**SECURITY_HEADERS, "Stream-Closed": "true",
-                             "Stream-Next-Offset": format_offset(exc.tail)})  # fmt: skip
+    response.headers.update({**SECURITY_HEADERS, **exc.headers})
     return response
 
 

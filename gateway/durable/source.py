@@ -34,7 +34,8 @@ class Source:
     def closes(self, msg: Msg) -> bool:
         """Whether stored message `msg` is the one that closed this stream."""
         subject = (msg.headers or {}).get("Nats-Subject", "")
-        return self.end_type is not None and subject.endswith("." + self.end_type)
+        # `subject` is `<stored>.<key>.>`: the closing one is `<stored>.<key>.<end_type>`.
+        return self.end_type is not None and subject == self.subject[:-1] + self.end_type
 
 
 def session_source(hub: Hub, session: str) -> Source:
