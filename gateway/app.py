@@ -20,6 +20,8 @@ from agentcast.tokens import load_secret
 from gateway import api, dashboard, errors, openapi, progress, sse, ws
 from gateway.auth import Authenticator
 from gateway.deps import State
+from gateway.durable import routes as durable
+from gateway.durable.appstreams import AppStreams
 from gateway.hub import Hub
 from gateway.openapi import answers
 from gateway.output import RAW_SEND
@@ -64,8 +66,10 @@ def create_app(settings: Settings) -> GatewayApp:
             )  # fmt: skip
             hooks["hub"] = hub
             state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            state.app_streams = await AppStreams.open(nc, settings, stats)
             if isinstance(app, GatewayApp):
                 app.hub = hub
+                app.app_streams = state.app_streams
             if not settings.gateway_fastpath:
                 logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
             logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
@@ -89,14 +93,21 @@ def create_app(settings: Settings) -> GatewayApp:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Type"],
+            allow_methods=["GET", "POST", "HEAD", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Last-Event-ID",
+                "If-None-Match",
+                "Stream-Seq",
+            ],
+            expose_headers=["Content-Type", *durable.EXPOSED_HEADERS],
         )
     app.include_router(sse.router)
     app.include_router(api.router)
     app.include_router(progress.router)
     app.include_router(dashboard.router)
+    app.include_router(durable.router)
     app.add_api_websocket_route("/v1/ws", ws.endpoint)
 
     @app.get("/healthz", tags=["operations"], responses=answers())
@@ -150,12 +161,15 @@ class GatewayApp(FastAPI):
         self.fastpath = fastpath
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""
+        self.app_streams: AppStreams | None = None
 
     def end_streams(self) -> None:
         """Tell every streaming client to reconnect (before the server waits for connections)."""
         if self.hub is not None:
             logger.info("Telling %d streaming clients to reconnect", len(self.hub.sinks))
             self.hub.shutdown()
+        if self.app_streams is not None:
+            self.app_streams.shutdown()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if not self.fastpath or scope["type"] not in ("http", "websocket"):

@@ -22,7 +22,7 @@ from typing import Final
 from agentcast.cursor import format_cursor
 from gateway.frames import Frame
 from gateway.params import TypeFilter
-from gateway.replay import DirectReader, frame_of
+from gateway.replay import DirectReader
 from gateway.sink import Sink
 
 _GLOB_CACHE_MAX: Final = 10_000
@@ -127,7 +127,7 @@ class Subscription:
             found = await reader.batch(self.position + 1, self.replay_subject, batch, sink.limit)
             if self.detached:
                 return False
-            frames = [frame_of(m) for m in found.msgs]
+            frames = [reader.frame(m) for m in found.msgs]
             wanted = [f for f in frames if self.wants(f)]
             if frames:
                 sink.stats.replayed_events += len(frames)
