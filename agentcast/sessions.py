@@ -28,6 +28,7 @@ def validate_session_id(value: object) -> str:
     return value
 
 
-def new_session_id() -> str:
-    """A fresh server-generated session id, e.g. `s_7k2m9qx4ab`."""
-    return "s_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+def new_session_id(prefix: str = "s_") -> str:
+    """A fresh server-generated session id, e.g. `s_7k2m9qx4ab` (`prefix` + 10 random characters,
+    the prefix cut to fit 64)."""
+    return prefix[:54] + "".join(secrets.choice(_ALPHABET) for _ in range(10))

@@ -64,7 +64,9 @@ async def progress(
     sessions: Annotated[str | None, Query(description="session glob, e.g. team_*")] = None,
 ) -> SseResponse:
     glob = parse_glob(sessions, default="*")
-    return SseResponse(gw, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions)))
+    return SseResponse(
+        gw, claims.jti, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions))
+    )
 
 
 class ProgressContent:

@@ -29,7 +29,8 @@ from gateway.telemetry import Stats
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["lagged", "shutdown", "disconnected", "error"]
+Reason = Literal["lagged", "shutdown", "disconnected", "error", "revoked", "flood"]
+"""Why a stream ended; `revoked`: its token was revoked; `flood`: a WebSocket over its frame rate."""
 
 _POLL_S: Final = 0.01
 _POLL_MAX_S: Final = 0.2

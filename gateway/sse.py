@@ -19,12 +19,12 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
-from agentcast.errors import AgentcastError
+from agentcast.errors import AgentcastError, TooManyStreams
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, State
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_response, from_agentcast_error
 from gateway.feed import SessionMatch, Subscription
-from gateway.frames import sse_event, sse_retry
+from gateway.frames import error_body, sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
 from gateway.output import open_output
 from gateway.params import (
@@ -38,6 +38,7 @@ from gateway.params import (
     replay_filter,
 )
 from gateway.sink import Sink, hand_off
+from gateway.slots import Slot
 from gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,9 @@ async def session_events(
     types: TypesQuery = None, last_event_id: LastEventId = None,
 ) -> SseResponse:  # fmt: skip
     checked_session(gw.auth, claims, "read", session)
-    return await _open(gw, session, session, None, from_, types, last_event_id, session.__eq__)
+    return await _open(
+        gw, claims.jti, session, session, None, from_, types, last_event_id, session.__eq__
+    )
 
 
 @router.get(
@@ -102,6 +105,7 @@ async def firehose(
     single = glob_session(glob)
     return await _open(
         gw,
+        claims.jti,
         single or FIREHOSE,
         glob,
         SessionMatch(glob, claims.sessions),
@@ -114,7 +118,7 @@ async def firehose(
 
 
 async def _open(
-    gw: GatewayState, key: str, name: str, sessions: SessionMatch | None,
+    gw: GatewayState, jti: str, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
     covers: Callable[[str], bool],
 ) -> SseResponse:  # fmt: skip
@@ -126,7 +130,7 @@ async def _open(
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
         await gw.reader.check_resume(after, subject, covers)
-    return SseResponse(gw, EventContent(key, name, subject, after, type_filter, sessions))
+    return SseResponse(gw, jti, EventContent(key, name, subject, after, type_filter, sessions))
 
 
 class SseContent(Protocol):
@@ -137,32 +141,50 @@ class SseContent(Protocol):
 
 
 class SseResponse(Response):
-    """The streaming half of an SSE request: headers through ASGI, then `content` until the
+    """The streaming half of an SSE request: a stream slot of the token `jti` (429
+    `too_many_streams` when it has none left), headers through ASGI, then `content` until the
     sink ends, then a closing notice. The response object itself is not kept by the stream."""
 
     media_type = "text/event-stream"
 
-    def __init__(self, gw: GatewayState, content: SseContent) -> None:
+    def __init__(self, gw: GatewayState, jti: str, content: SseContent) -> None:
         super().__init__(status_code=200, media_type=self.media_type)
         self.gw = gw
+        self.jti = jti
         self.content = content
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        sink = Sink(
-            open_output("sse", scope, send), gw.settings.client_buffer_bytes, gw.stats,
-            gw.hub.flusher,
-        )  # fmt: skip
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
-        sink.send(sse_retry(retry_ms(1000, 2000)))
-        await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content))
+        try:
+            slot = await gw.slots.acquire(self.jti)
+        except TooManyStreams as exc:
+            gw.stats.hit(exc.limit)
+            await error_response(from_agentcast_error(exc))(scope, receive, send)
+            return
+        try:
+            sink = Sink(
+                open_output("sse", scope, send), gw.settings.client_buffer_bytes, gw.stats,
+                gw.hub.flusher,
+            )  # fmt: skip
+            slot.on_revoke = partial(sink.finish, "revoked")
+            await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+            sink.send(sse_retry(retry_ms(1000, 2000)))
+            await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content, slot))
+        except BaseException:
+            slot.release()
+            raise
 
 
-async def _run(hub: Hub, sink: Sink, content: SseContent, receive: Receive, send: Send) -> None:
-    async with hub.connect(sink) as client:
-        if sink.reason is None:
-            await content.stream(client, receive)
-        await _end(client, send)
+async def _run(
+    hub: Hub, sink: Sink, content: SseContent, slot: Slot, receive: Receive, send: Send
+) -> None:
+    try:
+        async with hub.connect(sink) as client:
+            if sink.reason is None:
+                await content.stream(client, receive)
+            await _end(client, send)
+    finally:
+        slot.release()
 
 
 class EventContent:
@@ -218,6 +240,8 @@ async def _end(client: Subscriber, send: Send) -> None:
         sink.send(sse_event(None, "lagged", encode(notice)))
     elif sink.reason in ("shutdown", "error"):
         sink.send(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect"))
+    elif sink.reason == "revoked":
+        sink.send(sse_event(None, "error", error_body("token_revoked", "token revoked")))
     elif sink.output.closing():
         return
     await sink.output.end(send, {"type": "http.response.body", "body": b"", "more_body": False})

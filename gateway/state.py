@@ -19,8 +19,11 @@ from agentcast.replicas import ReplicasCollector
 from agentcast.settings import Settings
 from gateway.auth import Authenticator
 from gateway.hub import Hub
+from gateway.limits import RunLimiter
 from gateway.progress_feed import ProgressFeed
 from gateway.replay import DirectReader
+from gateway.revocations import Revocations
+from gateway.slots import StreamSlots
 from gateway.telemetry import Stats, registry
 
 logger = logging.getLogger(__name__)
@@ -40,6 +43,8 @@ class GatewayState:
         kv: KeyValue,
         auth: Authenticator,
         stats: Stats,
+        slots: StreamSlots,
+        revocations: Revocations,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -49,6 +54,9 @@ class GatewayState:
         self.kv = kv
         self.auth = auth
         self.stats = stats
+        self.slots = slots
+        self.revocations = revocations
+        self.run_limiter = RunLimiter(settings.runs_per_token_per_s)
         self.progress = ProgressFeed(nc)
         self.registry: CollectorRegistry = registry(
             stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered
@@ -58,6 +66,7 @@ class GatewayState:
     async def close(self) -> None:
         """Every stream told to end, subscriptions dropped (the connection is the lifespan's)."""
         await self.hub.close()
+        await self.slots.close()
         await self.progress.close()
         await self.reader.stop()
 
