@@ -45,6 +45,7 @@ from agentcast.subjects import (
     PROGRESS_PREFIX,
     RUNS_REJECTED,
     RUNS_STREAM,
+    REVOKED_BUCKET,
     RUNS_SUBMIT,
     SESSIONS_BUCKET,
 )
@@ -63,6 +64,9 @@ PROGRESS_STATE_BUCKET: Final = "agentcast_progress"
 WORKERS_BUCKET: Final = "agentcast_workers"
 RUNNING_BUCKET: Final = "agentcast_running"
 TRANSCRIPTS_STORE: Final = "agentcast_transcripts"
+STREAMS_BUCKET: Final = "agentcast_streams"
+"""Open streams per token jti, by gateway (gateway/slots.py), and its live gateways:"""
+GATEWAYS_BUCKET: Final = "agentcast_gateways"
 CHECKPOINTS_STREAM: Final = "AGENTCAST_CHECKPOINTS"
 """The archive checkpoints' witness (consumers/archive/witness.py): archivers append, admin verifies."""
 CHECKPOINTS_ALL: Final = "agentcast.checkpoints.>"
@@ -198,6 +202,9 @@ def grants(
                 _contract_streams(),
                 _direct_get(EVENTS_STREAM),
                 _kv(SESSIONS_BUCKET, write=False),
+                _kv(STREAMS_BUCKET, write=True, watch=False),
+                _kv(GATEWAYS_BUCKET, write=True, watch=False),
+                _kv(REVOKED_BUCKET, write=False),
                 [RUNS_SUBMIT, ctl],
             ),
             subscribe=(f"{inbox_prefix('gateway')}.>", LIVE_ALL, f"{PROGRESS_PREFIX}.>"),
