@@ -43,9 +43,9 @@ from agentcast.subjects import (
     EVENTS_STREAM,
     LIVE_ALL,
     PROGRESS_PREFIX,
+    REVOKED_BUCKET,
     RUNS_REJECTED,
     RUNS_STREAM,
-    REVOKED_BUCKET,
     RUNS_SUBMIT,
     SESSIONS_BUCKET,
 )

@@ -18,10 +18,14 @@ resume and slow-client tests that way.
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
+| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `.headers`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies and time out slow heads; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
 
 The producer's write path has its own nats-py seam, producer/fastpub.py
 (`Client._send_command` / `_flush_pending` family, nats-py 2.16), bounded by
 the same `nats-py<2.17`.
+
+`guarded_http` is not part of the fast path: with it off the server still
+bounds heads, bodies and slow clients.
 
 Each helper degrades rather than breaks: a nats-py without the hook leaves the
 Tap off, a server without a reachable transport is refused loudly at the
@@ -42,6 +46,7 @@ from typing import Any, Final
 import uvicorn
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -184,3 +189,140 @@ class StreamingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._before_shutdown()
         await super().shutdown(sockets)
+
+
+# -- uvicorn: the HTTP protocol ---------------------------------------------------------------
+
+
+class HeadLimits:
+    """What `guarded_http` bounds, and `on_hit(setting)` to count each refusal."""
+
+    __slots__ = ("body_bytes", "head_bytes", "head_timeout_s", "on_hit")
+
+    def __init__(
+        self, head_bytes: int, body_bytes: int, head_timeout_s: float, on_hit: Callable[[str], None]
+    ) -> None:
+        self.head_bytes = head_bytes
+        self.body_bytes = body_bytes
+        self.head_timeout_s = head_timeout_s
+        self.on_hit = on_hit
+
+
+def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a bounded request head and body, and a head timeout.
+
+    A request head (request line and headers) over `head_bytes` gets 431, a
+    body over `body_bytes` (declared or sent) 413, and a connection that has
+    not completed its head `head_timeout_s` after connecting (or after
+    starting its next request) gets 408 and is closed: a slowloris client
+    holds a timer and a socket, never a worker, and not for long. Each answer
+    closes the connection.
+    """
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        _in_head = True
+        _head_bytes = 0
+        _body_bytes = 0
+        _refused = False
+        _timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            if self._refused:
+                return
+            if self._in_head:
+                self._head_bytes += len(data)
+            super().data_received(data)
+            # Checked after parsing: the chunk may end the head and start the body.
+            if self._in_head and self._head_bytes > limits.head_bytes and not self._refused:
+                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._in_head:  # the next request on a kept-alive connection
+                self._start_head()
+            self._body_bytes = 0
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._stop_timer()
+            # A whole head can come in one read: measured again from what was parsed.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.head_bytes:
+                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+                return
+            for name, value in self.headers:
+                if name == b"content-length" and value.isdigit() and int(value) > limits.body_bytes:
+                    self._too_large()
+                    return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            if self._refused:
+                return
+            self._body_bytes += len(body)
+            if self._body_bytes > limits.body_bytes:
+                self._too_large()
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if not self._refused:
+                super().on_message_complete()
+
+        def _start_head(self) -> None:
+            self._in_head = True
+            self._head_bytes = 0
+            self._stop_timer()
+            self._timer = self.loop.call_later(limits.head_timeout_s, self._head_timeout)
+
+        def _stop_timer(self) -> None:
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+        def _head_timeout(self) -> None:
+            self._timer = None
+            if self._in_head and not self._refused and not self.transport.is_closing():
+                self._refuse(408, "request_timeout", "request head not received in time", "header_timeout_s")  # fmt: skip
+
+        def _too_large(self) -> None:
+            self._refuse(413, "too_large", f"request body over {limits.body_bytes} bytes", "max_request_bytes")  # fmt: skip
+
+        def _refuse(self, status: int, code: str, message: str, setting: str) -> None:
+            self._refused = True
+            self._stop_timer()
+            limits.on_hit(setting)
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                body = b'{"error":{"code":"%s","message":"%s"}}' % (code.encode(), message.encode())
+                self.transport.write(
+                    b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                    % (status, _REASONS[status], len(body), body)
+                )
+            if cycle is not None:
+                cycle.disconnected = True  # the app (if it runs) sees a disconnect
+                cycle.message_event.set()
+            # Closing with unread input would reset the connection and lose the answer: end
+            # our side, discard what still comes for a moment, then close.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(_LINGER_S, self.transport.close)
+            else:
+                self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+_LINGER_S: Final = 2.0
+_REASONS: Final = {
+    408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"
+}  # fmt: skip

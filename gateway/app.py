@@ -40,10 +40,10 @@ def create_app(settings: Settings) -> GatewayApp:
     if not settings.nats_url:
         raise ValueError("the gateway needs settings.nats_url")
     secret = load_secret(settings)
+    stats = Stats()  # made here: the server's protocol (gateway/server.py) counts into it too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
-        stats = Stats()
         hooks: dict[str, Hub] = {}
 
         async def on_reconnect() -> None:
@@ -94,6 +94,7 @@ def create_app(settings: Settings) -> GatewayApp:
                 await state.close()
 
     app = GatewayApp(
+        stats,
         fastpath=settings.gateway_fastpath,
         title="agentcast gateway",
         version="1",
@@ -161,8 +162,9 @@ class GatewayApp(FastAPI):
     worth of middleware frames and exit stacks (about half its memory).
     """
 
-    def __init__(self, *, fastpath: bool, **kwargs: Any) -> None:
+    def __init__(self, stats: Stats, *, fastpath: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.stats = stats
         self.fastpath = fastpath
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""

@@ -1,0 +1,142 @@
+"""The server bounds what a client can send before the app: head size (431), body size (413),
+slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are not cut."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from agentcast.embedded import EmbeddedNats
+from tests.support.gateway import GatewayProcess, auth
+from tests.support.nats import role_env
+
+_ENV = {
+    "AGENTCAST_MAX_HEADER_BYTES": "8192",
+    "AGENTCAST_MAX_REQUEST_BYTES": str(128 * 1024),
+    "AGENTCAST_HEADER_TIMEOUT_S": "1.5",
+    "AGENTCAST_IDLE_TIMEOUT_S": "1",
+}
+_HIT = "agentcast_gateway_limit_hits_total"
+
+
+@pytest.fixture(scope="module")
+def gw(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    proc = GatewayProcess(
+        nats_server.url, tmp_path_factory.mktemp("hostile-gw"),
+        env={**role_env(nats_server, "gateway"), **_ENV},
+    )  # fmt: skip
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def _raw(gw: GatewayProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", gw.port)
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes the connection (a hang guard, not a timing)."""
+    async with asyncio.timeout(30):
+        return await reader.read()
+
+
+async def test_an_oversized_head_gets_431_without_a_token_and_is_counted(
+    gw: GatewayProcess,
+) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        answer = await http.get("/healthz", headers={"X-Big": "a" * 50_000})
+        assert answer.status_code == 431
+        assert answer.json()["error"]["code"] == "headers_too_large"
+        assert (await http.get("/healthz", headers={"X-Fine": "a" * 2000})).status_code == 200
+    # A head sent in many small pieces is counted the same way.
+    reader, writer = await _raw(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(20):
+        writer.write(b"X-Pad: " + b"b" * 1000 + b"\r\n")
+        await writer.drain()
+    assert (await _read_all(reader)).startswith(b"HTTP/1.1 431 ")
+    writer.close()
+    assert gw.metric(_HIT, limit="max_header_bytes") >= 2
+
+
+async def test_an_oversized_body_gets_413_declared_or_chunked(gw: GatewayProcess) -> None:
+    headers = auth(("run",))
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        big = b'{"prompt": "' + b"x" * 200_000 + b'"}'
+        answer = await http.post("/v1/runs", content=big, headers=headers)
+        assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+
+        async def chunks():  # no content-length: chunked transfer encoding
+            yield b'{"prompt": "'
+            for _ in range(40):
+                yield b"y" * 8192
+            yield b'"}'
+
+        try:
+            chunked = await http.post("/v1/runs", content=chunks(), headers=headers)
+            assert chunked.status_code == 413
+        except httpx.RemoteProtocolError:
+            pass  # the server closed while the client was still sending: refused as well
+    assert gw.metric(_HIT, limit="max_request_bytes") >= 2
+
+
+async def test_slowloris_heads_and_silent_connections_are_dropped_while_others_are_served(
+    gw: GatewayProcess,
+) -> None:
+    async def slow_head() -> bytes:
+        reader, writer = await _raw(gw)
+        answer = asyncio.create_task(reader.read())  # until the server ends the connection
+        try:
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100
+            async with asyncio.timeout(30):
+                for byte in head:
+                    if answer.done():
+                        break
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.3)  # a client's pace, not an assertion
+                return await answer
+        finally:
+            writer.close()
+
+    async def silent() -> bytes:
+        reader, writer = await _raw(gw)
+        try:
+            return await _read_all(reader)
+        finally:
+            writer.close()
+
+    slow = [asyncio.create_task(slow_head()) for _ in range(20)]
+    quiet = [asyncio.create_task(silent()) for _ in range(20)]
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        assert (await http.get("/healthz")).status_code == 200  # served meanwhile
+    for answer in await asyncio.gather(*slow, *quiet):
+        assert answer.startswith(b"HTTP/1.1 408 ")
+    assert gw.metric(_HIT, limit="header_timeout_s") >= 40
+
+
+async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
+    gw: GatewayProcess,
+) -> None:
+    reader, writer = await _raw(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = await _read_all(reader)  # ends only because the idle connection is closed
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"ok":true}')
+    writer.close()
+
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        async with http.stream("GET", "/v1/events", params={"from": "now"}, headers=auth()) as sse:
+            assert sse.status_code == 200
+            beats = 0
+            async with asyncio.timeout(30):
+                async for line in sse.aiter_lines():
+                    beats += line.startswith(":")
+                    if beats == 3:  # heartbeats every second: past the head and idle timeouts
+                        break
