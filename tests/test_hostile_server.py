@@ -131,12 +131,14 @@ async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"ok":true}')
     writer.close()
 
-    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
-        async with http.stream("GET", "/v1/events", params={"from": "now"}, headers=auth()) as sse:
-            assert sse.status_code == 200
-            beats = 0
-            async with asyncio.timeout(30):
-                async for line in sse.aiter_lines():
-                    beats += line.startswith(":")
-                    if beats == 3:  # heartbeats every second: past the head and idle timeouts
-                        break
+    async with (
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as http,
+        http.stream("GET", "/v1/events", params={"from": "now"}, headers=auth()) as sse,
+    ):
+        assert sse.status_code == 200
+        beats = 0
+        async with asyncio.timeout(30):
+            async for line in sse.aiter_lines():
+                beats += line.startswith(":")
+                if beats == 3:  # heartbeats every second: past the head and idle timeouts
+                    break
