@@ -8,7 +8,7 @@ AgentcastError                       (module where it is defined; HTTP status in
 │   └── PromptTooLarge    400  a prompt over max_prompt_bytes
 ├── TokenError            401  a token that is malformed, badly signed, expired or revoked (agentcast/tokens.py)
 ├── LimitExceeded         429  a client took more than a limit allows; carries `retry_after_s`
-│   ├── TooManyStreams    429  `too_many_streams`: open streams per token jti
+│   ├── TooManyStreams    429  `too_many_streams`: open streams per token jti, subscriptions per socket
 │   ├── RateLimited       429  `rate_limited`: run submissions per token, frames per socket
 │   └── QueueFull         503  `queue_full`: AGENTCAST_RUNS holds max_queued_runs requests
 ├── NatsUnavailable       503  NATS or JetStream did not answer in time; carries `retry_after_s`
@@ -149,11 +149,13 @@ class LimitExceeded(AgentcastError):
 
 
 class TooManyStreams(LimitExceeded):
-    code = "too_many_streams"
-    limit = "max_streams_per_token"
+    """Streams per token (`max_streams_per_token`) or subscriptions per socket."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"this token already has {limit} open streams; close one first", 1)
+    code = "too_many_streams"
+
+    def __init__(self, limit: str, message: str) -> None:
+        self.limit = limit
+        super().__init__(message, 1)
 
 
 class RateLimited(LimitExceeded):

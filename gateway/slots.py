@@ -116,7 +116,7 @@ class StreamSlots:
     async def acquire(self, jti: str) -> Slot:
         """A slot for one more stream of `jti`, or TooManyStreams."""
         if self.count(jti) >= self.limit:
-            raise TooManyStreams(self.limit)
+            raise self._refusal()
         slot = Slot(self, jti)
         self._open.setdefault(jti, set()).add(slot)
         try:
@@ -126,8 +126,14 @@ class StreamSlots:
             raise
         if not admitted:
             self._forget(slot)
-            raise TooManyStreams(self.limit)
+            raise self._refusal()
         return slot
+
+    def _refusal(self) -> TooManyStreams:
+        return TooManyStreams(
+            "max_streams_per_token",
+            f"this token already has {self.limit} open streams; close one first",
+        )
 
     def release(self, slot: Slot) -> None:
         self._forget(slot)

@@ -23,7 +23,7 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
 from agentcast.codec import ws_op_decoder, ws_ref_decoder
-from agentcast.errors import AgentcastError, LimitExceeded, RateLimited, TooManyStreams
+from agentcast.errors import AgentcastError, LimitExceeded, TooManyStreams
 from agentcast.tokens import Claims, Scope
 from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
 from gateway.auth import checked_session
@@ -225,7 +225,7 @@ class _Connection:
             raise ApiError(409, "already_subscribed", f"already subscribed to {session!r}")
         limit = self.gw.settings.max_subscriptions_per_socket
         if len(self.subs) >= limit:
-            raise RateLimited(
+            raise TooManyStreams(
                 "max_subscriptions_per_socket",
                 f"this socket already follows {limit} sessions; unsubscribe from one first",
             )
