@@ -1,0 +1,121 @@
+"""Tokens: a maximum lifetime the gateway enforces whatever `exp` says, revocation by jti
+(`agentcast token --revoke`: new requests refused, open streams ended), generated session ids
+inside a token's glob."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import jwt
+import pytest
+import websockets
+
+from agentcast.embedded import EmbeddedNats
+from agentcast.tokens import Claims, mint_token
+from tests.support.gateway import SECRET, GatewayProcess, token, ws_reply
+from tests.support.nats import role_env
+
+
+@pytest.fixture(scope="module")
+def gw(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProcess]:
+    proc = GatewayProcess(
+        nats_server.url, tmp_path_factory.mktemp("tokens-gw"),
+        env={**role_env(nats_server, "gateway"), "AGENTCAST_TOKEN_MAX_LIFETIME_S": "3600"},
+    )  # fmt: skip
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _bearer(tok: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {tok}"}
+
+
+async def test_a_token_older_than_the_maximum_lifetime_is_refused_whatever_its_exp(
+    gw: GatewayProcess,
+) -> None:
+    old = mint_token(SECRET, scopes=["read"], ttl_s=2**40, now=time.time() - 7200)
+    young = mint_token(SECRET, scopes=["read"], ttl_s=2**40)
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        refused = await http.get("/v1/sessions", headers=_bearer(old))
+        assert refused.status_code == 401
+        assert "maximum token lifetime" in refused.json()["error"]["message"]
+        assert (await http.get("/v1/sessions", headers=_bearer(young))).status_code == 200
+
+
+def _revoke(nats_server: EmbeddedNats, value: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentcast.cli", "token", "--revoke", value, "--nats", nats_server.admin_url],
+        capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.strip()
+
+
+async def test_a_revoked_token_is_refused_and_its_open_streams_end(
+    gw: GatewayProcess, nats_server: EmbeddedNats
+) -> None:
+    tok, other = token(), token()
+    jti = jwt.decode(tok, options={"verify_signature": False})["jti"]
+    async with (
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as http,
+        http.stream("GET", "/v1/events", params={"from": "now"}, headers=_bearer(tok)) as sse,
+        websockets.connect(f"{gw.ws_url}?token={tok}") as ws,
+    ):
+        assert sse.status_code == 200
+        await ws.send(json.dumps({"op": "ping"}))
+        assert (await ws_reply(ws))["op"] == "pong"
+        assert await asyncio.to_thread(_revoke, nats_server, tok) == jti
+
+        lines: list[str] = []
+        async with asyncio.timeout(30):
+            async for line in sse.aiter_lines():  # ends when the gateway ends the stream
+                lines.append(line)
+        assert "event: error" in lines and any("token_revoked" in line for line in lines)
+        frame = await ws_reply(ws, timeout=30)
+        assert frame["op"] == "error" and frame["code"] == "token_revoked"
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+        refused = await http.get("/v1/sessions", headers=_bearer(tok))
+        assert refused.status_code == 401 and refused.json()["error"]["code"] == "token_revoked"
+        assert (await http.get("/v1/sessions", headers=_bearer(other))).status_code == 200
+
+
+def test_minting_past_the_maximum_lifetime_is_a_clean_cli_error(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "agentcast.cli", "token", "--ttl", "400d", "--data", str(tmp_path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "maximum token lifetime" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("glob", "prefix"),
+    [
+        ("team_*", "team_"),
+        ("a-b_c*", "a-b_c"),
+        ("*", "s_"),
+        ("team_?x", "s_"),
+        ("x" * 60 + "*", "x" * 60),
+    ],
+)
+def test_a_generated_session_id_falls_inside_a_glob_with_a_literal_prefix(
+    glob: str, prefix: str
+) -> None:
+    claims = Claims(scope=["run"], sessions=glob, exp=0, iat=0, jti="j")
+    session = claims.new_session()
+    assert session.startswith(prefix) and len(session) <= 64
+    assert claims.allows_session(session) or prefix == "s_"
