@@ -21,6 +21,7 @@ from typing import Final
 
 import uvicorn
 
+from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
 from gateway._internals import HeadLimits, StreamingServer, guarded_http
 from gateway.app import GatewayApp, create_app
@@ -71,6 +72,7 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
+    redact_handlers()
     serve(settings, sock, log_level=log_level)
 
 
