@@ -10,6 +10,8 @@ from __future__ import annotations
 from agentcast.errors import InvalidCursor
 
 _MAX_LEN = 20
+_MAX_SEQ = 2**64 - 1
+"""JetStream sequences are unsigned 64-bit: a larger number was never issued."""
 
 
 def format_cursor(stream_seq: int) -> str:
@@ -21,6 +23,6 @@ def parse_cursor(value: str) -> int:
     if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isdigit():
         raise InvalidCursor(value)
     seq = int(value)
-    if seq < 1:
+    if seq < 1 or seq > _MAX_SEQ:
         raise InvalidCursor(value)
     return seq

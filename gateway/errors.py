@@ -84,7 +84,10 @@ def from_agentcast_error(exc: AgentcastError) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, NatsUnavailable):
-        return unavailable(str(exc))
+        logger.warning(
+            "%s: %s", type(exc).__name__, exc
+        )  # the detail is JetStream's, not the client's
+        return unavailable("NATS or JetStream did not answer in time; retry shortly")
     if isinstance(exc, LimitExceeded):
         return ApiError(exc.status, exc.code, str(exc), retry_after_s=exc.retry_after_s)
     for kind, status in _CLIENT_ERRORS:

@@ -27,7 +27,7 @@ from agentcast.errors import AgentcastError, LimitExceeded, TooManyStreams
 from agentcast.tokens import Claims, Scope
 from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
 from gateway.auth import checked_session
-from gateway.errors import ApiError, from_agentcast_error, from_nats_error
+from gateway.errors import ApiError, from_agentcast_error, from_nats_error, unavailable
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
 from gateway.hub import Subscriber
@@ -171,11 +171,7 @@ class _Connection:
         except (AgentcastError, nats.errors.Error) as exc:
             if isinstance(exc, LimitExceeded):
                 self.gw.stats.hit(exc.limit)
-            err = (
-                from_agentcast_error(exc)
-                if isinstance(exc, AgentcastError)
-                else from_nats_error(exc)
-            )
+            err = _api_error(exc)
             self.reply("error", code=err.code, message=err.message, id=_ref_of(data), **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
@@ -248,7 +244,12 @@ class _Connection:
             await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
-            self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
+            err = _api_error(exc) if isinstance(exc, AgentcastError | nats.errors.Error) else None
+            err = err or unavailable("the replay could not be read")
+            self.reply(
+                "error", code=err.code, message=f"{err.message}; subscribe again from your cursor",
+                session=sub.name, **err.extra,
+            )  # fmt: skip
             self._drop(sub.name)
 
     def _unsubscribe(self, session: str, ref: object) -> None:
@@ -318,6 +319,12 @@ def _decode(data: bytes) -> ClientOp:
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
     return op
+
+
+def _api_error(exc: AgentcastError | nats.errors.Error) -> ApiError:
+    if isinstance(exc, AgentcastError):
+        return from_agentcast_error(exc)
+    return from_nats_error(exc)
 
 
 def _ref_of(data: bytes) -> Ref:
