@@ -97,8 +97,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
 
     # -- limits (SPEC "Limits"; the README's limits table) -------------------------------
-    max_streams_per_token: int = 100
-    """Open SSE streams plus WebSockets per token `jti`, over every gateway process."""
+    max_streams_per_token: int = 500
+    """Open SSE streams plus WebSockets per token `jti`, over every gateway process; 0: no limit."""
     stream_lease_s: float = 15.0
     """A gateway process's slot records outlive it by at most this (it renews them a third as often)."""
     max_subscriptions_per_socket: int = 100

@@ -114,11 +114,14 @@ class StreamSlots:
         return len(self._open.get(jti, ()))
 
     async def acquire(self, jti: str) -> Slot:
-        """A slot for one more stream of `jti`, or TooManyStreams."""
-        if self.count(jti) >= self.limit:
+        """A slot for one more stream of `jti`, or TooManyStreams (limit 0: no limit, and
+        nothing stored)."""
+        if self.limit and self.count(jti) >= self.limit:
             raise self._refusal()
         slot = Slot(self, jti)
         self._open.setdefault(jti, set()).add(slot)
+        if not self.limit:
+            return slot
         try:
             admitted = await self._write(jti, admitting=True)
         except BaseException:
@@ -137,6 +140,8 @@ class StreamSlots:
 
     def release(self, slot: Slot) -> None:
         self._forget(slot)
+        if not self.limit:
+            return
         task = asyncio.get_running_loop().create_task(self._write(slot.jti))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
