@@ -7,6 +7,13 @@ itself, which closes with 1009 (message too big) before the app sees them.
 Event frames are written like SSE's, through the connection's Output (gateway/output.py);
 a lagged socket gets `{"op":"error","code":"lagged","cursors":{session: cursor}}`
 and close code 1013 (try again later); a gateway shutdown closes with 1012.
+
+Limits (SPEC "Limits"): a socket takes one of its token's stream slots
+(gateway/slots.py; none left: an `error` frame `too_many_streams`, then 1008),
+follows at most `max_subscriptions_per_socket` sessions, and sends at most
+`ws_frames_per_s` frames (gateway/limits.py): frames over it are dropped with a
+`rate_limited` error frame, and a flood of them closes the socket with 1008, as
+does a revocation of its token (`token_revoked`).
 """
 
 from __future__ import annotations
