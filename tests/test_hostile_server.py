@@ -4,14 +4,11 @@ slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import httpx
-import pytest
 
-from agentcast.embedded import EmbeddedNats
 from tests.support.gateway import GatewayProcess, auth
-from tests.support.nats import role_env
+from tests.support.limits import LIMIT_HITS, gateway_fixture
 
 _ENV = {
     "AGENTCAST_MAX_HEADER_BYTES": "8192",
@@ -19,22 +16,9 @@ _ENV = {
     "AGENTCAST_HEADER_TIMEOUT_S": "1.5",
     "AGENTCAST_IDLE_TIMEOUT_S": "1",
 }
-_HIT = "agentcast_gateway_limit_hits_total"
 
 
-@pytest.fixture(scope="module")
-def gw(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(
-        nats_server.url, tmp_path_factory.mktemp("hostile-gw"),
-        env={**role_env(nats_server, "gateway"), **_ENV},
-    )  # fmt: skip
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+gw = gateway_fixture(_ENV)
 
 
 async def _raw(gw: GatewayProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -63,7 +47,7 @@ async def test_an_oversized_head_gets_431_without_a_token_and_is_counted(
         await writer.drain()
     assert (await _read_all(reader)).startswith(b"HTTP/1.1 431 ")
     writer.close()
-    assert gw.metric(_HIT, limit="max_header_bytes") >= 2
+    assert gw.metric(LIMIT_HITS, limit="max_header_bytes") >= 2
 
 
 async def test_an_oversized_body_gets_413_declared_or_chunked(gw: GatewayProcess) -> None:
@@ -84,7 +68,7 @@ async def test_an_oversized_body_gets_413_declared_or_chunked(gw: GatewayProcess
             assert chunked.status_code == 413
         except httpx.RemoteProtocolError:
             pass  # the server closed while the client was still sending: refused as well
-    assert gw.metric(_HIT, limit="max_request_bytes") >= 2
+    assert gw.metric(LIMIT_HITS, limit="max_request_bytes") >= 2
 
 
 async def test_slowloris_heads_and_silent_connections_are_dropped_while_others_are_served(
@@ -119,7 +103,7 @@ async def test_slowloris_heads_and_silent_connections_are_dropped_while_others_a
         assert (await http.get("/healthz")).status_code == 200  # served meanwhile
     for answer in await asyncio.gather(*slow, *quiet):
         assert answer.startswith(b"HTTP/1.1 408 ")
-    assert gw.metric(_HIT, limit="header_timeout_s") >= 40
+    assert gw.metric(LIMIT_HITS, limit="header_timeout_s") >= 40
 
 
 async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -14,27 +13,12 @@ import websockets
 from nats.js.errors import APIError
 
 from agentcast.bus import ensure_streams
-from agentcast.embedded import EmbeddedNats
 from agentcast.subjects import RUNS_SUBMIT
 from tests.support.gateway import GatewayProcess, auth, token, ws_reply
+from tests.support.limits import LIMIT_HITS, gateway_fixture
 from tests.support.nats import PrivateNats, role_env
 
-_HIT = "agentcast_gateway_limit_hits_total"
-
-
-@pytest.fixture(scope="module")
-def gw(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(
-        nats_server.url, tmp_path_factory.mktemp("runs-gw"),
-        env={**role_env(nats_server, "gateway"), "AGENTCAST_RUNS_PER_TOKEN_PER_S": "0.2"},
-    )  # fmt: skip
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+gw = gateway_fixture({"AGENTCAST_RUNS_PER_TOKEN_PER_S": "0.2"})
 
 
 async def test_run_submissions_past_the_token_bucket_get_429_with_retry_after(
@@ -58,7 +42,7 @@ async def test_run_submissions_past_the_token_bucket_get_429_with_retry_after(
         await ws.send(json.dumps({"op": "run", "prompt": "hi", "id": 1}))
         frame = await ws_reply(ws)
         assert frame["op"] == "error" and frame["code"] == "rate_limited" and frame["id"] == 1
-    assert gw.metric(_HIT, limit="runs_per_token_per_s") >= 2
+    assert gw.metric(LIMIT_HITS, limit="runs_per_token_per_s") >= 2
 
 
 async def test_a_full_run_queue_gets_503_queue_full_and_bounds_direct_publishers_too(
@@ -83,7 +67,7 @@ async def test_a_full_run_queue_gets_503_queue_full_and_bounds_direct_publishers
         assert full.status_code == 503, full.text
         assert full.json()["error"]["code"] == "queue_full"
         assert int(full.headers["Retry-After"]) >= 1
-        assert gw.metric(_HIT, limit="max_queued_runs") == 1
+        assert gw.metric(LIMIT_HITS, limit="max_queued_runs") == 1
         with pytest.raises(APIError):  # straight to NATS: JetStream refuses it the same way
             await private_nats.nc.jetstream().publish(
                 RUNS_SUBMIT, b'{"session":"s_x","prompt":"p"}'

@@ -5,36 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 
-import pytest
 import websockets
 
-from agentcast.embedded import EmbeddedNats
 from tests.support.gateway import GatewayProcess, token, ws_reply
-from tests.support.nats import role_env
+from tests.support.limits import LIMIT_HITS, gateway_fixture
 
-_HIT = "agentcast_gateway_limit_hits_total"
-
-
-@pytest.fixture(scope="module")
-def gw(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(
-        nats_server.url, tmp_path_factory.mktemp("ws-gw"),
-        env={
-            **role_env(nats_server, "gateway"),
-            "AGENTCAST_MAX_SUBSCRIPTIONS_PER_SOCKET": "3",
-            "AGENTCAST_WS_FRAMES_PER_S": "20",
-            "AGENTCAST_WS_FLOOD_CLOSE_AFTER": "50",
-        },
-    )  # fmt: skip
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+gw = gateway_fixture(
+    {
+        "AGENTCAST_MAX_SUBSCRIPTIONS_PER_SOCKET": "3",
+        "AGENTCAST_WS_FRAMES_PER_S": "20",
+        "AGENTCAST_WS_FLOOD_CLOSE_AFTER": "50",
+    }
+)
 
 
 async def test_subscriptions_past_the_limit_of_a_socket_get_an_error_frame(
@@ -54,7 +37,7 @@ async def test_subscriptions_past_the_limit_of_a_socket_get_an_error_frame(
         assert (await ws_reply(ws))["op"] == "ack"
         await ws.send(json.dumps({"op": "subscribe", "session": f"{session_id}_x", "from": "now"}))
         assert (await ws_reply(ws))["op"] == "subscribed"
-    assert gw.metric(_HIT, limit="max_subscriptions_per_socket") >= 1
+    assert gw.metric(LIMIT_HITS, limit="max_subscriptions_per_socket") >= 1
 
 
 async def test_a_frame_flood_gets_rate_limited_frames_then_1008_and_others_are_served(
@@ -90,4 +73,4 @@ async def test_a_frame_flood_gets_rate_limited_frames_then_1008_and_others_are_s
         assert ("pong", None) in ops and ("error", "rate_limited") in ops
         await calm.send(json.dumps({"op": "ping", "id": 1}))
         assert await ws_reply(calm) == {"op": "pong", "id": 1}
-    assert gw.metric(_HIT, limit="ws_frames_per_s") >= 50
+    assert gw.metric(LIMIT_HITS, limit="ws_frames_per_s") >= 50

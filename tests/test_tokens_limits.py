@@ -9,7 +9,6 @@ import json
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,22 +19,9 @@ import websockets
 from agentcast.embedded import EmbeddedNats
 from agentcast.tokens import Claims, mint_token
 from tests.support.gateway import SECRET, GatewayProcess, token, ws_reply
-from tests.support.nats import role_env
+from tests.support.limits import gateway_fixture
 
-
-@pytest.fixture(scope="module")
-def gw(
-    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[GatewayProcess]:
-    proc = GatewayProcess(
-        nats_server.url, tmp_path_factory.mktemp("tokens-gw"),
-        env={**role_env(nats_server, "gateway"), "AGENTCAST_TOKEN_MAX_LIFETIME_S": "3600"},
-    )  # fmt: skip
-    proc.start()
-    try:
-        yield proc
-    finally:
-        proc.stop()
+gw = gateway_fixture({"AGENTCAST_TOKEN_MAX_LIFETIME_S": "3600"})
 
 
 def _bearer(tok: str) -> dict[str, str]:
