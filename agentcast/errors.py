@@ -7,6 +7,7 @@ AgentcastError                       (module where it is defined; HTTP status in
 ├── PolicyViolation       400  a run option outside server policy
 │   └── PromptTooLarge    400  a prompt over max_prompt_bytes
 ├── TokenError            401  a token that is malformed, badly signed, expired or revoked (agentcast/tokens.py)
+│   └── TokenTooOld       401  issued longer ago than `token_max_lifetime_s`, whatever its `exp`
 ├── LimitExceeded         429  a client took more than a limit allows; carries `retry_after_s`
 │   ├── TooManyStreams    429  `too_many_streams`: open streams per token jti, subscriptions per socket
 │   ├── RateLimited       429  `rate_limited`: run submissions per token, frames per socket

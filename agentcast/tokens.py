@@ -41,6 +41,10 @@ class TokenError(AgentcastError):
     code = "unauthorized"
 
 
+class TokenTooOld(TokenError):
+    """A token issued longer ago than the gateway's maximum lifetime (`token_max_lifetime_s`)."""
+
+
 class Claims(msgspec.Struct, frozen=True, kw_only=True):
     scope: list[str]
     sessions: str = "*"
@@ -151,5 +155,5 @@ def verify_token(secret: str, token: str, *, max_lifetime_s: float | None = None
     if not set(claims.scope) <= SCOPES:
         raise TokenError("invalid token claims: unknown scope")
     if max_lifetime_s is not None and time.time() > claims.iat + max_lifetime_s:
-        raise TokenError("token expired (older than the gateway's maximum token lifetime)")
+        raise TokenTooOld("token expired (older than the gateway's maximum token lifetime)")
     return claims

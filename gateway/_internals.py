@@ -18,7 +18,7 @@ resume and slow-client tests that way.
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
-| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `.headers`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies and time out slow heads; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
+| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies and time out slow heads; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
 
 The producer's write path has its own nats-py seam, producer/fastpub.py
 (`Client._send_command` / `_flush_pending` family, nats-py 2.16), bounded by
@@ -276,6 +276,10 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
         def on_message_complete(self) -> None:
             if not self._refused:
                 super().on_message_complete()
+
+        def timeout_keep_alive_handler(self) -> None:
+            limits.on_hit("idle_timeout_s")
+            super().timeout_keep_alive_handler()
 
         def _start_head(self) -> None:
             self._in_head = True

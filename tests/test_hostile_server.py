@@ -114,6 +114,7 @@ async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
     answer = await _read_all(reader)  # ends only because the idle connection is closed
     assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"ok":true}')
     writer.close()
+    assert gw.metric(LIMIT_HITS, limit="idle_timeout_s") >= 1
 
     async with (
         httpx.AsyncClient(base_url=gw.url, timeout=30) as http,

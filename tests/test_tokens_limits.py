@@ -19,7 +19,7 @@ import websockets
 from agentcast.embedded import EmbeddedNats
 from agentcast.tokens import Claims, mint_token
 from tests.support.gateway import SECRET, GatewayProcess, token, ws_reply
-from tests.support.limits import gateway_fixture
+from tests.support.limits import LIMIT_HITS, gateway_fixture
 
 gw = gateway_fixture({"AGENTCAST_TOKEN_MAX_LIFETIME_S": "3600"})
 
@@ -37,6 +37,7 @@ async def test_a_token_older_than_the_maximum_lifetime_is_refused_whatever_its_e
         refused = await http.get("/v1/sessions", headers=_bearer(old))
         assert refused.status_code == 401
         assert "maximum token lifetime" in refused.json()["error"]["message"]
+        assert gw.metric(LIMIT_HITS, limit="token_max_lifetime_s") >= 1
         assert (await http.get("/v1/sessions", headers=_bearer(young))).status_code == 200
 
 
