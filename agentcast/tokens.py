@@ -10,6 +10,7 @@ Claims: `scope` (a list of "read", "run", "admin"; admin implies the others),
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import secrets
@@ -30,6 +31,7 @@ SCOPES: Final[frozenset[str]] = frozenset({"read", "run", "admin"})
 ALGORITHM: Final = "HS256"
 SECRET_FILE: Final = "jwt_secret"
 _TTL = re.compile(r"(\d+)([smhd]?)")
+_PLAIN_JTI = re.compile(r"[A-Za-z0-9_-]{1,128}")
 _GLOB_PREFIX = re.compile(r"[A-Za-z0-9_-]*")
 """The literal start of a session glob, up to its first wildcard."""
 _UNIT_S: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -67,6 +69,14 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
             if self.allows_session(session):
                 return session
         return new_session_id()
+
+
+def jti_key(jti: str) -> str:
+    """The token id as a NATS KV key (stream slots, revocations): itself when it is a plain
+    id (ours are hex), else a digest of it."""
+    if _PLAIN_JTI.fullmatch(jti):
+        return jti
+    return "h_" + hashlib.sha256(jti.encode()).hexdigest()[:40]
 
 
 def load_secret(settings: Settings) -> str:

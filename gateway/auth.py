@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Container, Mapping
 
 from agentcast.sessions import validate_session_id
-from agentcast.tokens import Claims, Scope, TokenError, TokenTooOld, verify_token
+from agentcast.tokens import Claims, Scope, TokenError, TokenTooOld, jti_key, verify_token
 from gateway.errors import ApiError
 from gateway.telemetry import Stats
 
@@ -45,7 +45,7 @@ class Authenticator:
             if isinstance(exc, TokenTooOld):
                 self._stats.hit("token_max_lifetime_s")
             raise ApiError(401, "unauthorized", str(exc)) from exc
-        if claims.jti in self._revoked:
+        if jti_key(claims.jti) in self._revoked:
             self._stats.auth_failures += 1
             raise ApiError(401, "token_revoked", "token revoked")
         return claims

@@ -32,6 +32,7 @@ from nats.js.kv import KeyValue
 from agentcast.bus import key_value
 from agentcast.errors import TooManyStreams
 from agentcast.settings import Settings
+from agentcast.tokens import jti_key
 
 logger = logging.getLogger(__name__)
 
@@ -116,6 +117,7 @@ class StreamSlots:
     async def acquire(self, jti: str) -> Slot:
         """A slot for one more stream of `jti`, or TooManyStreams (limit 0: no limit, and
         nothing stored)."""
+        jti = jti_key(jti)
         if self.limit and self.count(jti) >= self.limit:
             raise self._refusal()
         slot = Slot(self, jti)
@@ -147,7 +149,7 @@ class StreamSlots:
         task.add_done_callback(self._tasks.discard)
 
     def revoke(self, jti: str) -> int:
-        """End every open stream of `jti` here; returns how many."""
+        """End every open stream of the token `jti` (its KV key) here; returns how many."""
         ended = 0
         for slot in list(self._open.get(jti, ())):
             if slot.on_revoke is not None:

@@ -17,7 +17,7 @@ import pytest
 import websockets
 
 from agentcast.embedded import EmbeddedNats
-from agentcast.tokens import Claims, mint_token
+from agentcast.tokens import Claims, jti_key, mint_token
 from tests.support.gateway import SECRET, GatewayProcess, token, ws_reply
 from tests.support.limits import LIMIT_HITS, gateway_fixture
 
@@ -106,3 +106,10 @@ def test_a_generated_session_id_falls_inside_a_glob_with_a_literal_prefix(
     session = claims.new_session()
     assert session.startswith(prefix) and len(session) <= 64
     assert claims.allows_session(session) or prefix == "s_"
+
+
+def test_any_jti_maps_to_a_plain_kv_key() -> None:
+    assert jti_key("0123abcdef") == "0123abcdef"
+    for odd in ("a b", "x.y.>", "ü", "*", "a" * 300):
+        key = jti_key(odd)
+        assert key.startswith("h_") and key.replace("_", "").isalnum() and key == jti_key(odd)

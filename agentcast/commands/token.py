@@ -12,7 +12,7 @@ import nats.errors
 
 from agentcast.commands._common import fail, resolve_nats, settings_from_args
 from agentcast.settings import Settings
-from agentcast.tokens import load_secret, mint_token, parse_scopes, parse_ttl
+from agentcast.tokens import jti_key, load_secret, mint_token, parse_scopes, parse_ttl
 
 _JTI = re.compile(r"[A-Za-z0-9_-]{1,128}")
 
@@ -55,16 +55,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _jti_of(value: str) -> str:
-    """A jti as given, or the jti claim of a token (read unverified: revoking needs no trust)."""
+    """The KV key of a jti as given, or of the jti claim of a token (read unverified:
+    revoking needs no trust)."""
     if _JTI.fullmatch(value):
         return value
     try:
         jti = jwt.decode(value, options={"verify_signature": False}).get("jti")
     except jwt.PyJWTError:
         jti = None
-    if not isinstance(jti, str) or not _JTI.fullmatch(jti):
+    if not isinstance(jti, str) or not jti:
         fail("--revoke takes a token's jti (letters, digits, _ and -) or the token itself")
-    return jti
+    return jti_key(jti)
 
 
 def _revoke(settings: Settings, value: str) -> int:
