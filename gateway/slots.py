@@ -66,6 +66,15 @@ class Slot:
 
 
 class StreamSlots:
+    """This process's share of the slots, and the one writer per token that stores it.
+
+    Streams of one token that open together are admitted in one write: each
+    `acquire` waits in its token's batch, and the token's writer task reads
+    the stored counts, admits what fits and stores its new count, then takes
+    the next batch. A burst of one token's connections costs a few writes, not
+    one each, and never holds their requests in a queue of writes.
+    """
+
     def __init__(self, js: JetStreamContext, settings: Settings) -> None:
         self._js = js
         self.limit = settings.max_streams_per_token
@@ -75,14 +84,14 @@ class StreamSlots:
         self._streams: KeyValue | None = None
         self._gateways: KeyValue | None = None
         self._open: dict[str, set[Slot]] = {}
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiting: dict[str, list[tuple[Slot, asyncio.Future[bool]]]] = {}
+        self._writers: dict[str, asyncio.Task[None]] = {}
+        self._dirty: set[str] = set()
+        """Tokens whose stored count is not this process's (a release, a failed write)."""
         self._written: dict[str, float] = {}
-        """When this process last stored each jti's count."""
-        self._stale: set[str] = set()
-        """Tokens whose stored count a failed write left wrong: the renewal writes them."""
+        """When this process last stored each token's count."""
         self._alive: dict[str, float] = {}
         """Other instances seen alive, and when (trusted for a third of the lease)."""
-        self._tasks: set[asyncio.Task[bool]] = set()
 
     async def start(self) -> None:
         self._streams = await key_value(
@@ -96,42 +105,47 @@ class StreamSlots:
         await self._gateways.put(self.instance, b"1")
 
     async def renew(self) -> None:
-        """Keep this process counted as alive, and rewrite counts a failed write left stale;
-        until cancelled."""
+        """Keep this process counted as alive, and store again the counts a failed write left
+        stale or that have not been written for long; until cancelled."""
         while True:
             await asyncio.sleep(self.lease_s / 3)
             try:
                 assert self._gateways is not None
                 await asyncio.wait_for(self._gateways.put(self.instance, b"1"), _OP_TIMEOUT_S)
-                now = time.monotonic()
-                old = {j for j in self._open if now - self._written.get(j, now) > _REWRITE_AFTER_S}
-                for jti in old | self._stale:
-                    await self._write(jti)
             except (nats.errors.Error, TimeoutError) as exc:
-                logger.warning("stream slots: renewal failed: %r", exc)
+                logger.warning("stream slots: lease renewal failed: %r", exc)
+            now = time.monotonic()
+            for key in [
+                k for k in self._open if now - self._written.get(k, now) > _REWRITE_AFTER_S
+            ]:
+                self._dirty.add(key)
+            for key in list(self._dirty):
+                self._kick(key)
 
-    def count(self, jti: str) -> int:
-        """This process's open streams of `jti`."""
-        return len(self._open.get(jti, ()))
+    def count(self, key: str) -> int:
+        """This process's open streams of the token `key`."""
+        return len(self._open.get(key, ()))
 
     async def acquire(self, jti: str) -> Slot:
         """A slot for one more stream of `jti`, or TooManyStreams (limit 0: no limit, and
         nothing stored)."""
-        jti = jti_key(jti)
-        if self.limit and self.count(jti) >= self.limit:
-            raise self._refusal()
-        slot = Slot(self, jti)
-        self._open.setdefault(jti, set()).add(slot)
+        key = jti_key(jti)
+        slot = Slot(self, key)
         if not self.limit:
+            self._open.setdefault(key, set()).add(slot)
             return slot
-        try:
-            admitted = await self._write(jti, admitting=True)
-        except BaseException:
-            self._forget(slot)
-            raise
-        if not admitted:
-            self._forget(slot)
+        if self.count(key) + len(self._waiting.get(key, ())) >= self.limit:
             raise self._refusal()
+        admitted = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(key, []).append((slot, admitted))
+        self._kick(key)
+        try:
+            if not await admitted:
+                raise self._refusal()
+        except asyncio.CancelledError:
+            if admitted.done() and not admitted.cancelled() and admitted.result():
+                slot.release()  # admitted just as the client went away
+            raise
         return slot
 
     def _refusal(self) -> TooManyStreams:
@@ -141,12 +155,14 @@ class StreamSlots:
         )
 
     def release(self, slot: Slot) -> None:
-        self._forget(slot)
-        if not self.limit:
-            return
-        task = asyncio.get_running_loop().create_task(self._write(slot.jti))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        held = self._open.get(slot.jti)
+        if held is not None:
+            held.discard(slot)
+            if not held:
+                del self._open[slot.jti]
+        if self.limit:
+            self._dirty.add(slot.jti)
+            self._kick(slot.jti)
 
     def revoke(self, jti: str) -> int:
         """End every open stream of the token `jti` (its KV key) here; returns how many."""
@@ -157,59 +173,73 @@ class StreamSlots:
                 ended += 1
         return ended
 
-    def _forget(self, slot: Slot) -> None:
-        held = self._open.get(slot.jti)
-        if held is not None:
-            held.discard(slot)
-            if not held:
-                del self._open[slot.jti]
+    def _kick(self, key: str) -> None:
+        if key not in self._writers:
+            self._writers[key] = asyncio.get_running_loop().create_task(self._write_loop(key))
 
-    async def _write(self, jti: str, *, admitting: bool = False) -> bool:
-        """Store this process's count of `jti` (dropping dead instances); when `admitting`,
-        refuse (False) if the other gateways' streams leave no room for it."""
-        lock = self._locks.setdefault(jti, asyncio.Lock())
+    async def _write_loop(self, key: str) -> None:
+        """The token's writer: batches of waiting streams, then its count, until none is left
+        (no await between the last check and the end: a new waiter starts a new writer)."""
+        batch: list[tuple[Slot, asyncio.Future[bool]]] = []
         try:
-            async with lock:
-                return await asyncio.wait_for(self._cas(jti, admitting), _OP_TIMEOUT_S * 3)
+            while self._waiting.get(key) or key in self._dirty:
+                batch = [(s, f) for s, f in self._waiting.pop(key, []) if not f.done()]
+                self._dirty.discard(key)
+                granted = await self._store(key, len(batch))
+                for i, (slot, admitted) in enumerate(batch):
+                    if admitted.done():  # its client went away meanwhile: stored one too many
+                        self._dirty.add(key)
+                    elif i < granted:
+                        self._open.setdefault(key, set()).add(slot)
+                        admitted.set_result(True)
+                    else:
+                        admitted.set_result(False)
+                batch = []
+        finally:
+            del self._writers[key]
+            for _, admitted in [*batch, *self._waiting.pop(key, [])]:
+                if not admitted.done():  # only when the writer is cancelled, at shutdown
+                    admitted.set_result(False)
+
+    async def _store(self, key: str, wanted: int) -> int:
+        """Store this process's count of `key` plus as many of `wanted` new streams as fit
+        beside the other gateways' (dead ones dropped); returns how many fit."""
+        try:
+            return await asyncio.wait_for(self._cas(key, wanted), _OP_TIMEOUT_S * 3)
         except (nats.errors.Error, TimeoutError) as exc:
             # NATS away: admit on this process's own count; the renewal writes it back later.
             logger.warning("stream slots of a token not stored: %r", exc)
-            self._stale.add(jti)
-            return True
-        finally:
-            if not lock.locked() and jti not in self._open:
-                self._locks.pop(jti, None)
+            self._dirty.add(key)
+            return max(0, min(wanted, self.limit - self.count(key)))
 
-    async def _cas(self, jti: str, admitting: bool) -> bool:
+    async def _cas(self, key: str, wanted: int) -> int:
         assert self._streams is not None
         for _ in range(_CAS_TRIES):
-            stored, revision = await self._read(jti)
+            stored, revision = await self._read(key)
             counts = {k: v for k, v in stored.items() if k != self.instance and v > 0}
             for other in list(counts):
                 if not await self._is_alive(other):
                     del counts[other]
-            mine = self.count(jti)
-            if admitting and sum(counts.values()) + mine > self.limit:
-                return False
-            if mine:
-                counts[self.instance] = mine
+            mine = self.count(key)
+            granted = max(0, min(wanted, self.limit - sum(counts.values()) - mine))
+            if mine + granted:
+                counts[self.instance] = mine + granted
             try:
                 if counts != stored:
-                    await self._streams.update(jti, _encode(counts), last=revision)
+                    await self._streams.update(key, _encode(counts), last=revision)
             except KeyWrongLastSequenceError:
                 continue  # another gateway wrote first: read again
-            self._stale.discard(jti)
-            self._written[jti] = time.monotonic()
-            if not mine:
-                self._written.pop(jti, None)
-            return True
+            self._written[key] = time.monotonic()
+            if not mine + granted:
+                self._written.pop(key, None)
+            return granted
         raise TimeoutError(f"stream slots of a token: {_CAS_TRIES} conflicting writes")
 
-    async def _read(self, jti: str) -> tuple[dict[str, int], int]:
-        """The stored counts of `jti` and their revision (0: no such key)."""
+    async def _read(self, key: str) -> tuple[dict[str, int], int]:
+        """The stored counts of `key` and their revision (0: no such key)."""
         assert self._streams is not None
         try:
-            entry = await self._streams.get(jti)
+            entry = await self._streams.get(key)
         except KeyNotFoundError:
             return {}, 0
         try:
@@ -233,15 +263,14 @@ class StreamSlots:
 
     async def close(self) -> None:
         """Give back this process's slots (a clean shutdown need not wait for the lease)."""
-        for task in list(self._tasks):
+        for task in list(self._writers.values()):
+            task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-        jtis = set(self._open) | set(self._written) | self._stale
+        keys = set(self._open) | set(self._written) | self._dirty
         self._open.clear()
-        for jti in jtis:
-            try:
-                await self._write(jti)
-            except Exception as exc:  # noqa: BLE001 - at shutdown: the lease frees them
-                logger.debug("stream slots at shutdown: %r", exc)
+        if self.limit:
+            for key in keys:
+                await self._store(key, 0)
         if self._gateways is not None:
             try:
                 await asyncio.wait_for(self._gateways.delete(self.instance), _OP_TIMEOUT_S)

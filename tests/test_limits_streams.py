@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
 
@@ -21,16 +21,21 @@ LIMIT = 3
 _ENV = {"AGENTCAST_MAX_STREAMS_PER_TOKEN": str(LIMIT), "AGENTCAST_STREAM_LEASE_S": "3"}
 
 
-@pytest.fixture
-async def pair(nats_server: EmbeddedNats, tmp_path: Path) -> AsyncIterator[list[GatewayProcess]]:
+@pytest.fixture(scope="module")
+def pair(
+    nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[GatewayProcess]]:
+    """Two gateways for the module's tests (each with its own tokens; the last kills one)."""
+    root = tmp_path_factory.mktemp("pair")
     gateways = [
         GatewayProcess(
-            nats_server.url, tmp_path / f"gw{i}", env={**role_env(nats_server, "gateway"), **_ENV}
+            nats_server.url, root / f"gw{i}", env={**role_env(nats_server, "gateway"), **_ENV}
         )
         for i in range(2)
     ]
     try:
-        await asyncio.gather(*(asyncio.to_thread(g.start) for g in gateways))
+        for g in gateways:
+            g.start()
         yield gateways
     finally:
         for g in gateways:
@@ -92,6 +97,20 @@ async def test_streams_past_the_limit_of_a_token_over_two_gateways_are_refused_a
 
         await first.aclose()  # one slot of `tok` back: gateway b admits one more
         assert await admitted_within(http, b, tok) == 200
+
+
+async def test_a_burst_of_one_tokens_streams_admits_exactly_the_limit(
+    pair: list[GatewayProcess],
+) -> None:
+    a, _ = pair
+    tok = token()
+    async with AsyncExitStack() as stack:
+        clients = [
+            await stack.enter_async_context(httpx.AsyncClient(timeout=30)) for _ in range(3 * LIMIT)
+        ]
+        answers = await asyncio.gather(*(open_sse(stack, http, a, tok) for http in clients))
+        codes = sorted(r.status_code for r in answers)
+    assert codes == [200] * LIMIT + [429] * (2 * LIMIT)
 
 
 async def test_a_killed_gateways_slots_are_freed_by_its_lease(pair: list[GatewayProcess]) -> None:
