@@ -1,13 +1,17 @@
 """The server bounds what a client can send before the app: head size (431), body size (413),
-slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are not cut."""
+slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are not cut; and
+no token it is sent reaches its log."""
 
 from __future__ import annotations
 
 import asyncio
 
 import httpx
+import pytest
+import websockets
 
-from tests.support.gateway import GatewayProcess, auth
+from agentcast.logs import REDACTED
+from tests.support.gateway import GatewayProcess, auth, token
 from tests.support.limits import LIMIT_HITS, gateway_fixture
 
 _ENV = {
@@ -18,7 +22,7 @@ _ENV = {
 }
 
 
-gw = gateway_fixture(_ENV)
+gw = gateway_fixture(_ENV, "--log-level", "INFO")
 
 
 async def _raw(gw: GatewayProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
@@ -127,3 +131,22 @@ async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
                 beats += line.startswith(":")
                 if beats == 3:  # heartbeats every second: past the head and idle timeouts
                     break
+
+
+async def test_tokens_in_urls_never_reach_the_gateway_log(gw: GatewayProcess) -> None:
+    good, bad = token(), token(("read",), "nothing_*")[:-3] + "xyz"  # a valid one, a forged one
+    async with websockets.connect(f"{gw.ws_url}?token={good}") as ws:
+        await ws.send('{"op":"ping"}')
+        await ws.recv()
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(f"{gw.ws_url}?token={bad}"):
+            pass
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        await http.get("/v1/sessions", params={"token": bad})
+        await http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"})
+    async with asyncio.timeout(30):  # the lines are the server's: written as it logs them
+        while "WebSocket /v1/ws?token=" + REDACTED not in gw.log.read_text():  # uvicorn's own
+            await asyncio.sleep(0.05)
+    log = gw.log.read_text()
+    for secret in (good, bad, good.split(".")[2], bad.split(".")[1]):
+        assert secret not in log

@@ -15,15 +15,16 @@ LIMIT_HITS: Final = "agentcast_gateway_limit_hits_total"
 """The counter of refusals, labelled by the setting crossed."""
 
 
-def gateway_fixture(env: dict[str, str]) -> Callable[..., Iterator[GatewayProcess]]:
-    """A module-scoped fixture: a gateway with `env` (AGENTCAST_* limits) on the test server."""
+def gateway_fixture(env: dict[str, str], *args: str) -> Callable[..., Iterator[GatewayProcess]]:
+    """A module-scoped fixture: a gateway with `env` (AGENTCAST_* limits) and command-line
+    `args` on the test server."""
 
     @pytest.fixture(scope="module")
     def gw(
         nats_server: EmbeddedNats, tmp_path_factory: pytest.TempPathFactory
     ) -> Iterator[GatewayProcess]:
         proc = GatewayProcess(
-            nats_server.url, tmp_path_factory.mktemp("limits-gw"),
+            nats_server.url, tmp_path_factory.mktemp("limits-gw"), None, *args,
             env={**role_env(nats_server, "gateway"), **env},
         )  # fmt: skip
         proc.start()
