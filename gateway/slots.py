@@ -20,8 +20,7 @@ import asyncio
 import logging
 import time
 import uuid
-from collections.abc import Callable
-from typing import Final
+from typing import Final, Literal, Protocol
 
 import msgspec
 import nats.errors
@@ -48,16 +47,23 @@ _counts = msgspec.json.Decoder(dict[str, int])
 _encode = msgspec.json.Encoder().encode
 
 
+class Revocable(Protocol):
+    """What a slot ends when its token is revoked: the stream's sink (gateway/sink.py)."""
+
+    def finish(self, reason: Literal["revoked"]) -> None: ...
+
+
 class Slot:
     """One admitted stream; `release()` (idempotent) gives the slot back."""
 
-    __slots__ = ("_slots", "jti", "on_revoke")
+    __slots__ = ("_slots", "jti", "stream")
 
     def __init__(self, slots: StreamSlots, jti: str) -> None:
         self._slots = slots
         self.jti = jti
-        self.on_revoke: Callable[[], None] | None = None
-        """Ends the stream when its token is revoked (set once the stream has a sink)."""
+        self.stream: Revocable | None = None
+        """Ended when its token is revoked (set once the stream has a sink; no closure, so
+        an open stream costs no more than this object)."""
 
     def release(self) -> None:
         if self._slots is not None:
@@ -168,8 +174,8 @@ class StreamSlots:
         """End every open stream of the token `jti` (its KV key) here; returns how many."""
         ended = 0
         for slot in list(self._open.get(jti, ())):
-            if slot.on_revoke is not None:
-                slot.on_revoke()
+            if slot.stream is not None:
+                slot.stream.finish("revoked")
                 ended += 1
         return ended
 

@@ -166,7 +166,7 @@ class SseResponse(Response):
                 open_output("sse", scope, send), gw.settings.client_buffer_bytes, gw.stats,
                 gw.hub.flusher,
             )  # fmt: skip
-            slot.on_revoke = partial(sink.finish, "revoked")
+            slot.stream = sink
             await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
             sink.send(sse_retry(retry_ms(1000, 2000)))
             await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content, slot))

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from functools import partial
 from typing import Any, Final
 
 import msgspec
@@ -76,7 +75,7 @@ async def endpoint(websocket: WebSocket) -> None:
             open_output("ws", websocket.scope, websocket.send), gw.settings.client_buffer_bytes,
             gw.stats, gw.hub.flusher,
         )  # fmt: skip
-        slot.on_revoke = partial(sink.finish, "revoked")
+        slot.stream = sink
         connection = _Connection(gw, claims, sink, slot)
         await hand_off(websocket.scope, websocket.receive, websocket.send, connection.run)
     except BaseException:
