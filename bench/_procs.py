@@ -154,7 +154,12 @@ def gateway(nats_url: str, tmp: Path, workers: int) -> Iterator[Server]:
     cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", nats_url,
            "--port", str(port), "--data", str(tmp), "--workers", str(workers),
            "--log-level", "WARNING"]  # fmt: skip
-    env = {**os.environ, "AGENTCAST_JWT_SECRET": SECRET}
+    # One token for every load client: the stream slots are counted, never refused.
+    env = {
+        "AGENTCAST_MAX_STREAMS_PER_TOKEN": "100000000",
+        **os.environ,
+        "AGENTCAST_JWT_SECRET": SECRET,
+    }
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     try:
         wait_http(port, "/readyz")

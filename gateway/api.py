@@ -12,7 +12,6 @@ from starlette.responses import JSONResponse, Response
 
 from agentcast.codec import encode
 from agentcast.progress import ProgressSnapshot, decode_snapshot
-from agentcast.sessions import new_session_id
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
@@ -70,9 +69,10 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
     check_prompt(body.prompt, gw.settings)
     if body.session is not None and not isinstance(body.session, str):
         raise ApiError(400, "invalid_session", "session must be a string")
-    # Only an absent or null session is generated: "" is an invalid id like any other.
-    given = new_session_id() if body.session is None else body.session
+    # Absent or null: the server makes one (inside the token's glob); "" is invalid, a 400.
+    given = claims.new_session() if body.session is None else body.session
     session = checked_session(gw.auth, claims, "run", given)
+    gw.run_limiter.check(claims.jti)
     run = await submit_run(
         gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session, options=body.options
     )
@@ -111,6 +111,7 @@ async def message(
 ) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
+    gw.run_limiter.check(claims.jti)
     run = await follow_up(gw.nc, gw.js, gw.reader, gw.settings, session=session, text=body.text)
     return {"session": session, "ok": True, "run": run}
 

@@ -26,13 +26,16 @@ from gateway.hub import Hub
 from gateway.openapi import answers
 from gateway.output import RAW_SEND
 from gateway.replay import DirectReader
+from gateway.revocations import Revocations
 from gateway.sink import STREAM
-from gateway.state import STATE_KEY, GatewayState
+from gateway.slots import StreamSlots
+from gateway.state import STATE_KEY, GatewayState, state_of
 from gateway.telemetry import Stats, render
 
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
+_REVOCATIONS_LOAD_S = 5.0
 
 
 def create_app(settings: Settings) -> GatewayApp:
@@ -40,10 +43,10 @@ def create_app(settings: Settings) -> GatewayApp:
     if not settings.nats_url:
         raise ValueError("the gateway needs settings.nats_url")
     secret = load_secret(settings)
+    stats = Stats()  # made here: the server's protocol (gateway/server.py) counts into it too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
-        stats = Stats()
         hooks: dict[str, Hub] = {}
 
         async def on_reconnect() -> None:
@@ -65,7 +68,13 @@ def create_app(settings: Settings) -> GatewayApp:
                 heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
             )  # fmt: skip
             hooks["hub"] = hub
-            state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            slots = StreamSlots(nc.jetstream(), settings)
+            await slots.start()
+            revocations = Revocations(slots.revoke)
+            auth = Authenticator(
+                secret, stats, max_lifetime_s=settings.token_max_lifetime_s, revoked=revocations
+            )
+            state = GatewayState(settings, nc, hub, reader, kv, auth, stats, slots, revocations)
             state.app_streams = await AppStreams.open(nc, settings, stats)
             if isinstance(app, GatewayApp):
                 app.hub = hub
@@ -73,21 +82,31 @@ def create_app(settings: Settings) -> GatewayApp:
             if not settings.gateway_fastpath:
                 logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
             logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
-            heartbeats = asyncio.create_task(hub.heartbeats())
+            tasks = [
+                asyncio.create_task(hub.heartbeats()),
+                asyncio.create_task(slots.renew()),
+                asyncio.create_task(revocations.watch(nc.jetstream(), settings)),
+            ]
+            try:
+                await asyncio.wait_for(revocations.loaded.wait(), _REVOCATIONS_LOAD_S)
+            except TimeoutError:
+                logger.warning("revoked tokens not loaded yet; serving, still watching")
             try:
                 yield {STATE_KEY: state}
             finally:
-                heartbeats.cancel()
+                for task in tasks:
+                    task.cancel()
                 await state.close()
 
     app = GatewayApp(
+        stats,
         fastpath=settings.gateway_fastpath,
         title="agentcast gateway",
         version="1",
         description="Claude agent events over SSE and WebSocket, with exact resume.",
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, lambda request, limit: state_of(request).stats.hit(limit))
     openapi.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -156,8 +175,9 @@ class GatewayApp(FastAPI):
     worth of middleware frames and exit stacks (about half its memory).
     """
 
-    def __init__(self, *, fastpath: bool, **kwargs: Any) -> None:
+    def __init__(self, stats: Stats, *, fastpath: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.stats = stats
         self.fastpath = fastpath
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""

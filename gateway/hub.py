@@ -61,6 +61,8 @@ PENDING_MSGS: Final = 65_536
 PENDING_BYTES: Final = 64 * 1024 * 1024
 _REFILL_RETRY_S: Final = 0.5
 _HEARTBEAT_SLICE: Final = 500
+HEARTBEAT_PASSES: Final = 4
+"""Heartbeat passes per interval: an idle client gets one 3/4 to 1 interval after its last frame."""
 FIREHOSE: Final = "*"
 
 
@@ -314,14 +316,20 @@ class Hub:
                     topic.slow_consumer()
 
     async def heartbeats(self) -> None:
-        """Run `beat()` every `heartbeat_s`, until cancelled."""
+        """Run `beat()` HEARTBEAT_PASSES times every `heartbeat_s`, on a fixed schedule (a slow
+        pass does not push the next ones back), until cancelled."""
+        loop = asyncio.get_running_loop()
+        period = self.heartbeat_s / HEARTBEAT_PASSES
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            due = max(due + period, loop.time())
+            await asyncio.sleep(due - loop.time())
             await self.beat()
 
     async def beat(self) -> None:
-        """Write a comment to every SSE client sent nothing since the last pass (proxies, dead
-        peers); drop those still too far behind as lagged.
+        """Write a comment to every SSE client sent nothing for most of an interval (proxies,
+        dead peers), so that one comes at most `heartbeat_s` after the last frame; drop those
+        still too far behind as lagged.
         """
         for i, sink in enumerate(list(self.sinks)):
             if i % _HEARTBEAT_SLICE == _HEARTBEAT_SLICE - 1:
@@ -330,9 +338,7 @@ class Hub:
                 continue
             if sink.buffered() > sink.limit:
                 sink.finish("lagged")
-            elif sink.active:
-                sink.active = False
-            else:
+            elif sink.heartbeat_due(HEARTBEAT_PASSES):
                 sink.send(HEARTBEAT)
 
     def shutdown(self) -> None:

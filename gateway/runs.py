@@ -9,22 +9,29 @@ waiting in the queue, can shift it. The session's events are authoritative.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 import msgspec
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError
 
 from agentcast.codec import control_reply_decoder, decode_loose, encode
 from agentcast.control import ControlReply, ControlRequest, RunRequest
-from agentcast.errors import PolicyViolation, PromptTooLarge
+from agentcast.errors import PolicyViolation, PromptTooLarge, QueueFull
 from agentcast.policy import resolve_options, validate_prompt
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
 from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
-from gateway.errors import ApiError
+from gateway.errors import ApiError, unavailable
 from gateway.replay import DirectReader
+
+logger = logging.getLogger(__name__)
+
+_MAXIMUM_MESSAGES_EXCEEDED = 10077
+"""JetStream's error code for a publish refused by a full stream (max_msgs, discard new)."""
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
@@ -63,7 +70,10 @@ async def submit_run(
     try:
         await js.publish(RUNS_SUBMIT, encode(request), headers={"Nats-Msg-Id": uuid.uuid4().hex})
     except Exception as exc:
-        raise ApiError(503, "unavailable", f"could not queue the run: {exc!r}") from exc
+        if isinstance(exc, APIError) and exc.err_code == _MAXIMUM_MESSAGES_EXCEEDED:
+            raise QueueFull(settings.max_queued_runs) from exc
+        logger.warning("run request for %s not queued: %r", sid, exc)  # not told to the client
+        raise unavailable("could not queue the run: JetStream did not accept it") from exc
     return run
 
 

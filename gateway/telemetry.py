@@ -32,6 +32,12 @@ class Stats:
         self.gap_refills = 0
         self.slow_consumers = 0
         self.events_in = 0
+        self.limit_hits: dict[str, int] = {}
+        """Refusals by the setting crossed (`max_streams_per_token`, `header_timeout_s`...)."""
+
+    def hit(self, limit: str) -> None:
+        """Count one refusal for crossing `limit` (never per event: per request or frame)."""
+        self.limit_hits[limit] = self.limit_hits.get(limit, 0) + 1
 
 
 class _Collector(Collector):
@@ -120,6 +126,14 @@ class _Collector(Collector):
             s.events_in,
             pid,
         )
+        hits = CounterMetricFamily(
+            "agentcast_gateway_limit_hits",
+            "Requests, connections or frames refused for crossing a limit, by its setting",
+            labels=["limit", "pid"],
+        )
+        for limit, value in sorted(s.limit_hits.items()):
+            hits.add_metric([limit, pid], value)
+        yield hits
         yield _single(
             GaugeMetricFamily,
             "agentcast_gateway_upstream_subscriptions",
