@@ -41,10 +41,12 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import SlowConsumerError
 
+from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_ALL, LIVE_ALL, LIVE_PREFIX, session_events
+from gateway.admission import Admission
 from gateway.feed import Subscription
 from gateway.frames import HEARTBEAT, Frame
-from gateway.replay import DirectReader, frame_of
+from gateway.replay import DirectReader
 from gateway.sink import Flusher, Sink
 from gateway.telemetry import Stats
 from gateway.upstream import Tap
@@ -195,13 +197,15 @@ class Topic:
 
     async def _read_to_end(self) -> None:
         reader, batch = self.hub.reader, self.hub.replay_batch
+        since = reader.mark()  # live frames are held from before this on
         while True:
-            found = await reader.batch(self.last_seq + 1, self.replay_subject, batch, 1 << 20)
-            for msg in found.msgs:
-                frame = frame_of(msg)
+            found = await reader.batch(
+                self.last_seq + 1, self.replay_subject, batch, 1 << 20, since=since
+            )
+            for frame in found.frames:
                 if frame.seq > self.last_seq:
                     self._dispatch(frame)
-            if found.pending == 0 or not found.msgs:
+            if found.pending == 0 or not found.frames:
                 return
 
 
@@ -219,10 +223,12 @@ class Hub:
         fastpath: bool = True,
         pending_msgs: int = PENDING_MSGS,
         pending_bytes: int = PENDING_BYTES,
+        admission: Admission | None = None,
     ) -> None:
         self.nc = nc
         self.reader = reader
         self.stats = stats
+        self.admission = admission or Admission.of(Settings(), stats)
         self.replay_batch = replay_batch
         self.heartbeat_s = heartbeat_s
         self.pending_msgs = pending_msgs
@@ -366,7 +372,8 @@ class Subscriber:
 
     async def catch_up(self, sub: Subscription) -> None:
         """Replay `sub` up to the end of the stream, then let it go live."""
-        if await sub.catch_up(self._hub.reader, self._hub.replay_batch):
+        hub = self._hub
+        if await sub.catch_up(hub.reader, hub.replay_batch, hub.admission):
             # No await since the replay's end: the topic's floor is exactly `sub`'s position.
             topic = self._topics.get(sub)
             if topic is not None:

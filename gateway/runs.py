@@ -10,7 +10,7 @@ waiting in the queue, can shift it. The session's events are authoritative.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from nats.errors import NoRespondersError
@@ -25,6 +25,9 @@ from agentcast.settings import Settings
 from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
 from gateway.errors import ApiError
 from gateway.replay import DirectReader
+
+_WORKER_S: Final = 1.0
+_PING_S: Final = 0.4
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
@@ -70,10 +73,13 @@ async def submit_run(
 async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply | None:
     """The reply of the worker holding `session`, or None when no worker holds it."""
     try:
-        msg = await nc.request(ctl_subject(session), encode(request), timeout=5.0)
+        msg = await nc.request(ctl_subject(session), encode(request), timeout=_WORKER_S)
     except NoRespondersError:
         return None
     except NatsTimeoutError as exc:
+        # A worker that answers from its loop takes milliseconds: no answer is NATS itself
+        # stalling, or the worker. A round trip to the server tells which.
+        await nc.flush(timeout=_PING_S)
         raise ApiError(
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc

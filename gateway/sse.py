@@ -19,8 +19,10 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
-from agentcast.errors import AgentcastError
+from agentcast.errors import AgentcastError, NatsUnavailable
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
@@ -125,7 +127,8 @@ async def _open(
     type_filter = parse_types(types)
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
-        await gw.reader.check_resume(after, subject, covers)
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            await gw.reader.check_resume(after, subject, covers)
     return SseResponse(gw, EventContent(key, name, subject, after, type_filter, sessions))
 
 
@@ -199,12 +202,25 @@ class EventContent:
             if self.after != NOW:
                 try:
                     await client.catch_up(sub)
-                except Exception:
-                    logger.exception("replay failed for %s", self.name)
-                    sink.finish("error")
+                except Exception as exc:  # noqa: BLE001 - told to the client, truthfully
+                    _replay_failed(sink, self.name, exc)
             await sink.wait()
         finally:
             watch.stop()
+
+
+def _replay_failed(sink: Sink, name: str, exc: Exception) -> None:
+    """End a stream whose replay could not run, saying why and when to retry (with jitter)."""
+    if isinstance(exc, ReplayBusy):
+        sink.send(sse_retry(int(exc.retry_after_s * 1000), str(exc)))
+    else:
+        if isinstance(exc, NatsUnavailable):
+            logger.warning("replay failed for %s: %s", name, exc)
+        else:
+            logger.exception("replay failed for %s", name)
+        why = exc.code if isinstance(exc, AgentcastError) else "internal"
+        sink.send(sse_retry(retry_ms(1000, 4000), f"replay failed ({why}): retry"))
+    sink.finish("error")
 
 
 async def _end(client: Subscriber, send: Send) -> None:
@@ -216,7 +232,7 @@ async def _end(client: Subscriber, send: Send) -> None:
             "message": "client fell behind; reconnect with Last-Event-ID to resume",
         }
         sink.send(sse_event(None, "lagged", encode(notice)))
-    elif sink.reason in ("shutdown", "error"):
+    elif sink.reason == "shutdown":
         sink.send(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect"))
     elif sink.output.closing():
         return

@@ -22,11 +22,13 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
 from agentcast.codec import ws_op_decoder, ws_ref_decoder
-from agentcast.errors import AgentcastError
+from agentcast.errors import AgentcastError, NatsUnavailable
 from agentcast.sessions import new_session_id
 from agentcast.tokens import Claims, Scope
 from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.errors import ApiError, from_agentcast_error, from_nats_error
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
@@ -122,7 +124,8 @@ class _Connection:
                 raise ApiError(
                     413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
                 )
-            await self._dispatch(_decode(data))
+            async with nats_deadline(self.gw.settings.nats_timeout_s):
+                await self._dispatch(_decode(data))
         except (AgentcastError, nats.errors.Error) as exc:
             err = (
                 from_agentcast_error(exc)
@@ -191,7 +194,9 @@ class _Connection:
             await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
-            self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
+            retry = exc.retry_after_s if isinstance(exc, ReplayBusy | NatsUnavailable) else None
+            code = exc.code if isinstance(exc, ReplayBusy | NatsUnavailable) else "replay_failed"
+            self.reply("error", code=code, message=str(exc), session=sub.name, retry_after_s=retry)
             self._drop(sub.name)
 
     def _unsubscribe(self, session: str, ref: object) -> None:

@@ -1,0 +1,125 @@
+"""Admission control for replays: a bounded number at once per process, the rest in line.
+
+A reconnect storm (every dashboard of an installation reconnecting after a
+deploy) starts thousands of replays at once. Run all at once, they share the
+process's one NATS connection and event loop: reads time out, memory grows
+with every replay started, and /healthz and live delivery wait behind them.
+So at most `limit` replays run at once; the others wait in arrival order
+(first come, first served; a slot freed is handed to the oldest waiter, never
+taken by a newcomer), at most `queue_max` of them and for `wait_s` at most.
+A replay that cannot be admitted is told the truth, `ReplayBusy`, with a
+retry delay spread at random so that the refused do not come back together.
+Live delivery never waits here: only replays (catch-up from JetStream) do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Final
+
+from agentcast.errors import AgentcastError
+from agentcast.settings import Settings
+from gateway.telemetry import Stats
+
+RETRY_BASE_S: Final = 2.0
+RETRY_SPREAD_S: Final = 8.0
+
+
+def retry_after_s() -> float:
+    """A retry delay with jitter: 2 to 10 s."""
+    return RETRY_BASE_S + random.uniform(0.0, RETRY_SPREAD_S)
+
+
+class ReplayBusy(AgentcastError):
+    """Too many replays are running or waiting in this process; retry after `retry_after_s`."""
+
+    code = "replay_busy"
+
+    def __init__(self, why: str) -> None:
+        self.retry_after_s = retry_after_s()
+        super().__init__(f"{why}; retry in {self.retry_after_s:.1f} s")
+
+
+class Admission:
+    """Slots for concurrent replays, handed out in arrival order (see the module docstring)."""
+
+    def __init__(self, stats: Stats, *, limit: int, queue_max: int, wait_s: float) -> None:
+        if limit < 1:
+            raise ValueError("replay admission needs a limit of at least 1")
+        self._stats = stats
+        self.limit = limit
+        self.queue_max = queue_max
+        self.wait_s = wait_s
+        self.active = 0
+        self.waiting = 0
+        self._line: deque[asyncio.Future[None]] = deque()
+        """Waiters in arrival order; abandoned ones are cancelled and skipped when reached."""
+
+    @classmethod
+    def of(cls, settings: Settings, stats: Stats) -> Admission:
+        return cls(
+            stats,
+            limit=settings.replay_concurrency,
+            queue_max=settings.replay_queue,
+            wait_s=settings.replay_wait_s,
+        )
+
+    @asynccontextmanager
+    async def slot(self, on_queued: Callable[[int], None] | None = None) -> AsyncIterator[None]:
+        """Hold a replay slot for the block; waits in line (calling `on_queued(ahead)` once)
+        when none is free, and raises ReplayBusy when the line is full or the wait too long."""
+        if self.active < self.limit and not self.waiting:
+            self._take()
+        else:
+            await self._wait(on_queued)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _wait(self, on_queued: Callable[[int], None] | None) -> None:
+        if self.waiting >= self.queue_max:
+            self._stats.replays_refused += 1
+            raise ReplayBusy(f"{self.waiting} replays are waiting")
+        turn = asyncio.get_running_loop().create_future()
+        self._line.append(turn)
+        self._count_waiting(+1)
+        self._stats.replays_queued += 1
+        if on_queued is not None:
+            on_queued(self.waiting - 1)
+        try:
+            async with asyncio.timeout(self.wait_s):
+                await asyncio.shield(turn)
+        except BaseException as exc:
+            if turn.done() and not turn.cancelled():
+                self._release()  # the slot came as we gave up: pass it on
+            else:
+                turn.cancel()
+                self._count_waiting(-1)
+            if isinstance(exc, TimeoutError):
+                self._stats.replays_refused += 1
+                raise ReplayBusy(f"no replay slot within {self.wait_s:g} s") from None
+            raise
+
+    def _take(self) -> None:
+        self.active += 1
+        self._stats.replays_active = self.active
+
+    def _release(self) -> None:
+        self.active -= 1
+        while self._line:
+            turn = self._line.popleft()
+            if not turn.done():
+                self._count_waiting(-1)
+                self._take()
+                turn.set_result(None)
+                break
+        self._stats.replays_active = self.active
+
+    def _count_waiting(self, delta: int) -> None:
+        self.waiting += delta
+        self._stats.replays_waiting = self.waiting
