@@ -149,7 +149,11 @@ class LoadClient:
         for proc in self.procs:
             assert proc.stdout is not None
             fields = (await asyncio.wait_for(proc.stdout.readline(), 30)).split()
-            events, closed, done = events + int(fields[4]), closed + int(fields[3]), done + int(fields[5])
+            events, closed, done = (
+                events + int(fields[4]),
+                closed + int(fields[3]),
+                done + int(fields[5]),
+            )
         return events, closed, done
 
     async def stop(self) -> Result:

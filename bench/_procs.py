@@ -212,9 +212,7 @@ http {{
 
 
 @contextmanager
-def nchan(
-    tmp: Path, workers: int, *, buffer: int = 16, first: str = "newest"
-) -> Iterator[Server]:
+def nchan(tmp: Path, workers: int, *, buffer: int = 16, first: str = "newest") -> Iterator[Server]:
     """nginx with the Nchan module on a free loopback port, from a config written into `tmp`;
     each channel keeps its last `buffer` messages, a new subscriber starts at `first`
     (`newest`: live only; `oldest`: a replay of the buffer, as bench/storm.py asks)."""

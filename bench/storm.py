@@ -11,7 +11,7 @@ once (the C load client, bench/loadclient.c: `from=start`, for Nchan
 received the session's last event, and then hangs up. Figures: streams
 complete, streams with 0 events, gaps and duplicates (the client checks that
 each stream's seq grows by exactly one), p50 / p99 time from connect to the
-last event; /healthz latency (a new connection every 50 ms, from before the
+last event; /healthz latency (a new connection every 20 ms, from before the
 storm to its end; Nchan: its publisher's channel info); the server's RSS
 before, at its peak, and 5 s after the last client hung up; the gateway's
 replay counters from /metrics (batch reads from JetStream, and reads answered
@@ -37,13 +37,14 @@ sys.path.insert(0, str(HERE.parent))
 import _procs
 from _client import LoadClient, Spec, build
 from _feed import NatsTarget, NchanTarget
+from fanout import _profile
 
 from agentcast.codec import encode
 from agentcast.events import TextDeltaData, make_event
 from agentcast.tokens import mint_token
 
 SESSION = "storm1"
-_PROBE_EVERY_S = 0.05
+_PROBE_EVERY_S = 0.02
 _PROBE_TIMEOUT_S = 5.0
 _AFTER_S = 5.0
 _COUNTERS = ("replay_reads", "replay_reads_shared", "replays_queued", "replays_refused")
@@ -61,8 +62,11 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
-async def _get(port: int, path: str, timeout: float) -> bytes:
+async def _get(port: int, path: str, timeout: float, connected: list[float] | None = None) -> bytes:
+    start = time.perf_counter()
     reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), timeout)
+    if connected is not None:
+        connected.append((time.perf_counter() - start) * 1000)
     try:
         writer.write(f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
         return await asyncio.wait_for(reader.read(), timeout)
@@ -76,6 +80,8 @@ class Probe:
     def __init__(self, port: int, path: str, pids: list[int]) -> None:
         self.port, self.path, self.pids = port, path, pids
         self.latencies: list[float] = []
+        self.connects: list[float] = []
+        """The TCP connect's share of each latency (a full accept queue shows here)."""
         self.failures = 0
         self.rss_peak = 0
 
@@ -84,7 +90,7 @@ class Probe:
             self.rss_peak = max(self.rss_peak, rss_kib(self.pids))
             start = time.perf_counter()
             try:
-                answer = await _get(self.port, self.path, _PROBE_TIMEOUT_S)
+                answer = await _get(self.port, self.path, _PROBE_TIMEOUT_S, self.connects)
                 if not answer.startswith(b"HTTP/1.1 "):
                     raise OSError(answer[:40])
             except (OSError, TimeoutError):
@@ -131,8 +137,9 @@ async def _counters(port: int, workers: int) -> dict[str, int]:
 
 
 async def storm(
-    server: str, clients: int, events: int, workers: int, client_procs: int, timeout: float
-) -> dict[str, object]:
+    server: str, clients: int, events: int, workers: int, client_procs: int, timeout: float,
+    profile: Path | None = None,
+) -> dict[str, object]:  # fmt: skip
     """One storm against fresh servers; returns its figures."""
     _procs.raise_nofile()
     os.environ["LOADCLIENT_UNTIL_SEQ"] = str(events)
@@ -151,13 +158,13 @@ async def storm(
             path = f"/v1/sessions/{SESSION}/events?from=start&token={token}"
             specs = [Spec(path, (SESSION,)) for _ in range(clients)]
             return await _measure(
-                srv, specs, "/healthz", binary, tmp, timeout, workers, client_procs
+                srv, specs, "/healthz", binary, tmp, timeout, workers, client_procs, profile
             )
 
 
 async def _measure(
     srv: _procs.Server, specs: list[Spec], probe_path: str, binary: Path, tmp: Path,
-    timeout: float, workers: int, client_procs: int,
+    timeout: float, workers: int, client_procs: int, profile: Path | None = None,
 ) -> dict[str, object]:  # fmt: skip
     pids = srv.pids()
     await asyncio.sleep(1.0)
@@ -166,6 +173,7 @@ async def _measure(
     stop = asyncio.Event()
     probing = asyncio.create_task(probe.run(stop))
     await asyncio.sleep(0.5)  # a few probes before the storm
+    spies = _profile(pids, profile, min(timeout, 15)) if profile else []
     loads = [LoadClient(binary, "sse", srv.port, specs, tmp, procs=client_procs)]
     started = time.perf_counter()
     try:
@@ -183,6 +191,8 @@ async def _measure(
             c.kill()
         stop.set()
         await probing
+    for spy in spies:
+        spy.wait(60)
     await asyncio.sleep(_AFTER_S)
     rss_after = rss_kib(srv.pids())
     done = [us / 1000 for r in results for us in r.done_us if us >= 0]
@@ -204,6 +214,7 @@ async def _measure(
         "healthz_p50_ms": round(_pct(probe.latencies, 0.50), 2),
         "healthz_p99_ms": round(_pct(probe.latencies, 0.99), 2),
         "healthz_max_ms": round(max(probe.latencies, default=float("nan")), 2),
+        "healthz_connect_max_ms": round(max(probe.connects, default=float("nan")), 2),
         "healthz_probes": len(probe.latencies),
         "healthz_failures": probe.failures,
         "rss_before_mb": round(rss0 / 1024, 1),
@@ -231,6 +242,7 @@ def main() -> None:
     parser.add_argument("--client-procs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per storm, at most")
     parser.add_argument("--no-nchan", action="store_true")
+    parser.add_argument("--profile", type=Path, help="py-spy profiles of the gateway, here")
     args = parser.parse_args()
     servers = ["agentcast"]
     why_not = _procs.nchan_available()
@@ -245,7 +257,7 @@ def main() -> None:
             for server in servers:
                 figures = asyncio.run(
                     storm(server, clients, args.events, args.workers, args.client_procs,
-                          args.timeout)
+                          args.timeout, args.profile)
                 )  # fmt: skip
                 print(json.dumps({"run": i + 1, "events": args.events, **figures}), flush=True)
                 results.setdefault((clients, server), []).append(figures)

@@ -67,6 +67,7 @@ class Subscription:
         "position",
         "replay_subject",
         "sessions",
+        "since",
         "sink",
         "types",
     )  # fmt: skip
@@ -94,6 +95,8 @@ class Subscription:
         self.dropped_upto = 0
         self.detached = False
         """Unsubscribed (set by its hub.Subscriber): a running catch-up stops."""
+        self.since = -1
+        """The reader's tick (`DirectReader.mark()`) once attached to the topic."""
 
     def wants(self, frame: Frame) -> bool:
         if self.types is not None and not self.types(frame.type):
@@ -139,7 +142,9 @@ class Subscription:
             await reader.sync()
             if self.detached:
                 return False
-        since = reader.mark()
+            # Only reads sent after the sync reflect what the leader had stored.
+            self.since = reader.mark()
+        since = self.since if self.since >= 0 else reader.mark()
         for _ in range(_MAX_CATCHUP_ROUNDS):
             found = await reader.batch(
                 self.position + 1, self.replay_subject, batch, sink.limit, since=since

@@ -367,6 +367,8 @@ class Subscriber:
         topic = await self._hub.attach(key, sub)
         if sub in self._topics and self.sink.reason is None:
             self._topics[sub] = topic
+            # Reads sent from now on see every event that will not come live (readcache.py).
+            sub.since = self._hub.reader.mark()
         else:
             topic.remove(sub)  # unsubscribed or finished while the topic opened
 
