@@ -15,6 +15,9 @@ Live delivery never waits here: only replays (catch-up from JetStream) do.
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
+import logging
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +28,11 @@ from agentcast.errors import AgentcastError
 from agentcast.settings import Settings
 from gateway.telemetry import Stats
 
+logger = logging.getLogger(__name__)
+
 RETRY_BASE_S: Final = 2.0
+TRIM_AFTER_S: Final = 2.0
+"""Once no replay has run for this long after a storm, free memory goes back to the system."""
 RETRY_SPREAD_S: Final = 8.0
 
 
@@ -58,6 +65,8 @@ class Admission:
         self.waiting = 0
         self._line: deque[asyncio.Future[None]] = deque()
         """Waiters in arrival order; abandoned ones are cancelled and skipped when reached."""
+        self._trimmed_at = 0
+        self._trim: asyncio.TimerHandle | None = None
 
     @classmethod
     def of(cls, settings: Settings, stats: Stats) -> Admission:
@@ -119,7 +128,30 @@ class Admission:
                 turn.set_result(None)
                 break
         self._stats.replays_active = self.active
+        if not self.active and self._stats.replays_queued > self._trimmed_at:
+            # A storm ended (replays had to wait): once it is quiet, hand memory back.
+            self._trimmed_at = self._stats.replays_queued
+            if self._trim is not None:
+                self._trim.cancel()
+            self._trim = asyncio.get_running_loop().call_later(TRIM_AFTER_S, _trim_heap)
+
+    def close(self) -> None:
+        if self._trim is not None:
+            self._trim.cancel()
 
     def _count_waiting(self, delta: int) -> None:
         self.waiting += delta
         self._stats.replays_waiting = self.waiting
+
+
+def _trim_heap() -> None:
+    """Return the C heap's free pages to the system (glibc's malloc_trim; elsewhere nothing).
+
+    The replays of a storm free what they allocated, but glibc keeps freed
+    pages in its arenas, so RSS would stay at the storm's peak.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        ctypes.CDLL(name).malloc_trim(0)
+    except (OSError, AttributeError) as exc:
+        logger.debug("malloc_trim unavailable: %r", exc)

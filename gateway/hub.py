@@ -325,6 +325,7 @@ class Hub:
 
     async def close(self) -> None:
         self.shutdown()
+        self.admission.close()
         for task in list(self._tasks):
             task.cancel()
         for topic in list(self.topics.values()):
