@@ -48,7 +48,7 @@ class ReplayBusy(AgentcastError):
 
     def __init__(self, why: str) -> None:
         self.retry_after_s = retry_after_s()
-        super().__init__(f"{why}; retry in {self.retry_after_s:.1f} s")
+        super().__init__(f"replays busy: {why}; retry in {self.retry_after_s:.1f} s")
 
 
 class Admission:

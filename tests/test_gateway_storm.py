@@ -1,0 +1,112 @@
+"""Reconnect storms against a real gateway: admission, truthful hints, coalesced reads.
+
+The gateway here admits one replay at a time (`AGENTCAST_REPLAY_CONCURRENCY=1`)
+and lets 30 wait; a client that never reads holds the one slot, so the line
+forms deterministically. The big storms (2,000 and 5,000 clients, with times)
+are in bench/storm.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from agentcast.embedded import EmbeddedNats
+from tests.support.gateway import GatewayProcess, auth, token
+from tests.support.nats import role_env
+from tests.support.storm import publish_session, replay, stalled_reader
+
+QUEUE = 30
+EVENTS = 200
+HOLDER_EVENTS = 3000
+"""x 2 KB: more than the kernel's socket buffers take, so the holder's replay cannot end."""
+BATCH = 16
+GUARD_S = 60.0
+
+
+@pytest.fixture
+def narrow_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
+    env = {
+        **role_env(nats_server, "gateway"),
+        "AGENTCAST_REPLAY_CONCURRENCY": "1",
+        "AGENTCAST_REPLAY_QUEUE": str(QUEUE),
+        "AGENTCAST_REPLAY_BATCH": str(BATCH),
+    }
+    proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def _until(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"hang guard: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_storm_past_the_admission_bound_completes_exactly_once(
+    narrow_gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    gw = narrow_gateway
+    await publish_session(js, session_id, EVENTS)
+    big = session_id + "_big"
+    await publish_session(js, big, HOLDER_EVENTS, size=2000)
+    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
+    try:
+        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+            queued = [
+                asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+                for _ in range(QUEUE)
+            ]
+            await _until(
+                lambda: gw.metric("agentcast_gateway_replays_waiting") == QUEUE, "line full"
+            )
+            # One more than the line holds: told the truth, with a spread retry delay.
+            refused = await replay(client, session_id, EVENTS, headers=auth())
+            holder.close()
+            done = await asyncio.gather(*queued)
+    finally:
+        holder.close()
+
+    assert refused.ended and refused.seqs == []
+    assert any(c.startswith("replays busy") for c in refused.comments), refused.comments
+    assert 2000 <= refused.retries[-1] <= 10_000
+    for seen in done:
+        assert seen.seqs == list(range(1, EVENTS + 1))  # every event, once, in order
+        assert any(c.startswith("waiting for a replay slot") for c in seen.comments)
+    for seen in [refused, *done]:
+        assert not any("restarting" in c for c in seen.comments)
+    assert gw.metric("agentcast_gateway_replays_refused_total") == 1
+    assert gw.metric("agentcast_gateway_replays_queued_total") >= QUEUE
+
+
+async def test_replays_of_one_session_read_each_batch_once(
+    gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    clients = 40
+    count = 3 * 256 + 10  # the default batch: 3 full batches and a last one
+    await publish_session(js, session_id, count)
+    reads = gateway.metric("agentcast_gateway_replay_reads_total")
+    shared = gateway.metric("agentcast_gateway_replay_reads_shared_total")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=GUARD_S) as client:
+        done = await asyncio.gather(
+            *(replay(client, session_id, count, headers=auth()) for _ in range(clients))
+        )
+    assert all(seen.seqs == list(range(1, count + 1)) for seen in done)
+    reads = gateway.metric("agentcast_gateway_replay_reads_total") - reads
+    shared = gateway.metric("agentcast_gateway_replay_reads_shared_total") - shared
+    asks = clients * 4
+    # Other tests' replays may share this gateway: count what this storm could have caused.
+    assert reads + shared >= asks
+    # Full batches are read once; the last one at most once per client that came later.
+    assert shared >= asks - (3 + clients), (reads, shared)
