@@ -9,6 +9,8 @@ are in bench/storm.py.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +21,7 @@ from nats.js import JetStreamContext
 
 from agentcast.embedded import EmbeddedNats
 from tests.support.gateway import GatewayProcess, auth, token
-from tests.support.nats import role_env
+from tests.support.nats import PrivateNats, role_env
 from tests.support.storm import publish_session, replay, stalled_reader
 
 QUEUE = 30
@@ -110,3 +112,38 @@ async def test_replays_of_one_session_read_each_batch_once(
     assert reads + shared >= asks
     # Full batches are read once; the last one at most once per client that came later.
     assert shared >= asks - (3 + clients), (reads, shared)
+
+
+async def test_a_stalled_nats_gets_json_503s_not_hangs(
+    private_nats: PrivateNats, tmp_path: Path, session_id: str
+) -> None:
+    """SIGSTOP on the test's own nats-server: every API call answers 503 (the 2 s / 1 s
+    figures are bench/storm.py's; here only the answers, with hang guards)."""
+    js = private_nats.nc.jetstream()
+    await publish_session(js, session_id, 3)
+    server = private_nats.server
+    gw = GatewayProcess(server.url, tmp_path / "gw", env=role_env(server, "gateway"))
+    gw.start()
+    assert server.pid is not None
+    try:
+        os.kill(server.pid, signal.SIGSTOP)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+            run = auth(("read", "run"))
+            answers = [
+                await client.get(f"/v1/sessions/{session_id}", headers=run),
+                await client.get("/v1/sessions", headers=run),
+                await client.post("/v1/runs", json={"prompt": "hi"}, headers=run),
+                await client.post(f"/v1/sessions/{session_id}/cancel", headers=run),
+                await client.get(
+                    f"/v1/sessions/{session_id}/events", params={"from": "1"}, headers=run
+                ),
+            ]
+            ready = await client.get("/readyz")
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        gw.stop()
+    for answer in answers:
+        assert answer.status_code == 503, (answer.request.url, answer.text)
+        assert answer.json()["error"]["code"] == "nats_unavailable"
+        assert int(answer.headers["Retry-After"]) >= 1
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"

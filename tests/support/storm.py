@@ -30,6 +30,7 @@ class Replay:
     seqs: list[int] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
     retries: list[int] = field(default_factory=list)
+    last_id: str | None = None
     ended: bool = False
 
 
@@ -40,9 +41,14 @@ async def replay(
     *,
     headers: dict[str, str] | None = None,
     timeout: float = 120.0,
+    seen: Replay | None = None,
 ) -> Replay:
-    """Read `session`'s SSE stream from the start until seq `until_seq` or the server ends it."""
-    seen = Replay()
+    """Read `session`'s SSE stream from the start (or from `seen.last_id`, as a reconnecting
+    EventSource does, adding to `seen`) until seq `until_seq` or the server ends it."""
+    seen = seen or Replay()
+    seen.ended = False
+    if seen.last_id is not None:
+        headers = {**(headers or {}), "Last-Event-ID": seen.last_id}
     async with asyncio.timeout(timeout):
         async with client.stream(
             "GET", f"/v1/sessions/{session}/events", params={"from": "start"}, headers=headers
@@ -53,6 +59,8 @@ async def replay(
                     seen.comments.append(line[2:])
                 elif line.startswith("retry: "):
                     seen.retries.append(int(line[7:]))
+                elif line.startswith("id: "):
+                    seen.last_id = line[4:]
                 elif line.startswith("data: "):
                     seen.seqs.append(json.loads(line[6:])["seq"])
                     if seen.seqs[-1] >= until_seq:
