@@ -31,7 +31,7 @@ from gateway.telemetry import Stats, render
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
-_READY_S: Final = 0.8
+_READY_S: Final = 0.6
 """/readyz answers 503 when JetStream has not answered within this (a stall flips it in 1 s)."""
 
 

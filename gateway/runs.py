@@ -22,7 +22,7 @@ from agentcast.errors import PolicyViolation, PromptTooLarge
 from agentcast.policy import resolve_options, validate_prompt
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
+from agentcast.subjects import EVENTS_STREAM, RUNS_SUBMIT, ctl_subject, event_subject
 from gateway.errors import ApiError
 from gateway.replay import DirectReader
 
@@ -77,9 +77,10 @@ async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply |
     except NoRespondersError:
         return None
     except NatsTimeoutError as exc:
-        # A worker that answers from its loop takes milliseconds: no answer is NATS itself
-        # stalling, or the worker. A round trip to the server tells which.
-        await nc.flush(timeout=_PING_S)
+        # A worker answers from its loop in milliseconds: no answer is NATS itself stalling,
+        # or the worker. A request to the server tells which (not nc.flush(timeout): nats-py
+        # 2.16 leaves the timed-out PONG's future cancelled, and its read loop dies on it).
+        await nc.jetstream(timeout=_PING_S).stream_info(EVENTS_STREAM)
         raise ApiError(
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc
