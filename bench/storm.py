@@ -12,7 +12,7 @@ received the session's last event, and then hangs up. Figures: streams
 complete, streams with 0 events, gaps and duplicates (the client checks that
 each stream's seq grows by exactly one), p50 / p99 time from connect to the
 last event; /healthz latency (a new connection every 20 ms, from before the
-storm to its end; Nchan: its publisher's channel info); the server's RSS
+storm until the "after" RSS is read; Nchan: its publisher's channel info); the server's RSS
 before, at its peak, and 5 s after the last client hung up; the gateway's
 replay counters from /metrics (batch reads from JetStream, and reads answered
 by another replay's). Bounded: `--timeout` seconds per storm at most.
@@ -38,6 +38,7 @@ import _procs
 from _client import LoadClient, Spec, build
 from _feed import NatsTarget, NchanTarget
 from fanout import _profile
+from run import wait_quiet
 
 from agentcast.codec import encode
 from agentcast.events import TextDeltaData, make_event
@@ -80,6 +81,7 @@ class Probe:
     def __init__(self, port: int, path: str, pids: list[int]) -> None:
         self.port, self.path, self.pids = port, path, pids
         self.latencies: list[float] = []
+        self.times: list[float] = []
         self.connects: list[float] = []
         """The TCP connect's share of each latency (a full accept queue shows here)."""
         self.failures = 0
@@ -96,6 +98,7 @@ class Probe:
             except (OSError, TimeoutError):
                 self.failures += 1
             self.latencies.append((time.perf_counter() - start) * 1000)
+            self.times.append(start)
             await asyncio.sleep(_PROBE_EVERY_S)
 
 
@@ -151,23 +154,25 @@ async def storm(
                 await _publish(NchanTarget(srv.port), events)
                 specs = [Spec(f"/sub/{SESSION}", (SESSION,)) for _ in range(clients)]
                 return await _measure(srv, specs, "/pub/probe", binary, tmp, timeout, 0,
-                                      client_procs)  # fmt: skip
+                                      client_procs, [])  # fmt: skip
         with _procs.nats(tmp) as nats, _procs.gateway(nats.admin_url, tmp, workers) as srv:
             await _publish(NatsTarget(nats.admin_url), events)
             token = mint_token(_procs.SECRET, scopes=["read"], ttl_s=3600)
             path = f"/v1/sessions/{SESSION}/events?from=start&token={token}"
             specs = [Spec(path, (SESSION,)) for _ in range(clients)]
-            return await _measure(
-                srv, specs, "/healthz", binary, tmp, timeout, workers, client_procs, profile
-            )
+            assert nats.pid is not None
+            return await _measure(srv, specs, "/healthz", binary, tmp, timeout, workers,
+                                  client_procs, [nats.pid], profile)  # fmt: skip
 
 
 async def _measure(
     srv: _procs.Server, specs: list[Spec], probe_path: str, binary: Path, tmp: Path,
-    timeout: float, workers: int, client_procs: int, profile: Path | None = None,
+    timeout: float, workers: int, client_procs: int, nats_pids: list[int],
+    profile: Path | None = None,
 ) -> dict[str, object]:  # fmt: skip
     pids = srv.pids()
     await asyncio.sleep(1.0)
+    others_before = wait_quiet()
     rss0 = rss_kib(pids)
     probe = Probe(srv.port, probe_path, pids)
     stop = asyncio.Event()
@@ -176,6 +181,8 @@ async def _measure(
     spies = _profile(pids, profile, min(timeout, 15)) if profile else []
     loads = [LoadClient(binary, "sse", srv.port, specs, tmp, procs=client_procs)]
     started = time.perf_counter()
+    machine0, server0, nats0 = _procs.machine_busy_s(), _procs.cpu_s(pids), _procs.cpu_s(nats_pids)
+    mine0 = time.process_time()
     try:
         await asyncio.gather(*(c.start(timeout) for c in loads))
         deadline = started + timeout
@@ -185,7 +192,12 @@ async def _measure(
                 break
             await asyncio.sleep(0.2)
         storm_s = time.perf_counter() - started
+        server_s, nats_s = _procs.cpu_s(pids) - server0, _procs.cpu_s(nats_pids) - nats0
+        ours = server_s + nats_s + sum(c.cpu() for c in loads) + time.process_time() - mine0
+        foreign = max(0.0, _procs.machine_busy_s() - machine0 - ours) / storm_s
         results = [await c.stop() for c in loads]
+        await asyncio.sleep(_AFTER_S)  # probed on: "after" is part of the storm's effects
+        rss_after = rss_kib(srv.pids())
     finally:
         for c in loads:
             c.kill()
@@ -193,8 +205,6 @@ async def _measure(
         await probing
     for spy in spies:
         spy.wait(60)
-    await asyncio.sleep(_AFTER_S)
-    rss_after = rss_kib(srv.pids())
     done = [us / 1000 for r in results for us in r.done_us if us >= 0]
     got = [n for r in results for n in r.got]
     figures: dict[str, object] = {
@@ -216,11 +226,19 @@ async def _measure(
         "healthz_max_ms": round(max(probe.latencies, default=float("nan")), 2),
         "healthz_connect_max_ms": round(max(probe.connects, default=float("nan")), 2),
         "healthz_probes": len(probe.latencies),
+        "healthz_worst": sorted(
+            ((round(ms), round(t - started, 2)) for ms, t in zip(probe.latencies, probe.times)),
+            reverse=True,
+        )[:5],
         "healthz_failures": probe.failures,
         "rss_before_mb": round(rss0 / 1024, 1),
         "rss_peak_mb": round(max(probe.rss_peak, rss0) / 1024, 1),
         "rss_after_mb": round(rss_after / 1024, 1),
+        "server_cpu_s": round(server_s, 2),
+        "nats_cpu_s": round(nats_s, 2),
         "client_cpu_s": round(sum(r.cpu_s for r in results), 2),
+        "others_before_cores": others_before,
+        "foreign_cores": round(foreign, 2),
     }
     if workers:
         figures.update(await _counters(srv.port, workers))

@@ -22,6 +22,7 @@ _DEFINING = (
     "agentcast.embedded",
     "agentcast.supervisor",
     "consumers.lease",
+    "gateway.admission",
     "gateway.errors",
     "gateway.replay",
 )
