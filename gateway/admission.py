@@ -87,19 +87,28 @@ class Admission:
         )
 
     @asynccontextmanager
-    async def slot(self, on_queued: Callable[[int], None] | None = None) -> AsyncIterator[None]:
-        """Hold a replay slot for the block; waits in line (calling `on_queued(ahead)` once)
-        when none is free, and raises ReplayBusy when the line is full or the wait too long."""
+    async def slot(
+        self,
+        on_queued: Callable[[int], None] | None = None,
+        gone: asyncio.Event | None = None,
+    ) -> AsyncIterator[bool]:
+        """Hold a replay slot for the block (yields True); waits in line (calling
+        `on_queued(ahead)` once) when none is free, and raises ReplayBusy when the line is
+        full or the wait too long. Yields False, holding nothing, if `gone` is set first
+        (the client left: its place in line goes to the next, not to a dead stream)."""
         if self.active < self.limit and not self.waiting:
             self._take()
-        else:
-            await self._wait(on_queued)
+        elif not await self._wait(on_queued, gone):
+            yield False
+            return
         try:
-            yield
+            yield True
         finally:
             self._release()
 
-    async def _wait(self, on_queued: Callable[[int], None] | None) -> None:
+    async def _wait(
+        self, on_queued: Callable[[int], None] | None, gone: asyncio.Event | None
+    ) -> bool:
         if self.waiting >= self.queue_max:
             self._stats.replays_refused += 1
             raise ReplayBusy(f"{self.waiting} replays are waiting")
@@ -112,9 +121,15 @@ class Admission:
         self._stats.replays_queued += 1
         if on_queued is not None:
             on_queued(self.waiting - 1)
+        left = asyncio.ensure_future(gone.wait()) if gone is not None else None
         try:
             async with asyncio.timeout(self.wait_s):
-                await asyncio.shield(turn)
+                await asyncio.wait([turn] if left is None else [turn, left],
+                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+            if not turn.done():
+                turn.cancel()
+                self._count_waiting(-1)
+                return False
         except BaseException as exc:
             if turn.done() and not turn.cancelled():
                 self._release()  # the slot came as we gave up: pass it on
@@ -125,6 +140,10 @@ class Admission:
                 self._stats.replays_refused += 1
                 raise ReplayBusy(f"no replay slot within {self.wait_s:g} s") from None
             raise
+        finally:
+            if left is not None:
+                left.cancel()
+        return True
 
     def _take(self) -> None:
         self.active += 1

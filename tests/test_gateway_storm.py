@@ -66,6 +66,11 @@ async def test_a_storm_past_the_admission_bound_completes_exactly_once(
     try:
         await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
         async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+            # A client that leaves while in line gives its place up at once.
+            leaver = asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == 1, "in line")
+            leaver.cancel()
+            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == 0, "left")
             queued = [
                 asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
                 for _ in range(QUEUE)
