@@ -71,8 +71,8 @@ class Admission:
         self.wait_s = wait_s
         self.active = 0
         self.waiting = 0
-        self._line: deque[asyncio.Future[None]] = deque()
-        """Waiters in arrival order; abandoned ones are cancelled and skipped when reached."""
+        self._line: deque[tuple[asyncio.Future[bool], Callable[[], bool]]] = deque()
+        """Waiters in arrival order, each with its `gone()`; those that gave up are done."""
         self._trimmed_at = 0
         self._trim: asyncio.TimerHandle | None = None
         self._gc_paused = False
@@ -90,15 +90,15 @@ class Admission:
     async def slot(
         self,
         on_queued: Callable[[int], None] | None = None,
-        gone: asyncio.Event | None = None,
+        gone: Callable[[], bool] | None = None,
     ) -> AsyncIterator[bool]:
         """Hold a replay slot for the block (yields True); waits in line (calling
         `on_queued(ahead)` once) when none is free, and raises ReplayBusy when the line is
-        full or the wait too long. Yields False, holding nothing, if `gone` is set first
-        (the client left: its place in line goes to the next, not to a dead stream)."""
+        full or the wait too long. A waiter whose `gone()` turns true (its client left)
+        is dropped from the line when reached, or when the line is full, and yields False."""
         if self.active < self.limit and not self.waiting:
             self._take()
-        elif not await self._wait(on_queued, gone):
+        elif not await self._wait(on_queued, gone or _never):
             yield False
             return
         try:
@@ -107,13 +107,15 @@ class Admission:
             self._release()
 
     async def _wait(
-        self, on_queued: Callable[[int], None] | None, gone: asyncio.Event | None
+        self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
     ) -> bool:
         if self.waiting >= self.queue_max:
-            self._stats.replays_refused += 1
-            raise ReplayBusy(f"{self.waiting} replays are waiting")
-        turn = asyncio.get_running_loop().create_future()
-        self._line.append(turn)
+            self._drop_gone()
+            if self.waiting >= self.queue_max:
+                self._stats.replays_refused += 1
+                raise ReplayBusy(f"{self.waiting} replays are waiting")
+        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._line.append((turn, gone))
         self._count_waiting(+1)
         if not self._gc_paused and gc.isenabled():
             self._gc_paused = True
@@ -121,18 +123,13 @@ class Admission:
         self._stats.replays_queued += 1
         if on_queued is not None:
             on_queued(self.waiting - 1)
-        left = asyncio.ensure_future(gone.wait()) if gone is not None else None
         try:
             async with asyncio.timeout(self.wait_s):
-                await asyncio.wait([turn] if left is None else [turn, left],
-                                   return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
-            if not turn.done():
-                turn.cancel()
-                self._count_waiting(-1)
-                return False
+                return await asyncio.shield(turn)  # True: admitted; False: dropped, gone
         except BaseException as exc:
             if turn.done() and not turn.cancelled():
-                self._release()  # the slot came as we gave up: pass it on
+                if turn.result():
+                    self._release()  # the slot came as we gave up: pass it on
             else:
                 turn.cancel()
                 self._count_waiting(-1)
@@ -140,10 +137,19 @@ class Admission:
                 self._stats.replays_refused += 1
                 raise ReplayBusy(f"no replay slot within {self.wait_s:g} s") from None
             raise
-        finally:
-            if left is not None:
-                left.cancel()
-        return True
+
+    def _drop_gone(self) -> None:
+        """Give up the places of waiters whose clients left (scanned only when the line is full)."""
+        kept: deque[tuple[asyncio.Future[bool], Callable[[], bool]]] = deque()
+        for turn, gone in self._line:
+            if turn.done():
+                continue
+            if gone():
+                self._count_waiting(-1)
+                turn.set_result(False)
+            else:
+                kept.append((turn, gone))
+        self._line = kept
 
     def _take(self) -> None:
         self.active += 1
@@ -152,12 +158,16 @@ class Admission:
     def _release(self) -> None:
         self.active -= 1
         while self._line:
-            turn = self._line.popleft()
-            if not turn.done():
-                self._count_waiting(-1)
-                self._take()
-                turn.set_result(None)
-                break
+            turn, gone = self._line.popleft()
+            if turn.done():  # gave up waiting
+                continue
+            self._count_waiting(-1)
+            if gone():
+                turn.set_result(False)
+                continue
+            self._take()
+            turn.set_result(True)
+            break
         self._stats.replays_active = self.active
         if not self.waiting:
             self._resume_gc()
@@ -181,6 +191,10 @@ class Admission:
     def _count_waiting(self, delta: int) -> None:
         self.waiting += delta
         self._stats.replays_waiting = self.waiting
+
+
+def _never() -> bool:
+    return False
 
 
 def _trim_heap() -> None:

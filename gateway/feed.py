@@ -125,10 +125,13 @@ class Subscription:
     async def catch_up(self, reader: DirectReader, batch: int, admission: Admission) -> bool:
         """Replay from `position` to the end of the stream, then go live; False if the sink ended
         or the subscription was dropped. Raises ReplayBusy when no replay slot is to be had."""
-        async with admission.slot(self._queued, self.sink.done) as admitted:
+        async with admission.slot(self._queued, self._gone) as admitted:
             if not admitted or self.detached or self.sink.reason is not None:
                 return False
             return await self._replay(reader, batch)
+
+    def _gone(self) -> bool:
+        return self.detached or self.sink.reason is not None
 
     def _queued(self, ahead: int) -> None:
         if self.sink.kind == "sse":  # a comment: every SSE parser skips it

@@ -12,7 +12,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -20,6 +20,8 @@ import pytest
 from nats.js import JetStreamContext
 
 from agentcast.embedded import EmbeddedNats
+from gateway.admission import Admission, ReplayBusy
+from gateway.telemetry import Stats
 from tests.support.gateway import GatewayProcess, auth, token
 from tests.support.nats import PrivateNats, role_env
 from tests.support.storm import publish_session, replay, stalled_reader
@@ -66,11 +68,6 @@ async def test_a_storm_past_the_admission_bound_completes_exactly_once(
     try:
         await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
         async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
-            # A client that leaves while in line gives its place up at once.
-            leaver = asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
-            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == 1, "in line")
-            leaver.cancel()
-            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == 0, "left")
             queued = [
                 asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
                 for _ in range(QUEUE)
@@ -152,3 +149,29 @@ async def test_a_stalled_nats_gets_json_503s_not_hangs(
         assert answer.json()["error"]["code"] == "nats_unavailable"
         assert int(answer.headers["Retry-After"]) >= 1
     assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+
+
+async def test_a_waiter_whose_client_left_gives_its_place_up() -> None:
+    """Pure asyncio: one slot, a line of one; the waiter whose client left is dropped when
+    the line is full, so the next one gets its place, and then the slot."""
+    admission = Admission(Stats(), limit=1, queue_max=1, wait_s=GUARD_S)
+    left = False
+    order: list[str] = []
+
+    async def replay_(name: str, gone: Callable[[], bool]) -> None:
+        async with admission.slot(gone=gone) as admitted:
+            order.append(f"{name} {admitted}")
+
+    async with admission.slot():  # the one slot
+        leaver = asyncio.create_task(replay_("leaver", lambda: left))
+        await asyncio.sleep(0)
+        assert admission.waiting == 1
+        left = True
+        later = asyncio.create_task(replay_("later", lambda: False))
+        await asyncio.sleep(0)
+        assert admission.waiting == 1  # the line was full: the leaver's place went to later
+        with pytest.raises(ReplayBusy):  # full of a live waiter now: refused at once
+            async with admission.slot():
+                pass
+    await asyncio.wait_for(asyncio.gather(leaver, later), GUARD_S)
+    assert order == ["leaver False", "later True"]
