@@ -1,8 +1,9 @@
 """The benchmark producer: envelopes at a steady rate, to JetStream or to an Nchan publisher.
 
-Events are spread evenly in time over all sessions (the k-th event of the run
-is due at k / (sessions * rate) seconds and goes to session k mod sessions), as
-independent agents would produce them, not in one burst per tick. Each is a
+Events are spread evenly in time over all sessions (producer/pacing.py: the
+k-th event of the run is due at k / (sessions * rate) seconds and goes to
+session k mod sessions), as independent agents would produce them, not in one
+burst per tick. Each is a
 real envelope (`text.delta`, `--size` bytes of text) stamped with `ts` when it
 is published. The JetStream target publishes without waiting for acks and
 checks the stream's count at the end; the Nchan target POSTs to
@@ -22,6 +23,7 @@ from agentcast.codec import encode
 from agentcast.events import TextDeltaData, make_event
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, event_subject
+from producer.pacing import EvenPacer
 
 _TICK_S = 0.0005
 _SETTLE_S = 15.0
@@ -141,21 +143,17 @@ async def feed(
     text = "x" * size
     seq = dict.fromkeys(sessions, 0)
     fed = Fed(total=dict.fromkeys(sessions, 0), measured=dict.fromkeys(sessions, 0))
-    total_rate = rate * len(sessions)
-    limit = int(total_rate * (warmup_s + seconds))
+    pacer = EvenPacer(len(sessions), rate, limit=int(rate * len(sessions) * (warmup_s + seconds)))
     fed.t0_ns = t0 = time.time_ns() + int(warmup_s * 1e9)
     await on_plan(t0)
     start = time.perf_counter()
     measure_start = 0.0
-    k = 0
-    while k < limit:
+    while not pacer.exhausted:
         elapsed = time.perf_counter() - start
         if elapsed >= warmup_s + seconds:
             break
-        due = min(limit, int(elapsed * total_rate) + 1)
-        while k < due:
-            session = sessions[k % len(sessions)]
-            k += 1
+        for index in pacer.due(elapsed):
+            session = sessions[index]
             seq[session] += 1
             ts = time.time_ns()
             event = make_event(

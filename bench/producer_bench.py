@@ -29,7 +29,7 @@ from agentcast.settings import Settings
 from producer.acks import AckRouter
 from producer.normalize import Normalizer
 from producer.publisher import stamp
-from producer.synthetic import load_trace, produce, trace_files
+from producer.synthetic import freeze_startup_objects, load_trace, produce, trace_files
 
 
 def normalize_encode_us(repeat: int) -> float:
@@ -63,6 +63,7 @@ async def publish_rate(sessions: int, rate: float, seconds: float) -> dict[str, 
             js = nc.jetstream()
             await ensure_streams(js, settings)
             traces = [load_trace(p) for p in trace_files()]
+            freeze_startup_objects()  # as `agentcast bench produce` does
             cpu = time.process_time()
             acks = await AckRouter(nc).start()
             report = await produce(

@@ -93,7 +93,10 @@ class BatchPut:
 
 def _checked(msg: Msg, bucket: str) -> int:
     """1 for a stored put; a refusal (or no JetStream answering) raises."""
-    if (msg.headers or {}).get("Status") == _NO_RESPONDERS or b'"error"' in msg.data:
+    if (msg.headers or {}).get("Status") == _NO_RESPONDERS:
+        # Seen when a node of a cluster dies: its stream has no leader yet (the role pauses).
+        raise nats.errors.Error(f"put into {bucket} refused: no responders (status 503)")
+    if b'"error"' in msg.data:
         raise nats.errors.Error(f"put into {bucket} refused: {msg.data[:200]!r}")
     return 1
 

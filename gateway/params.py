@@ -9,7 +9,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Iterable
-from typing import Final
+from typing import Final, Literal, get_args
 
 from agentcast.cursor import parse_cursor
 from agentcast.events import EVENT_TYPES
@@ -26,6 +26,11 @@ _TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
 _GLOB: Final = re.compile(r"[A-Za-z0-9_\-*?\[\]!]{1,128}")
 _GLOB_META: Final = frozenset("*?[]!")
 _MAX_TYPES: Final = 64
+MAX_COALESCE_MS: Final = 10_000
+
+Format = Literal["agentcast", "ag-ui", "ai-sdk"]
+FORMATS: Final[tuple[Format, ...]] = get_args(Format)
+_AGUI_MEDIA: Final = "application/vnd.ag-ui"
 
 
 class TypeFilter:
@@ -114,3 +119,32 @@ def replay_filter(session: str | None, types: TypeFilter | None) -> str:
 def glob_session(glob: str) -> str | None:
     """The one session a literal glob names (so replay can filter on it), else None."""
     return glob if is_literal(glob) and is_valid_session_id(glob) else None
+
+
+def parse_format(value: str | None, accept: str | None = None) -> Format:
+    """`format=` wins; else an `Accept` naming one (`application/vnd.ag-ui...`, or
+    `text/event-stream; format=ai-sdk`); else agentcast's own."""
+    if value is not None and value != "":
+        for known in FORMATS:
+            if value == known:
+                return known
+        raise ApiError(400, "invalid_format", f"format must be one of {', '.join(FORMATS)}")
+    for media in (accept or "").split(","):
+        kind, *params = (p.strip() for p in media.split(";"))
+        if kind.startswith(_AGUI_MEDIA):
+            return "ag-ui"
+        for param in params:
+            name, _, wanted = param.partition("=")
+            for known in FORMATS:
+                if name.strip() == "format" and wanted.strip().strip('"') == known:
+                    return known
+    return "agentcast"
+
+
+def parse_coalesce(value: int | None) -> int:
+    """`coalesce_ms=`: 0 (off) to MAX_COALESCE_MS."""
+    if value is None:
+        return 0
+    if not 0 <= value <= MAX_COALESCE_MS:
+        raise ApiError(400, "invalid_coalesce", f"coalesce_ms must be 0..{MAX_COALESCE_MS}")
+    return value

@@ -250,6 +250,10 @@ def session_of(msg: Msg) -> str | None:
     return session if session and dot and event_type else None
 
 
+def stored_seq(msg: Msg) -> int:
+    return int((msg.headers or {})["Nats-Sequence"])
+
+
 def frame_of(msg: Msg) -> Frame:
     """The Frame of a message read from the events stream (no JSON decode)."""
     headers = msg.headers or {}

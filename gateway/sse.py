@@ -20,16 +20,20 @@ from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
 from agentcast.errors import AgentcastError, NatsUnavailable
+from agentcast.subjects import session_events as session_subject
 from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
 from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
+from gateway.formats import FormatStream, FormattedOutput, Style
+from gateway.formats.runs import active_run, run_start, run_start_before
 from gateway.frames import sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
 from gateway.output import open_output
 from gateway.params import (
+    MAX_COALESCE_MS,
     NOW,
     TypeFilter,
     glob_covers,
@@ -54,6 +58,16 @@ _HEADERS: Final = [
 FromQuery = Annotated[str | None, Query(alias="from", description="start | now | <cursor>")]
 TypesQuery = Annotated[list[str] | None, Query(description="e.g. text.delta,tool.*")]
 LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
+FormatQuery = Annotated[
+    str | None, Query(alias="format", description="agentcast (default) | ag-ui | ai-sdk")
+]
+AcceptHeader = Annotated[str | None, Header(alias="Accept")]
+CoalesceQuery = Annotated[
+    int | None,
+    Query(ge=0, le=MAX_COALESCE_MS,
+          description="ms: merge consecutive text deltas of a block within this window"),
+]  # fmt: skip
+RunQuery = Annotated[int | None, Query(ge=1, description="stream this run (waits if queued)")]
 
 
 def retry_ms(base: int, spread: int) -> int:
@@ -80,10 +94,48 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
 )
 async def session_events(
     gw: State, session: str, claims: ReadClaims, from_: FromQuery = None,
-    types: TypesQuery = None, last_event_id: LastEventId = None,
+    types: TypesQuery = None, last_event_id: LastEventId = None, format_: FormatQuery = None,
+    accept: AcceptHeader = None, coalesce_ms: CoalesceQuery = None,
 ) -> SseResponse:  # fmt: skip
     checked_session(gw.auth, claims, "read", session)
-    return await _open(gw, session, session, None, from_, types, last_event_id, session.__eq__)
+    style = Style(format_, accept, coalesce_ms)
+    return await _open(
+        gw, session, session, None, from_, types, last_event_id, session.__eq__, style
+    )
+
+
+@router.get(
+    "/v1/sessions/{session}/stream",
+    summary="The session's active run as an AI SDK UI message stream (useChat resume)",
+    response_class=Response,
+    response_model=None,
+    responses={
+        **_STREAM_DOC,
+        204: {"description": "the session has no active run"},
+    },
+)
+async def chat_stream(
+    gw: State, session: str, claims: ReadClaims, run: RunQuery = None,
+    last_event_id: LastEventId = None, coalesce_ms: CoalesceQuery = None,
+) -> Response:  # fmt: skip
+    """`useChat({resume: true})` asks `GET {api}/{chatId}/stream`: the active run replayed
+    from its start (204 when there is none), or with `run=N` that run (waiting for it if
+    it is queued); a `Last-Event-ID` continues exactly after it instead."""
+    checked_session(gw.auth, claims, "read", session)
+    style = Style("ai-sdk", None, coalesce_ms)
+    if last_event_id:
+        return await _open(gw, session, session, None, None, None, last_event_id,
+                           session.__eq__, style)  # fmt: skip
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        if run is None:
+            active = await active_run(gw.reader, session)
+            if active is None:
+                return Response(status_code=204)
+            after, run = active.seq - 1, active.run
+        else:
+            after = await run_start(gw.reader, session, run)
+    content = EventContent(session, session, session_subject(session), after, None, None)
+    return SseResponse(gw, content, style.stream(0, run), style.headers)
 
 
 @router.get(
@@ -95,13 +147,17 @@ async def session_events(
 )
 async def firehose(
     gw: State, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
-    types: TypesQuery = None, last_event_id: LastEventId = None,
+    types: TypesQuery = None, last_event_id: LastEventId = None, format_: FormatQuery = None,
+    accept: AcceptHeader = None, coalesce_ms: CoalesceQuery = None,
 ) -> SseResponse:  # fmt: skip
+    style = Style(format_, accept, coalesce_ms)
     glob = parse_glob(sessions, default=claims.sessions)
     if not glob_covers(claims.sessions, glob):
         gw.stats.auth_failures += 1
         raise ApiError(403, "forbidden", f"token covers sessions {claims.sessions!r}, not {glob!r}")
     single = glob_session(glob)
+    if style.format == "ai-sdk" and single is None:
+        raise ApiError(400, "invalid_format", "format=ai-sdk streams one run of one session")
     return await _open(
         gw,
         single or FIREHOSE,
@@ -112,24 +168,37 @@ async def firehose(
         last_event_id,
         # A firehose cursor is a stream position: any event the token may read.
         SessionMatch(claims.sessions),
+        style,
     )
 
 
 async def _open(
     gw: GatewayState, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
-    covers: Callable[[str], bool],
+    covers: Callable[[str], bool], style: Style,
 ) -> SseResponse:  # fmt: skip
     try:
         after = parse_from(from_, last_event_id)
     except AgentcastError as exc:
         raise ApiError(400, exc.code, str(exc)) from exc
     type_filter = parse_types(types)
+    if type_filter is not None and style.format != "agentcast":
+        raise ApiError(400, "invalid_types", f"types= cannot be used with format={style.format}")
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
         async with nats_deadline(gw.settings.nats_timeout_s):
             await gw.reader.check_resume(after, subject, covers)
-    return SseResponse(gw, EventContent(key, name, subject, after, type_filter, sessions))
+    start, quiet_until = after, 0
+    if after > 0 and style.format != "agentcast" and key != FIREHOSE:
+        # Joining mid-run: replay the run from its start for state only, up to the cursor.
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            begun = await run_start_before(gw.reader, key, after)
+        if begun is not None:
+            start, quiet_until = begun - 1, after
+    content = EventContent(key, name, subject, start, type_filter, sessions)
+    # Clients of one session may share live translation; a glob's streams differ per client.
+    stream = style.stream(quiet_until, shareable=key != FIREHOSE)
+    return SseResponse(gw, content, stream, style.headers)
 
 
 class SseContent(Protocol):
@@ -145,18 +214,26 @@ class SseResponse(Response):
 
     media_type = "text/event-stream"
 
-    def __init__(self, gw: GatewayState, content: SseContent) -> None:
+    def __init__(
+        self, gw: GatewayState, content: SseContent, stream: FormatStream | None = None,
+        headers: list[tuple[bytes, bytes]] | None = None,
+    ) -> None:  # fmt: skip
         super().__init__(status_code=200, media_type=self.media_type)
         self.gw = gw
         self.content = content
+        self.stream = stream
+        self.extra_headers = headers or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        sink = Sink(
-            open_output("sse", scope, send), gw.settings.client_buffer_bytes, gw.stats,
-            gw.hub.flusher,
-        )  # fmt: skip
-        await send({"type": "http.response.start", "status": 200, "headers": _HEADERS})
+        output = open_output("sse", scope, send)
+        if self.stream is not None:
+            output = FormattedOutput(output, self.stream)
+        sink = Sink(output, gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher)
+        if isinstance(output, FormattedOutput):
+            output.bind(sink)
+        headers = _HEADERS + self.extra_headers
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
         sink.send(sse_retry(retry_ms(1000, 2000)))
         await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content))
 
@@ -202,6 +279,8 @@ class EventContent:
             if self.after != NOW:
                 try:
                     await client.catch_up(sub)
+                    if isinstance(sink.output, FormattedOutput):
+                        sink.output.caught_up()
                 except Exception as exc:  # noqa: BLE001 - told to the client, truthfully
                     _replay_failed(sink, self.name, exc)
             await sink.wait()
@@ -226,7 +305,8 @@ def _replay_failed(sink: Sink, name: str, exc: Exception) -> None:
 async def _end(client: Subscriber, send: Send) -> None:
     """Say why the stream ends (lagged: the cursor; shutdown: a jittered retry), then end it."""
     sink = client.sink
-    if sink.reason == "lagged":
+    # AG-UI and AI SDK clients parse every data line as their own event: no notice for them.
+    if sink.reason == "lagged" and not isinstance(sink.output, FormattedOutput):
         notice = {
             "cursor": next(iter(client.cursors().values()), None),
             "message": "client fell behind; reconnect with Last-Event-ID to resume",

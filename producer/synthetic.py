@@ -5,14 +5,16 @@ from real runs against the scripted model). Each replayed event goes the
 production path: SDK parser -> Normalizer -> envelope -> SessionPublisher ->
 JetStream. No CLI runs, so thousands of sessions fit in one process.
 
-Pacing is one ticker for all sessions: every tick, each session emits the
-events that are due at `rate` events/s; `rate=0` publishes as fast as acks
-allow, which measures the publisher's ceiling.
+Pacing is one ticker for all sessions (producer/pacing.py): events are spread
+evenly over time and sessions, so a tick costs the events due in it, not a
+visit per session; `rate=0` publishes as fast as acks allow, which measures
+the publisher's ceiling.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import time
 import uuid
@@ -26,6 +28,7 @@ from claude_agent_sdk._internal.message_parser import parse_message
 from agentcast.events import EventData, RunQueuedData
 from producer.acks import AckRouter
 from producer.normalize import Draft, Normalizer
+from producer.pacing import EvenPacer
 from producer.publisher import SessionPublisher
 
 _TICK_S = 0.01
@@ -47,6 +50,18 @@ def load_trace(path: Path) -> list[Draft]:
         if message is not None:
             drafts.extend(normalizer.feed(message))
     return drafts
+
+
+def freeze_startup_objects() -> None:
+    """Exempt everything alive now (modules, the SDK, the loaded traces) from garbage collection.
+
+    They live as long as the process. Each event's Outgoing is retained a
+    second after its ack, so it reaches the oldest generation and drives full
+    collections; frozen, those passes stop walking the startup objects: GC
+    per event at 1,000 sessions x 20 events/s went from 5.6 to 2.0 µs.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass
@@ -102,18 +117,21 @@ async def produce(
         )
         for i in range(sessions)
     ]
+    pacer = EvenPacer(sessions, rate) if rate > 0 else None
     started = time.perf_counter()
     next_report = started + 1.0
     while (now := time.perf_counter()) - started < seconds:
         elapsed = now - started
-        for replay in replays:
-            due = int(rate * elapsed) - replay.emitted if rate > 0 else _UNPACED_BURST
-            if due > 0:
-                await replay.emit(due)
+        if pacer is None:
+            for replay in replays:
+                await replay.emit(_UNPACED_BURST)
+        else:
+            for index in pacer.due(elapsed):
+                await replays[index].emit(1)
         if progress is not None and now >= next_report:
             progress(sum(r.emitted for r in replays), elapsed)
             next_report += 1.0
-        await asyncio.sleep(_TICK_S if rate > 0 else 0)
+        await asyncio.sleep(_TICK_S if pacer is not None else 0)
     await asyncio.gather(*(r.publisher.close(timeout_s=60) for r in replays))
     total = time.perf_counter() - started
     events = sum(r.emitted for r in replays)

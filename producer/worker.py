@@ -19,6 +19,7 @@ and goes to a surviving worker.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 from collections.abc import Coroutine
@@ -108,6 +109,10 @@ class Worker:
                     continue
                 self._spawn(self._handle(msgs[0]))
         finally:
+            # A fetch's late status reply (408) stays in the subscription's queue, unread,
+            # and held drain() at shutdown to its bound; the runs in flight ack by reply subject.
+            with contextlib.suppress(NatsError, TimeoutError, ValueError):
+                await sub.unsubscribe()
             await self._shutdown()
 
     async def _check_redelivery(self, sub: JetStreamContext.PullSubscription) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
 
 from agentcast.codec import encode
 from agentcast.events import Event, EventData, RunQueuedData, TextDeltaData
@@ -18,7 +19,7 @@ from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM
 from consumers.archive import chain
 from consumers.archive.files import iter_archive, read_bytes, session_of
-from consumers.archive.partition import partition_of
+from consumers.archive.partition import ARCHIVE_PREFIX, ensure_source, partition_of, stream_name
 from consumers.archive.verify import verify_file
 from consumers.lease import Lease, LeaseHeld
 from tests.support.events import build_events, publish_events, simple_run, unique_session
@@ -191,10 +192,31 @@ async def test_kill_9_at_random_points_leaves_files_identical_to_an_uninterrupte
     assert not (tmp_path / "crashing" / "_rejected.jsonl").exists()
 
 
+async def next_partitioned_seq(js: JetStreamContext, settings: Settings, partitions: int) -> int:
+    """Where a consumer of the partitioned stream starts to see only what this test publishes.
+
+    That stream numbers its messages itself. Created after another test
+    purged some of AGENTCAST_EVENTS, it holds fewer, so AGENTCAST_EVENTS' next
+    sequence would start past this test's events: the sequence is read from
+    the stream, after a marker event has gone through it.
+    """
+    await ensure_source(js, settings, 0, partitions, unique_name("probe"))
+    marker = unique_session("mark")
+    await publish_events(js, build_events(marker, [RunQueuedData(prompt="marker")]))
+    subject = f"{ARCHIVE_PREFIX}.{partition_of(marker, partitions)}.{marker}.run.queued"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            return (await js.get_last_msg(stream_name(partitions), subject)).seq + 1
+        except NotFoundError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"the marker never reached {stream_name(partitions)}")
+
+
 async def test_two_archivers_share_the_sessions_and_never_write_the_same_one(
     js: JetStreamContext, settings: Settings, tmp_path: Path
 ) -> None:
-    start = await next_stream_seq(js)
+    start = await next_partitioned_seq(js, settings, 2)
     base = unique_name("pair")
     roles = []
     for i in (0, 1):

@@ -14,8 +14,7 @@ from agentcast.embedded import free_port
 from agentcast.events import Event
 from agentcast.progress import decode_snapshot
 from agentcast.subjects import EVENTS_STREAM, SESSIONS_BUCKET
-from consumers.archive import chain
-from consumers.archive.files import iter_archive, read_bytes, session_of
+from tests.support.archive import all_sealed, archived_seqs
 from tests.support.events import build_events, publish_events, simple_run, unique_session
 from tests.support.nats import PrivateNats
 from tests.support.roles import Role, cli, unique_name, wait_until
@@ -57,23 +56,6 @@ def _roles(nats: PrivateNats, tmp: Path) -> tuple[Role, Role]:
         "Metrics ready",
     )
     return archiver, metrics
-
-
-def _archived(root: Path) -> dict[str, list[int]]:
-    """Each session's seqs as the archive holds them, in file order."""
-    out: dict[str, list[int]] = {}
-    for path in iter_archive(root):
-        session = session_of(path)
-        assert session is not None
-        lines = [chain.parse(chain.split(line)[0]) for line in read_bytes(path).splitlines()]
-        out[session] = [int(r["seq"]) for r in lines if "seq" in r]
-    return out
-
-
-def _all_sealed(root: Path) -> bool:
-    """Every session file ends with its seal (the archiver seals ended runs once idle)."""
-    last = [read_bytes(path).splitlines()[-1] for path in iter_archive(root)]
-    return all(chain.record_kind(chain.parse(chain.split(line)[0])) == "seal" for line in last)
 
 
 async def _snapshot_seqs(nats: PrivateNats, sessions: list[str]) -> dict[str, int]:
@@ -131,13 +113,13 @@ async def test_a_stall_longer_than_the_lease_ttl_is_ridden_out_exactly_once(
 
         async def caught_up() -> bool:
             snaps = await _snapshot_seqs(private_nats, list(load))
-            return _archived(root) == want and snaps == {s: len(e) for s, e in load.items()}
+            return archived_seqs(root) == want and snaps == {s: len(e) for s, e in load.items()}
 
         for _ in range(300):  # bounded: about 60 s
             if await caught_up():
                 break
             await asyncio.sleep(0.2)
-        assert _archived(root) == want, "every event archived exactly once, in seq order"
+        assert archived_seqs(root) == want, "every event archived exactly once, in seq order"
         assert await _snapshot_seqs(private_nats, list(load)) == {
             s: len(e) for s, e in load.items()
         }
@@ -145,7 +127,7 @@ async def test_a_stall_longer_than_the_lease_ttl_is_ridden_out_exactly_once(
         assert metrics.proc is not None and metrics.proc.poll() is None, metrics.output()[-3000:]
         assert archiver.starts == 1 and metrics.starts == 1
         # Sealing runs on the archiver's 1 s tick once a run has been idle `seal_idle_s`.
-        await wait_until(lambda: _all_sealed(root), 30, "every ended session sealed")
+        await wait_until(lambda: all_sealed(root), 30, "every ended session sealed")
     finally:
         codes = (archiver.stop(), metrics.stop())
     assert codes == (0, 0), (archiver.output()[-3000:], metrics.output()[-3000:])
@@ -191,7 +173,7 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
             if await acked():
                 break
             await asyncio.sleep(0.2)
-        assert _archived(tmp_path / "first" / "archive") == want(before)
+        assert archived_seqs(tmp_path / "first" / "archive") == want(before)
         assert first.proc is not None
         os.kill(first.proc.pid, signal.SIGSTOP)
         try:
@@ -207,7 +189,7 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
             lambda: "waits for its lease" in first.output(), 30, "the first to wait", interval=0.2
         )
         await wait_until(
-            lambda: _all_sealed(tmp_path / "standby" / "archive"), 30, "the standby's seals"
+            lambda: all_sealed(tmp_path / "standby" / "archive"), 30, "the standby's seals"
         )
         assert standby.stop() == 0, standby.output()[-3000:]
         await wait_until(
@@ -219,13 +201,13 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
                 break
             await asyncio.sleep(0.2)
         assert first.proc.poll() is None and first.starts == 1
-        await wait_until(lambda: _all_sealed(tmp_path / "first" / "archive"), 30, "the seals")
+        await wait_until(lambda: all_sealed(tmp_path / "first" / "archive"), 30, "the seals")
     finally:
         codes = (first.stop(), standby.stop())
     assert codes == (0, 0), first.output()[-3000:]
     # Each event in exactly one archive: the paused one wrote nothing while the standby held it.
-    assert _archived(tmp_path / "first" / "archive") == want(before + after)
-    assert _archived(tmp_path / "standby" / "archive") == want(middle)
+    assert archived_seqs(tmp_path / "first" / "archive") == want(before + after)
+    assert archived_seqs(tmp_path / "standby" / "archive") == want(middle)
     for root in (tmp_path / "first" / "archive", tmp_path / "standby" / "archive"):
         verified = await cli("verify", str(root))
         assert verified.returncode == 0, verified.stdout[-2000:]

@@ -7,6 +7,7 @@ import json
 import sys
 import uuid
 
+import pytest
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
@@ -14,6 +15,7 @@ from agentcast.codec import decode_loose
 from agentcast.events import TERMINAL_TYPES
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM
+from producer.pacing import EvenPacer
 
 
 async def test_bench_produce_publishes_every_session_gapless_at_the_rate(
@@ -63,8 +65,28 @@ async def test_bench_produce_publishes_every_session_gapless_at_the_rate(
     assert sum(map(len, seqs.values())) == report["events"]
     assert len(seqs) == 20
     assert all(s == list(range(1, len(s) + 1)) for s in seqs.values())
+    # Paced evenly over sessions: no session is ahead of another by more than one event.
+    counts = [len(s) for s in seqs.values()]
+    assert max(counts) - min(counts) <= 1
     assert terminals > 0  # short traces loop: runs close and new ones open
 
 
 def _from_start() -> ConsumerConfig:
     return ConsumerConfig(deliver_policy=DeliverPolicy.ALL)
+
+
+def test_pacer_spreads_events_evenly_over_time_and_sessions() -> None:
+    pacer = EvenPacer(sessions=4, rate=10, limit=100)  # 40 events/s in all
+    assert list(pacer.due(0.0)) == [0]  # event 0 is due at once
+    assert list(pacer.due(0.01)) == []  # the next one at 1/40 s
+    assert list(pacer.due(0.1)) == [1, 2, 3, 0]  # round robin, in event order
+    assert list(pacer.due(0.1)) == []  # nothing is yielded twice
+    later = list(pacer.due(10.0))  # a late tick catches up, up to the limit
+    assert len(later) == 100 - 5 and pacer.exhausted
+    assert [later.count(i) for i in range(4)] == [23, 24, 24, 24]  # 25 each in all
+
+
+def test_pacer_refuses_what_it_cannot_pace() -> None:
+    for sessions, rate in ((0, 10.0), (4, 0.0), (4, -1.0)):
+        with pytest.raises(ValueError):
+            EvenPacer(sessions, rate)

@@ -61,9 +61,10 @@ def _produce(args: argparse.Namespace) -> int:
 
 
 async def _run_produce(settings: Settings, args: argparse.Namespace) -> dict[str, float]:
-    from producer.synthetic import load_trace, produce, trace_files
+    from producer.synthetic import freeze_startup_objects, load_trace, produce, trace_files
 
     traces = [load_trace(path) for path in trace_files()]
+    freeze_startup_objects()
     assert settings.nats_url
     nc = await connect(settings, "agentcast-bench-produce")
     try:

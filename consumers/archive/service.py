@@ -35,8 +35,9 @@ from agentcast.codec import json_decoder
 from agentcast.settings import Settings
 from consumers.archive import signing
 from consumers.archive.checkpointer import Checkpointer
+from consumers.archive.disk import DiskHealth
 from consumers.archive.partition import ensure_source, partition_of
-from consumers.archive.writer import ArchiveWriter
+from consumers.archive.writer import ArchiveUnwritable, ArchiveWriter
 from consumers.consumer import _BUS_ERRORS, LeasedConsumer
 from consumers.pull import Delivery
 from consumers.suspects import Reason, SuspectEvents
@@ -56,6 +57,7 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
     ) -> None:
         super().__init__(settings, nc)
         self.suspects = suspects or SuspectEvents("archiver")
+        self.disk = DiskHealth(self.suspects.registry)
         self.root = root
         self.writer = self._new_writer()
         self._session_token = 2
@@ -171,7 +173,16 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
         )
 
     async def persist(self, final: bool) -> bool:
-        await self.writer.flush()
+        if self.disk.blocked and not self.disk.may_try() and not final:
+            return False
+        lines = self.writer.pending_lines
+        try:
+            await self.writer.flush()
+        except ArchiveUnwritable as exc:
+            # Nothing acked: JetStream keeps the events; the lines wait in memory (consumers/archive/disk.py).
+            self._next_flush = self.disk.failed(exc, self.writer.pending_lines)
+            return False
+        self.disk.written(lines)
         self._next_flush = time.monotonic() + self.settings.archive_flush_s
         return True
 
@@ -192,9 +203,17 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
             for sf in self.writer.due_for_seal(time.time_ns()):
                 self.writer.seal(sf)
         await self.commit()
-        if self.checkpoints is not None:  # after the commit: every line is fsynced
-            await self.checkpoints.tick(self.writer.chains())
-        await self.writer.compress_sealed()
+        if self.disk.blocked:
+            return  # checkpoints and compression write too, and a checkpoint needs every line fsynced
+        try:
+            if self.checkpoints is not None:  # after the commit: every line is fsynced
+                await self.checkpoints.tick(self.writer.chains())
+        except OSError as exc:
+            self.disk.side_failed("checkpoint", exc)
+        try:
+            await self.writer.compress_sealed()
+        except OSError as exc:
+            self.disk.side_failed("compression", exc)
 
     async def shutdown(self) -> None:
         # The last checkpoint while the lease is still ours: once it is given back,
@@ -202,8 +221,9 @@ class Archiver(LeasedConsumer[dict[str, Any]]):
         if self.checkpoints is not None and not self._paused:
             try:
                 await self.commit()
-                await self.checkpoints.final(self.writer.chains())
-            except _BUS_ERRORS as exc:
+                if not self.disk.blocked:
+                    await self.checkpoints.final(self.writer.chains())
+            except (*_BUS_ERRORS, OSError) as exc:
                 logger.warning("No checkpoint at shutdown (%r): the next start writes one", exc)
         await super().shutdown()
 

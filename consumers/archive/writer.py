@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import logging
 import os
 from collections import OrderedDict
@@ -52,6 +53,15 @@ REJECTED: Final = "_rejected.jsonl"
 """Messages that cannot join a chain (not an envelope, or a seq after its gap was recorded)."""
 QUARANTINE: Final = "_quarantine.jsonl"
 """Suspected forgeries: a repeated seq that is another message, a far-ahead seq overtaken."""
+
+
+class ArchiveUnwritable(Exception):
+    """The archive's disk refused a write or an fsync (full, read-only, failing): nothing was kept."""
+
+    def __init__(self, cause: OSError) -> None:
+        self.cause = cause
+        self.code = errno.errorcode.get(cause.errno or 0, "EUNKNOWN")
+        super().__init__(f"{cause.strerror or cause} ({self.code})")
 
 
 class ArchiveWriter:
@@ -226,41 +236,64 @@ class ArchiveWriter:
     # -- durability ------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write every pending line and fsync each touched file (and new directories)."""
+        """Write every pending line and fsync each touched file (and new directories).
+
+        All or nothing: when a write or an fsync fails (a full or unwritable
+        disk), every file touched is cut back to its length before this flush
+        and the lines stay pending, so a later flush writes them once, whole.
+        Raises ArchiveUnwritable then.
+        """
         if not self._dirty and not self._rejected and not self._quarantined:
             return
-        jobs: list[tuple[int, bytes]] = []
         dirs: set[Path] = set()
-        for sf in self._dirty.values():
-            if sf.fd is None:
-                dirs |= self._open_fd(sf)
-            else:
-                self._open.move_to_end(sf.session)
-            assert sf.fd is not None
-            jobs.append((sf.fd, b"".join(sf.pending)))
-            sf.pending = []
-        if self._rejected:
-            if self._rejected_fd is None:
+        try:
+            for sf in self._dirty.values():
+                if sf.fd is None:
+                    dirs |= self._open_fd(sf)
+                else:
+                    self._open.move_to_end(sf.session)
+            if self._rejected and self._rejected_fd is None:
                 self._rejected_fd = os.open(self.root / REJECTED, _FLAGS, 0o644)
                 dirs.add(self.root)
-            jobs.append((self._rejected_fd, b"".join(self._rejected)))
-            self._rejected = []
-        if self._quarantined:
-            if self._quarantine_fd is None:
+            if self._quarantined and self._quarantine_fd is None:
                 self._quarantine_fd = os.open(self.root / QUARANTINE, _FLAGS, 0o644)
                 dirs.add(self.root)
+        except OSError as exc:
+            raise ArchiveUnwritable(exc) from exc
+        jobs: list[tuple[int, bytes]] = []
+        for sf in self._dirty.values():
+            assert sf.fd is not None
+            jobs.append((sf.fd, b"".join(sf.pending)))
+        if self._rejected:
+            assert self._rejected_fd is not None
+            jobs.append((self._rejected_fd, b"".join(self._rejected)))
+        if self._quarantined:
+            assert self._quarantine_fd is not None
             jobs.append((self._quarantine_fd, b"".join(self._quarantined)))
-            self._quarantined = []
-        self._dirty = {}
-        self.pending_lines = 0
+        sizes = [os.fstat(fd).st_size for fd, _ in jobs]
         loop = asyncio.get_running_loop()
-        if len(jobs) > _FDATASYNC_MAX and _syncfs is not None:
-            await loop.run_in_executor(self._pool, _write_then_syncfs, jobs)
-        else:
-            groups = [jobs[i::_THREADS] for i in range(min(_THREADS, len(jobs)))]
-            await asyncio.gather(*(loop.run_in_executor(self._pool, _write_all, g) for g in groups))
-        for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
-            await loop.run_in_executor(self._pool, fsync_dir, d)
+        try:
+            if len(jobs) > _FDATASYNC_MAX and _syncfs is not None:
+                await loop.run_in_executor(self._pool, _write_then_syncfs, jobs)
+            else:
+                groups = [jobs[i::_THREADS] for i in range(min(_THREADS, len(jobs)))]
+                done = await asyncio.gather(
+                    *(loop.run_in_executor(self._pool, _write_all, g) for g in groups),
+                    return_exceptions=True,
+                )
+                if failed := next((e for e in done if isinstance(e, BaseException)), None):
+                    raise failed
+            for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+                await loop.run_in_executor(self._pool, fsync_dir, d)
+        except OSError as exc:
+            await loop.run_in_executor(self._pool, _cut_back, jobs, sizes)
+            raise ArchiveUnwritable(exc) from exc
+        for sf in self._dirty.values():
+            sf.pending = []
+        self._dirty = {}
+        self._rejected = []
+        self._quarantined = []
+        self.pending_lines = 0
         self._trim_open()
 
     def _open_fd(self, sf: SessionFile) -> set[Path]:
@@ -303,6 +336,12 @@ def _write_all(jobs: list[tuple[int, bytes]], sync: bool = True) -> None:
             view = view[os.write(fd, view) :]
         if sync:
             os.fdatasync(fd)
+
+
+def _cut_back(jobs: list[tuple[int, bytes]], sizes: list[int]) -> None:
+    """Undo a failed flush: each file back to its length before it (a cut needs no space)."""
+    for (fd, _), size in zip(jobs, sizes, strict=True):
+        os.ftruncate(fd, size)
 
 
 def _write_then_syncfs(jobs: list[tuple[int, bytes]]) -> None:

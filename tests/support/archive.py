@@ -6,6 +6,8 @@ from pathlib import Path
 
 from agentcast.codec import encode, json_decoder
 from agentcast.events import Event
+from consumers.archive import chain
+from consumers.archive.files import iter_archive, read_bytes, session_of
 from consumers.archive.writer import ArchiveWriter
 from tests.support.events import build_events, simple_run
 
@@ -37,3 +39,20 @@ async def write_session(
         return sf.path
     finally:
         w.close()
+
+
+def archived_seqs(root: Path) -> dict[str, list[int]]:
+    """Each session's seqs as the archive holds them, in file order."""
+    out: dict[str, list[int]] = {}
+    for path in iter_archive(root):
+        session = session_of(path)
+        assert session is not None
+        lines = [chain.parse(chain.split(line)[0]) for line in read_bytes(path).splitlines()]
+        out[session] = [int(r["seq"]) for r in lines if "seq" in r]
+    return out
+
+
+def all_sealed(root: Path) -> bool:
+    """Every session file ends with its seal (the archiver seals ended runs once idle)."""
+    last = [read_bytes(path).splitlines()[-1] for path in iter_archive(root)]
+    return all(chain.record_kind(chain.parse(chain.split(line)[0])) == "seal" for line in last)
