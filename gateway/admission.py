@@ -16,7 +16,7 @@ is suspended: a storm is a burst of new long-lived objects (every connection's
 protocol, task, sink), and each 25% growth of those starts a full collection
 that rescans all of them, pausing the event loop (and /healthz, and live
 delivery) for 100-400 ms each time on two cores. It resumes when the line is
-empty; shortly after, one collection and a heap trim hand the storm's memory back.
+empty (or after 30 s at most); shortly after, one collection and a heap trim hand the storm's memory back.
 """
 
 from __future__ import annotations
@@ -39,6 +39,8 @@ from gateway.telemetry import Stats
 logger = logging.getLogger(__name__)
 
 RETRY_BASE_S: Final = 2.0
+GC_PAUSE_MAX_S: Final = 30.0
+"""Longest automatic collection stays off during one storm."""
 TRIM_AFTER_S: Final = 2.0
 """Once no replay has run for this long after a storm, free memory goes back to the system."""
 RETRY_SPREAD_S: Final = 8.0
@@ -75,7 +77,8 @@ class Admission:
         """Waiters in arrival order, each with its `gone()`; those that gave up are done."""
         self._trimmed_at = 0
         self._trim: asyncio.TimerHandle | None = None
-        self._gc_paused = False
+        self._gc_resume: asyncio.TimerHandle | None = None
+        """Set while a storm holds automatic collection off (see the module docstring)."""
 
     @classmethod
     def of(cls, settings: Settings, stats: Stats) -> Admission:
@@ -117,9 +120,10 @@ class Admission:
         turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._line.append((turn, gone))
         self._count_waiting(+1)
-        if not self._gc_paused and gc.isenabled():
-            self._gc_paused = True
+        if self._gc_resume is None and gc.isenabled():
             gc.disable()
+            # Bounded: a line that never empties must not keep garbage uncollected for good.
+            self._gc_resume = asyncio.get_running_loop().call_later(GC_PAUSE_MAX_S, self._resume_gc)
         self._stats.replays_queued += 1
         if on_queued is not None:
             on_queued(self.waiting - 1)
@@ -169,8 +173,9 @@ class Admission:
             turn.set_result(True)
             break
         self._stats.replays_active = self.active
-        if not self.waiting:
+        if not self.waiting and self._gc_resume is not None:
             self._resume_gc()
+            self._gc_resume = None
         if not self.active and self._stats.replays_queued > self._trimmed_at:
             # A storm ended (replays had to wait): once it is quiet, hand memory back.
             self._trimmed_at = self._stats.replays_queued
@@ -179,12 +184,16 @@ class Admission:
             self._trim = asyncio.get_running_loop().call_later(TRIM_AFTER_S, _trim_heap)
 
     def _resume_gc(self) -> None:
-        if self._gc_paused:
-            self._gc_paused = False
-            gc.enable()
+        """Collection on again (the line emptied, or the pause reached its bound: then it
+        stays on until the line has emptied once)."""
+        if self._gc_resume is not None:
+            self._gc_resume.cancel()
+        gc.enable()
 
     def close(self) -> None:
-        self._resume_gc()
+        if self._gc_resume is not None:
+            self._resume_gc()
+            self._gc_resume = None
         if self._trim is not None:
             self._trim.cancel()
 
