@@ -30,6 +30,10 @@ from agentcast import replicas
 from agentcast.bus_auth import inbox_prefix
 from agentcast.settings import Settings
 from agentcast.subjects import (
+    APP_ALL,
+    APP_LIVE_ALL,
+    APP_META_ALL,
+    APP_STREAM,
     EVENTS_ALL,
     EVENTS_STREAM,
     LIVE_ALL,
@@ -159,6 +163,23 @@ def runs_stream_config(settings: Settings) -> StreamConfig:
     )
 
 
+def app_stream_config(settings: Settings) -> StreamConfig:
+    """Application streams (gateway/durable/): stored, retained and republished like events."""
+    return StreamConfig(
+        name=APP_STREAM,
+        description="agentcast application streams (Durable Streams facade)",
+        subjects=[APP_ALL, APP_META_ALL],
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        discard=DiscardPolicy.OLD,
+        max_age=settings.events_max_age_s,
+        max_msg_size=settings.max_msg_size,
+        duplicate_window=settings.duplicate_window_s,
+        allow_direct=True,
+        republish=RePublish(src=APP_ALL, dest=APP_LIVE_ALL),
+    )
+
+
 def _compared(config: StreamConfig) -> dict[str, object]:
     """The fields `ensure_streams` sets, as the server reports them back."""
     republish = config.republish
@@ -225,6 +246,11 @@ async def ensure_streams(js: JetStreamContext, settings: Settings) -> KeyValue:
     await _ensure_stream(js, events_stream_config(settings), settings)
     await _ensure_stream(js, runs_stream_config(settings), settings)
     return await sessions_bucket(js, settings.replicas)
+
+
+async def ensure_app_stream(js: JetStreamContext, settings: Settings) -> None:
+    """Create (or, as admin, update) AGENTCAST_APP: only the gateway, which serves it, needs it."""
+    await _ensure_stream(js, app_stream_config(settings), settings)
 
 
 async def sessions_bucket(js: JetStreamContext, replicas_wanted: int = 1) -> KeyValue:

@@ -38,6 +38,10 @@ from dataclasses import dataclass
 from typing import Final
 
 from agentcast.subjects import (
+    APP_ALL,
+    APP_LIVE_ALL,
+    APP_META_ALL,
+    APP_STREAM,
     CTL_PREFIX,
     EVENTS_ALL,
     EVENTS_STREAM,
@@ -78,7 +82,7 @@ class Grant:
 
     publish: tuple[str, ...]
     subscribe: tuple[str, ...]
-    publish_deny: tuple[str, ...] = (LIVE_ALL,)
+    publish_deny: tuple[str, ...] = (LIVE_ALL, APP_LIVE_ALL)
     allow_responses: bool = False
     """May answer requests it received (the worker answers control requests)."""
 
@@ -160,6 +164,18 @@ def _object_store(bucket: str) -> list[str]:
     ]
 
 
+def _app_streams() -> list[str]:
+    """The Durable Streams facade (gateway/durable/): the gateway stores, reads and deletes
+    application streams (a delete purges one stream's subjects, never the whole stream)."""
+    return [
+        *_stream(APP_STREAM),
+        *_direct_get(APP_STREAM),
+        f"{_API}.STREAM.PURGE.{APP_STREAM}",
+        APP_ALL,
+        APP_META_ALL,
+    ]
+
+
 def _contract_streams() -> list[str]:
     """`ensure_streams` (every role runs it): the events and runs streams, the sessions bucket."""
     return [*_stream(EVENTS_STREAM), *_stream(RUNS_STREAM), *_stream(f"KV_{SESSIONS_BUCKET}")]
@@ -198,10 +214,16 @@ def grants(
                 _contract_streams(),
                 _direct_get(EVENTS_STREAM),
                 _kv(SESSIONS_BUCKET, write=False),
+                _app_streams(),
                 [RUNS_SUBMIT, ctl],
             ),
-            subscribe=(f"{inbox_prefix('gateway')}.>", LIVE_ALL, f"{PROGRESS_PREFIX}.>"),
-            publish_deny=(EVENTS_ALL, LIVE_ALL),
+            subscribe=(
+                f"{inbox_prefix('gateway')}.>",
+                LIVE_ALL,
+                APP_LIVE_ALL,
+                f"{PROGRESS_PREFIX}.>",
+            ),
+            publish_deny=(EVENTS_ALL, LIVE_ALL, APP_LIVE_ALL),
         ),
         "worker": Grant(
             publish=_unique(
@@ -227,7 +249,7 @@ def grants(
                 [CHECKPOINTS_ALL],
             ),
             subscribe=(f"{inbox_prefix('archiver')}.>",),
-            publish_deny=(EVENTS_ALL, LIVE_ALL),
+            publish_deny=(EVENTS_ALL, LIVE_ALL, APP_LIVE_ALL),
         ),
         "metrics": Grant(
             publish=_unique(
@@ -240,7 +262,7 @@ def grants(
                 [f"{PROGRESS_PREFIX}.>"],
             ),
             subscribe=(f"{inbox_prefix('metrics')}.>",),
-            publish_deny=(EVENTS_ALL, LIVE_ALL),
+            publish_deny=(EVENTS_ALL, LIVE_ALL, APP_LIVE_ALL),
         ),
     }
 

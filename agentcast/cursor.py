@@ -10,6 +10,9 @@ from __future__ import annotations
 from agentcast.errors import InvalidCursor
 
 _MAX_LEN = 20
+_MAX_SEQ = 2**64 - 1
+"""JetStream sequences are uint64: a larger number was never issued (and JetStream
+answers a direct get beyond it with an error, not "no message")."""
 
 
 def format_cursor(stream_seq: int) -> str:
@@ -18,9 +21,16 @@ def format_cursor(stream_seq: int) -> str:
 
 def parse_cursor(value: str) -> int:
     """The stream sequence a cursor names; raises InvalidCursor."""
-    if not value or len(value) > _MAX_LEN or not value.isascii() or not value.isdigit():
+    # Exactly what format_cursor writes: `007` names no cursor ever issued.
+    if (
+        not value
+        or len(value) > _MAX_LEN
+        or not value.isascii()
+        or not value.isdigit()
+        or value[0] == "0"
+    ):
         raise InvalidCursor(value)
     seq = int(value)
-    if seq < 1:
+    if not 1 <= seq <= _MAX_SEQ:
         raise InvalidCursor(value)
     return seq

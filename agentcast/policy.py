@@ -11,7 +11,8 @@ policy only. Anything outside raises PolicyViolation naming the field.
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Final
 
 import msgspec
 
@@ -29,8 +30,18 @@ class RunOptions(msgspec.Struct, frozen=True, kw_only=True):
     allowed_tools: list[str]
 
 
+VISIBLE_CHAR: Final = r"[^\s\x1c-\x1f\x85\ufeff]"
+"""A prompt or message needs one character that is not whitespace, by this class.
+
+The same class in Python's `re` and in ECMA-262 (how JSON Schema patterns,
+and schemathesis, read the OpenAPI schema): Python's whitespace lacks U+FEFF
+and ECMA's lacks U+001C-U+001F and U+0085, so each is named.
+"""
+_VISIBLE: Final = re.compile(VISIBLE_CHAR)
+
+
 def validate_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
-    if not isinstance(prompt, str) or not prompt.strip():
+    if not isinstance(prompt, str) or not _VISIBLE.search(prompt):
         raise PolicyViolation(field, "must be a non-empty string")
     size = len(prompt.encode())
     if size > settings.max_prompt_bytes:
@@ -59,7 +70,7 @@ def _model(value: Any, settings: Settings) -> str:
     if value is None:
         return settings.default_model
     allowed = set(settings.allowed_models) | {settings.default_model}
-    if value not in allowed:
+    if not isinstance(value, str) or value not in allowed:
         raise PolicyViolation(
             "options.model", f"{value!r} is not allowed (allowed: {', '.join(sorted(allowed))})"
         )
@@ -69,6 +80,8 @@ def _model(value: Any, settings: Settings) -> str:
 def _max_turns(value: Any, settings: Settings) -> int:
     if value is None:
         return settings.max_turns
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # JSON has one number type: 2.0 is the integer 2 (JSON Schema agrees)
     if (
         isinstance(value, bool)
         or not isinstance(value, int)

@@ -102,6 +102,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     nats_timeout_s: float = 1.5
     """How long an API call waits for NATS before answering 503 nats_unavailable."""
     gateway_fastpath: bool = True
+    durable_long_poll_s: float = 15.0
+    """How long a Durable Streams long-poll waits for data before its 204."""
+    durable_sse_max_s: float = 60.0
+    """A Durable Streams SSE response ends after this long (the client resumes by offset)."""
     """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
 
     # -- clients (agentcast run, tail) -----------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 from agentcast.errors import InvalidSubject
@@ -21,7 +22,24 @@ RUNS_REJECTED: Final = "agentcast.runs.rejected"
 CTL_PREFIX: Final = "agentcast.ctl"
 PROGRESS_PREFIX: Final = "agentcast.progress"
 
+APP_STREAM: Final = "AGENTCAST_APP"
+"""Application streams (the Durable Streams facade, gateway/durable/), apart from sessions."""
+APP_PREFIX: Final = "agentcast.app"
+"""`agentcast.app.<name>.msg`: one stored message of an application stream;
+`agentcast.app.<name>.end`: its last one, which closes it (it may carry data)."""
+APP_END: Final = "end"
+APP_ALL: Final = "agentcast.app.>"
+APP_META_PREFIX: Final = "agentcast.appmeta"
+"""`agentcast.appmeta.<name>`: the stream's metadata (its content type); absent: no stream."""
+APP_META_ALL: Final = "agentcast.appmeta.>"
+APP_LIVE_PREFIX: Final = "agentcast.applive"
+APP_LIVE_ALL: Final = "agentcast.applive.>"
+"""AGENTCAST_APP republishes each stored message here, as AGENTCAST_EVENTS does on LIVE_ALL."""
+
 _EVENT_PREFIX_DOT: Final = EVENT_PREFIX + "."
+TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
+"""An event type, or a prefix of types `prefix.*`: dot-separated tokens, never a wildcard
+of NATS's own (`*` or `>` inside a token), whitespace or an empty token."""
 
 
 def event_subject(session: str, event_type: str) -> str:
@@ -42,6 +60,8 @@ def session_type_filter(session_token: str, type_pattern: str) -> str:
     """
     if session_token != "*":
         validate_session_id(session_token)
+    if not TYPE_PATTERN.fullmatch(type_pattern):
+        raise InvalidSubject(f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern}")
     if type_pattern.endswith(".*"):
         return f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern[:-2]}.>"
     return f"{_EVENT_PREFIX_DOT}{session_token}.{type_pattern}"
@@ -63,3 +83,20 @@ def ctl_subject(session: str) -> str:
 
 def progress_subject(session: str) -> str:
     return f"{PROGRESS_PREFIX}.{validate_session_id(session)}"
+
+
+def app_subject(name: str, *, closing: bool = False, producer: str | None = None) -> str:
+    """Where messages of application stream `name` are stored (names follow session ids):
+    `.msg`, `.msg.<producer token>` from an idempotent producer, `.end` the closing one."""
+    if closing:
+        return f"{APP_PREFIX}.{validate_session_id(name)}.{APP_END}"
+    suffix = f".{producer}" if producer else ""
+    return f"{APP_PREFIX}.{validate_session_id(name)}.msg{suffix}"
+
+
+def app_messages(name: str) -> str:
+    return f"{APP_PREFIX}.{validate_session_id(name)}.>"
+
+
+def app_meta_subject(name: str) -> str:
+    return f"{APP_META_PREFIX}.{validate_session_id(name)}"

@@ -11,13 +11,25 @@ from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse, Response
 
 from agentcast.codec import encode
-from agentcast.progress import STATES, ProgressSnapshot, decode_snapshot
+from agentcast.progress import ProgressSnapshot, decode_snapshot
 from agentcast.sessions import new_session_id
 from agentcast.tokens import Claims
 from gateway.auth import checked_session
 from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
+from gateway.openapi import (
+    CONTROL,
+    READ,
+    SUBMIT,
+    ControlAnswer,
+    RunAccepted,
+    SessionPath,
+    StateQuery,
+    answers,
+    snapshots,
+)
+from gateway.params import parse_state
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 from gateway.state import GatewayState, state_of
 
@@ -28,7 +40,7 @@ _BODY_SLACK: Final = 64 * 1024
 
 
 class RunBody(BaseModel):
-    prompt: Any = Field(description="the prompt; non-empty, at most max_prompt_bytes")
+    prompt: Any = Field(description="the prompt")
     session: Any = Field(None, description="a session id; the server makes one when absent")
     options: Any = Field(None, description="model, max_turns, allowed_tools (bounded by policy)")
 
@@ -49,13 +61,20 @@ def _gateway(request: Request) -> GatewayState:
     return gw
 
 
-@router.post("/v1/runs", status_code=202, summary="Queue a run (scope: run)")
+@router.post(
+    "/v1/runs",
+    status_code=202,
+    summary="Queue a run (scope: run)",
+    responses=answers(*SUBMIT, ok={202: {"model": RunAccepted}}),
+)
 async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONResponse:
     gw = _gateway(request)
     check_prompt(body.prompt, gw.settings)
     if body.session is not None and not isinstance(body.session, str):
         raise ApiError(400, "invalid_session", "session must be a string")
-    session = checked_session(gw.auth, claims, "run", body.session or new_session_id())
+    # Only an absent or null session is generated: "" is an invalid id like any other.
+    given = new_session_id() if body.session is None else body.session
+    session = checked_session(gw.auth, claims, "run", given)
     async with nats_deadline(gw.settings.nats_timeout_s):
         run = await submit_run(
             gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session,
@@ -72,8 +91,13 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
     return JSONResponse(payload, status_code=202)
 
 
-@router.post("/v1/sessions/{session}/cancel", summary="Cancel the session's run (scope: run)")
-async def cancel(request: Request, session: str, claims: RunClaims) -> dict[str, Any]:
+@router.post(
+    "/v1/sessions/{session}/cancel",
+    summary="Cancel the session's run (scope: run)",
+    response_model=ControlAnswer,
+    responses=answers(*CONTROL),
+)
+async def cancel(request: Request, session: SessionPath, claims: RunClaims) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
     async with nats_deadline(gw.settings.nats_timeout_s):
@@ -81,9 +105,14 @@ async def cancel(request: Request, session: str, claims: RunClaims) -> dict[str,
     return {"session": session, "ok": reply.ok, "run": reply.run}
 
 
-@router.post("/v1/sessions/{session}/messages", summary="Send a follow-up message (scope: run)")
+@router.post(
+    "/v1/sessions/{session}/messages",
+    summary="Send a follow-up message (scope: run)",
+    response_model=ControlAnswer,
+    responses=answers(*CONTROL, 404, 429),
+)
 async def message(
-    request: Request, session: str, body: MessageBody, claims: RunClaims
+    request: Request, session: SessionPath, body: MessageBody, claims: RunClaims
 ) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
@@ -92,24 +121,31 @@ async def message(
     return {"session": session, "ok": True, "run": run}
 
 
-@router.get("/v1/sessions", summary="Progress snapshots of sessions (scope: read)")
+@router.get(
+    "/v1/sessions",
+    summary="Progress snapshots of sessions (scope: read)",
+    responses=answers(*READ, ok=snapshots(many=True)),
+)
 async def list_sessions(
     request: Request,
     claims: ReadClaims,
-    state: Annotated[str | None, Query(description="only sessions in this state")] = None,
+    state: StateQuery = None,
     limit: Annotated[int, Query(ge=1, le=_MAX_LIST)] = 100,
 ) -> Response:
     gw = _gateway(request)
-    if state is not None and state not in STATES:
-        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(STATES)}")
+    state = parse_state(state)
     async with nats_deadline(gw.settings.nats_timeout_s):
-        snapshots = await _snapshots(gw, claims, state)
-    snapshots.sort(key=lambda s: s.updated_at, reverse=True)
-    return _json({"sessions": snapshots[:limit]})
+        found = await _snapshots(gw, claims, state)
+    found.sort(key=lambda s: s.updated_at, reverse=True)
+    return _json({"sessions": found[:limit]})
 
 
-@router.get("/v1/sessions/{session}", summary="Progress snapshot of one session (scope: read)")
-async def get_session(request: Request, session: str, claims: ReadClaims) -> Response:
+@router.get(
+    "/v1/sessions/{session}",
+    summary="Progress snapshot of one session (scope: read)",
+    responses=answers(*READ, 404, ok=snapshots(many=False)),
+)
+async def get_session(request: Request, session: SessionPath, claims: ReadClaims) -> Response:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "read", session)
     try:

@@ -10,18 +10,21 @@ from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from agentcast.bus import ensure_streams, servers
 from agentcast.lifecycle import role_connection
 from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
-from gateway import api, dashboard, errors, progress, sse, ws
+from gateway import api, dashboard, errors, openapi, progress, sse, ws
 from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.deps import State
+from gateway.durable import routes as durable
+from gateway.durable.appstreams import AppStreams
 from gateway.hub import Hub
+from gateway.openapi import answers
 from gateway.output import RAW_SEND
 from gateway.replay import DirectReader
 from gateway.sink import STREAM
@@ -69,8 +72,10 @@ def create_app(settings: Settings) -> GatewayApp:
             )  # fmt: skip
             hooks["hub"] = hub
             state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            state.app_streams = await AppStreams.open(nc, settings, stats)
             if isinstance(app, GatewayApp):
                 app.hub = hub
+                app.app_streams = state.app_streams
             if not settings.gateway_fastpath:
                 logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
             logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
@@ -89,25 +94,33 @@ def create_app(settings: Settings) -> GatewayApp:
         lifespan=lifespan,
     )
     errors.install(app)
+    openapi.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,
             allow_origins=settings.cors_origins,
-            allow_methods=["GET", "POST"],
-            allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
-            expose_headers=["Content-Type"],
+            allow_methods=["GET", "POST", "HEAD", "PUT", "DELETE"],
+            allow_headers=[
+                "Authorization",
+                "Content-Type",
+                "Last-Event-ID",
+                "If-None-Match",
+                "Stream-Seq",
+            ],
+            expose_headers=["Content-Type", *durable.EXPOSED_HEADERS],
         )
     app.include_router(sse.router)
     app.include_router(api.router)
     app.include_router(progress.router)
     app.include_router(dashboard.router)
+    app.include_router(durable.router)
     app.add_api_websocket_route("/v1/ws", ws.endpoint)
 
-    @app.get("/healthz", tags=["operations"])
+    @app.get("/healthz", tags=["operations"], responses=answers())
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get("/readyz", tags=["operations"], responses=answers(503))
     async def readyz(gw: State) -> Response:
         problem = None
         if not gw.nc.is_connected:
@@ -126,7 +139,7 @@ def create_app(settings: Settings) -> GatewayApp:
             return errors.json_error(503, "not_ready", problem)
         return JSONResponse({"ready": True})
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get("/metrics", tags=["operations"], response_class=PlainTextResponse, responses=answers())
     async def metrics(gw: State) -> Response:
         return Response(render(gw.registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
@@ -158,12 +171,15 @@ class GatewayApp(FastAPI):
         self.fastpath = fastpath
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""
+        self.app_streams: AppStreams | None = None
 
     def end_streams(self) -> None:
         """Tell every streaming client to reconnect (before the server waits for connections)."""
         if self.hub is not None:
             logger.info("Telling %d streaming clients to reconnect", len(self.hub.sinks))
             self.hub.shutdown()
+        if self.app_streams is not None:
+            self.app_streams.shutdown()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         if not self.fastpath or scope["type"] not in ("http", "websocket"):

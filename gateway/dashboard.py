@@ -13,9 +13,10 @@ from importlib.resources import files
 from typing import Final
 
 from fastapi import APIRouter
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 
 from gateway.errors import ApiError
+from gateway.openapi import answers
 
 router = APIRouter(tags=["dashboard"])
 
@@ -46,7 +47,12 @@ def _asset(name: str) -> Response:
     return Response(resource.read_bytes(), media_type=_TYPES[suffix], headers=_HEADERS)
 
 
-@router.get("/", summary="The dashboard (open it with ?token=...)", response_class=Response)
+@router.get(
+    "/",
+    summary="The dashboard (open it with ?token=...)",
+    response_class=HTMLResponse,
+    responses=answers(),
+)
 async def index() -> Response:
     return _asset("index.html")
 
@@ -55,6 +61,9 @@ async def index() -> Response:
     "/static/agentcast.js",
     summary="The browser client (an ES module: streams that resume, runs, cancel, messages)",
     response_class=Response,
+    responses=answers(
+        ok={200: {"content": {"text/javascript": {}}, "description": "the ES module"}}
+    ),
 )
 async def client_module() -> Response:
     response = _asset("agentcast.js")

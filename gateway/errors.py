@@ -135,7 +135,10 @@ def install(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else code
-        return json_error(exc.status_code, code, message)
+        response = json_error(exc.status_code, code, message)
+        # Starlette's 405 carries `Allow` (RFC 9110: a 405 must list the methods).
+        response.headers.update(exc.headers or {})
+        return response
 
     app.add_exception_handler(AgentcastError, _api_error)
     app.add_exception_handler(nats.errors.Error, _nats_error)

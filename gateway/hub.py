@@ -8,6 +8,10 @@ its JSON, and the same Frame (the same bytes) goes to every client. Messages
 arrive through the Tap (gateway/upstream.py) and are dispatched synchronously:
 no Msg object, task or lock per event.
 
+A hub serves the topics of one JetStream stream (`Subjects`): the events
+stream's sessions, or (a second hub) the Durable Streams app streams of
+gateway/durable/.
+
 Routes connect a sink with `async with hub.connect(sink) as client:` and
 subscribe through that `Client`; nothing else changes the hub's sets.
 
@@ -33,6 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Final, Self
 
@@ -41,8 +46,9 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import SlowConsumerError
 
+from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import EVENTS_ALL, LIVE_ALL, LIVE_PREFIX, session_events
+from agentcast.subjects import EVENT_PREFIX, LIVE_PREFIX
 from gateway.admission import Admission
 from gateway.feed import Subscription
 from gateway.frames import HEARTBEAT, Frame
@@ -53,7 +59,6 @@ from gateway.upstream import Tap
 
 logger = logging.getLogger(__name__)
 
-_LIVE_PREFIX_LEN: Final = len(LIVE_PREFIX) + 1
 PENDING_MSGS: Final = 65_536
 PENDING_BYTES: Final = 64 * 1024 * 1024
 _REFILL_RETRY_S: Final = 0.5
@@ -61,12 +66,28 @@ _HEARTBEAT_SLICE: Final = 500
 FIREHOSE: Final = "*"
 
 
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Where a hub's topics are: `<live>.<key>.>` republished, `<stored>.<key>.>` stored."""
+
+    live: str
+    stored: str
+
+
+EVENT_SUBJECTS: Final = Subjects(LIVE_PREFIX, EVENT_PREFIX)
+
+
 class Topic:
     def __init__(self, hub: Hub, key: str) -> None:
         self.hub = hub
         self.key = key
-        self.live_subject = LIVE_ALL if key == FIREHOSE else f"{LIVE_PREFIX}.{key}.>"
-        self.replay_subject = EVENTS_ALL if key == FIREHOSE else session_events(key)
+        subjects = hub.subjects
+        if key == FIREHOSE:
+            self.live_subject, self.replay_subject = f"{subjects.live}.>", f"{subjects.stored}.>"
+        else:
+            validate_session_id(key)  # never a wildcard or a subject token of its own
+            self.live_subject = f"{subjects.live}.{key}.>"
+            self.replay_subject = f"{subjects.stored}.{key}.>"
         self.subs: set[Subscription] = set()
         self._snapshot: tuple[Subscription, ...] = ()
         self.last_seq = 0
@@ -127,7 +148,7 @@ class Topic:
         held = self._held
         if held is None and seq <= self.last_seq:
             return
-        session, _, event_type = subject[_LIVE_PREFIX_LEN:].decode().partition(".")
+        session, _, event_type = subject[self.hub.live_prefix_len :].decode().partition(".")
         frame = Frame(seq, session, event_type, data)
         if held is not None:
             self._hold(held, frame)
@@ -223,9 +244,12 @@ class Hub:
         fastpath: bool = True,
         pending_msgs: int = PENDING_MSGS,
         pending_bytes: int = PENDING_BYTES,
+        subjects: Subjects = EVENT_SUBJECTS,
         admission: Admission | None = None,
     ) -> None:
         self.nc = nc
+        self.subjects = subjects
+        self.live_prefix_len = len(subjects.live) + 1
         self.reader = reader
         self.stats = stats
         self.admission = admission or Admission.of(Settings(), stats)

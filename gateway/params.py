@@ -13,8 +13,9 @@ from typing import Final, Literal, get_args
 
 from agentcast.cursor import parse_cursor
 from agentcast.events import EVENT_TYPES
+from agentcast.progress import STATES
 from agentcast.sessions import is_valid_session_id
-from agentcast.subjects import EVENTS_ALL, session_events, session_type_filter
+from agentcast.subjects import EVENTS_ALL, TYPE_PATTERN, session_events, session_type_filter
 from gateway.errors import ApiError
 
 START: Final = 0
@@ -22,10 +23,10 @@ START: Final = 0
 NOW: Final = -1
 """`from=now`: live events only."""
 
-_TYPE_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*(\.\*)?")
-_GLOB: Final = re.compile(r"[A-Za-z0-9_\-*?\[\]!]{1,128}")
+GLOB_PATTERN: Final = r"[A-Za-z0-9_\-*?\[\]!]{1,128}"
+_GLOB: Final = re.compile(GLOB_PATTERN)
 _GLOB_META: Final = frozenset("*?[]!")
-_MAX_TYPES: Final = 64
+MAX_TYPES: Final = 64
 MAX_COALESCE_MS: Final = 10_000
 
 Format = Literal["agentcast", "ag-ui", "ai-sdk"]
@@ -62,13 +63,15 @@ def parse_types(values: Iterable[str] | None) -> TypeFilter | None:
     """A TypeFilter, or None for every type; unknown types are a 400."""
     if values is None:
         return None
-    patterns = [p.strip() for value in values for p in value.split(",") if p.strip()]
+    # Distinct patterns count: `text.delta,text.delta` is one filter, not two.
+    patterns = list(dict.fromkeys(p.strip() for value in values for p in value.split(",")))
+    patterns = [p for p in patterns if p]
     if not patterns:
         return None
-    if len(patterns) > _MAX_TYPES:
-        raise ApiError(400, "invalid_types", f"at most {_MAX_TYPES} type patterns")
+    if len(patterns) > MAX_TYPES:
+        raise ApiError(400, "invalid_types", f"at most {MAX_TYPES} distinct type patterns")
     for pattern in patterns:
-        if not _TYPE_PATTERN.fullmatch(pattern):
+        if not TYPE_PATTERN.fullmatch(pattern):
             raise ApiError(400, "invalid_types", f"invalid type pattern {pattern[:80]!r}")
         if pattern.endswith(".*"):
             known = any(t.startswith(pattern[:-1]) for t in EVENT_TYPES)
@@ -77,6 +80,13 @@ def parse_types(values: Iterable[str] | None) -> TypeFilter | None:
         if not known:
             raise ApiError(400, "invalid_types", f"unknown event type {pattern!r}")
     return TypeFilter(patterns)
+
+
+def parse_state(value: str | None) -> str | None:
+    """`state=`: one of the progress states, or None for all."""
+    if value is not None and value not in STATES:
+        raise ApiError(400, "invalid_state", f"state must be one of: {', '.join(STATES)}")
+    return value
 
 
 def parse_glob(value: str | None, default: str) -> str:

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator
-from typing import Annotated, Final
+from typing import Final
 
 import msgspec
-from fastapi import APIRouter, Query
+from fastapi import APIRouter
 from nats.js.kv import KeyValue
 from starlette.responses import Response
 from starlette.types import Receive
@@ -31,6 +31,7 @@ from gateway.deps import ReadClaims, State
 from gateway.feed import SessionMatch
 from gateway.frames import sse_event
 from gateway.hub import Subscriber
+from gateway.openapi import READ, SessionsQuery, answers, stream
 from gateway.params import parse_glob
 from gateway.progress_feed import ProgressClient, ProgressFeed, progress_message
 from gateway.sse import SseResponse
@@ -47,21 +48,20 @@ _BATCH: Final = 64
     summary="Stream progress snapshots of the sessions matching a glob (SSE, scope: read)",
     response_class=Response,
     response_model=None,
-    responses={
-        200: {
-            "content": {"text/event-stream": {}},
-            "description": (
-                "`event: progress` / `data: <snapshot JSON>` for every current snapshot, "
-                'then `event: synced` / `data: {"sessions": N}`, then each live snapshot. '
-                "`event: lagged` before the server drops a client that fell behind."
-            ),
-        }
-    },
+    responses=answers(
+        *READ,
+        429,
+        ok=stream(
+            "`event: progress` / `data: <snapshot JSON>` for every current snapshot, "
+            'then `event: synced` / `data: {"sessions": N}`, then each live snapshot. '
+            "`event: lagged` before the server drops a client that fell behind."
+        ),
+    ),
 )
 async def progress(
     gw: State,
     claims: ReadClaims,
-    sessions: Annotated[str | None, Query(description="session glob, e.g. team_*")] = None,
+    sessions: SessionsQuery = None,
 ) -> SseResponse:
     glob = parse_glob(sessions, default="*")
     return SseResponse(gw, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions)))

@@ -60,12 +60,16 @@ class DirectReader:
         nc: Client,
         stream: str = EVENTS_STREAM,
         *,
+        prefix: str = EVENT_PREFIX,
         timeout: float = 5.0,
         lookup_timeout: float = 1.5,
         stats: Stats | None = None,
     ) -> None:
         self._nc = nc
         self._stream = stream
+        self._key_prefix = prefix
+        """Subjects are `<prefix>.<key>.<type>`: the key is a session (or an app stream)."""
+        self._key_at = len(prefix) + 1
         self._api = f"$JS.API.DIRECT.GET.{stream}"
         self._timeout = timeout
         self._lookup_timeout = lookup_timeout
@@ -128,6 +132,10 @@ class DirectReader:
         finally:
             del self._waiting[inbox]
 
+    def frame(self, msg: Msg) -> Frame:
+        """The Frame of a message read from this stream (no JSON decode)."""
+        return frame_of(msg, self._key_at)
+
     def observe(self, seq: int) -> None:
         """A live message proved that the stream holds `seq`."""
         self.floor = max(self.floor, seq)
@@ -189,7 +197,7 @@ class DirectReader:
                 "max_bytes": max_bytes,
             }
             msgs, pending = await self._request(body, batched=True, timeout=self._timeout)
-            return Batch([frame_of(m) for m in msgs], pending)
+            return Batch([self.frame(m) for m in msgs], pending)
 
         if since < 0:
             return await read()
@@ -221,7 +229,7 @@ class DirectReader:
             await self.sync()  # the cursor may come from a gateway that saw more
         stored = await self.get(after)
         if stored is not None:
-            session = session_of(stored)
+            session = session_of(stored, self._key_prefix)
             if session is None or not covers(session):
                 raise InvalidCursor(format_cursor(after))
             return
@@ -241,12 +249,13 @@ class DirectReader:
         )
 
 
-def session_of(msg: Msg) -> str | None:
-    """The session of a message read from the events stream, None if it is not an event."""
+def session_of(msg: Msg, prefix: str = EVENT_PREFIX) -> str | None:
+    """The session (the key) of a message read from a stream of `<prefix>.<key>.<type>`
+    subjects, None if it is not one of those (not an event)."""
     subject = (msg.headers or {}).get("Nats-Subject", "")
-    if not subject.startswith(EVENT_PREFIX + "."):
+    if not subject.startswith(prefix + "."):
         return None
-    session, dot, event_type = subject[_EVT_PREFIX_LEN:].partition(".")
+    session, dot, event_type = subject[len(prefix) + 1 :].partition(".")
     return session if session and dot and event_type else None
 
 
@@ -254,8 +263,9 @@ def stored_seq(msg: Msg) -> int:
     return int((msg.headers or {})["Nats-Sequence"])
 
 
-def frame_of(msg: Msg) -> Frame:
-    """The Frame of a message read from the events stream (no JSON decode)."""
+def frame_of(msg: Msg, prefix_len: int = _EVT_PREFIX_LEN) -> Frame:
+    """The Frame of a message read from the events stream, or from another stream whose
+    subjects' key starts at `prefix_len` (no JSON decode)."""
     headers = msg.headers or {}
-    session, _, event_type = headers["Nats-Subject"][_EVT_PREFIX_LEN:].partition(".")
+    session, _, event_type = headers["Nats-Subject"][prefix_len:].partition(".")
     return Frame(int(headers["Nats-Sequence"]), session, event_type, msg.data)

@@ -12,9 +12,9 @@ import logging
 import random
 from collections.abc import Callable
 from functools import partial
-from typing import Annotated, Any, Final, Protocol
+from typing import Final, Protocol
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -31,9 +31,22 @@ from gateway.formats import FormatStream, FormattedOutput, Style
 from gateway.formats.runs import active_run, run_start, run_start_before
 from gateway.frames import sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
+from gateway.openapi import (
+    STREAM,
+    AcceptHeader,
+    CoalesceQuery,
+    FormatQuery,
+    FromQuery,
+    LastEventId,
+    RunQuery,
+    SessionPath,
+    SessionsQuery,
+    TypesQuery,
+    answers,
+    stream,
+)
 from gateway.output import open_output
 from gateway.params import (
-    MAX_COALESCE_MS,
     NOW,
     TypeFilter,
     glob_covers,
@@ -55,34 +68,13 @@ _HEADERS: Final = [
     (b"x-accel-buffering", b"no"),
 ]
 
-FromQuery = Annotated[str | None, Query(alias="from", description="start | now | <cursor>")]
-TypesQuery = Annotated[list[str] | None, Query(description="e.g. text.delta,tool.*")]
-LastEventId = Annotated[str | None, Header(alias="Last-Event-ID")]
-FormatQuery = Annotated[
-    str | None, Query(alias="format", description="agentcast (default) | ag-ui | ai-sdk")
-]
-AcceptHeader = Annotated[str | None, Header(alias="Accept")]
-CoalesceQuery = Annotated[
-    int | None,
-    Query(ge=0, le=MAX_COALESCE_MS,
-          description="ms: merge consecutive text deltas of a block within this window"),
-]  # fmt: skip
-RunQuery = Annotated[int | None, Query(ge=1, description="stream this run (waits if queued)")]
-
 
 def retry_ms(base: int, spread: int) -> int:
     """A reconnection delay with jitter, so a restart does not cause a reconnect stampede."""
     return base + random.randint(0, spread)
 
 
-_STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
-    200: {
-        "content": {"text/event-stream": {}},
-        "description": "id: cursor, event: type, data: envelope",
-    },
-    400: {"description": "invalid_cursor: a cursor this stream never issued"},
-    410: {"description": "cursor_expired: the cursor is older than retention"},
-}
+_STREAM_DOC: Final = answers(*STREAM, ok=stream("id: cursor, event: type, data: envelope"))
 
 
 @router.get(
@@ -93,7 +85,7 @@ _STREAM_DOC: Final[dict[int | str, dict[str, Any]]] = {
     responses=_STREAM_DOC,
 )
 async def session_events(
-    gw: State, session: str, claims: ReadClaims, from_: FromQuery = None,
+    gw: State, session: SessionPath, claims: ReadClaims, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None, format_: FormatQuery = None,
     accept: AcceptHeader = None, coalesce_ms: CoalesceQuery = None,
 ) -> SseResponse:  # fmt: skip
@@ -115,7 +107,7 @@ async def session_events(
     },
 )
 async def chat_stream(
-    gw: State, session: str, claims: ReadClaims, run: RunQuery = None,
+    gw: State, session: SessionPath, claims: ReadClaims, run: RunQuery = None,
     last_event_id: LastEventId = None, coalesce_ms: CoalesceQuery = None,
 ) -> Response:  # fmt: skip
     """`useChat({resume: true})` asks `GET {api}/{chatId}/stream`: the active run replayed
@@ -146,7 +138,7 @@ async def chat_stream(
     responses=_STREAM_DOC,
 )
 async def firehose(
-    gw: State, claims: ReadClaims, sessions: str | None = None, from_: FromQuery = None,
+    gw: State, claims: ReadClaims, sessions: SessionsQuery = None, from_: FromQuery = None,
     types: TypesQuery = None, last_event_id: LastEventId = None, format_: FormatQuery = None,
     accept: AcceptHeader = None, coalesce_ms: CoalesceQuery = None,
 ) -> SseResponse:  # fmt: skip

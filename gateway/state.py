@@ -18,6 +18,7 @@ from starlette.requests import HTTPConnection
 from agentcast.replicas import ReplicasCollector
 from agentcast.settings import Settings
 from gateway.auth import Authenticator
+from gateway.durable.appstreams import AppStreams
 from gateway.hub import Hub
 from gateway.progress_feed import ProgressFeed
 from gateway.replay import DirectReader
@@ -54,10 +55,14 @@ class GatewayState:
             stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered
         )
         self.registry.register(ReplicasCollector())
+        self.app_streams: AppStreams | None = None
+        """Durable Streams application streams (gateway/durable/), opened by the lifespan."""
 
     async def close(self) -> None:
         """Every stream told to end, subscriptions dropped (the connection is the lifespan's)."""
         await self.hub.close()
+        if self.app_streams is not None:
+            await self.app_streams.close()
         await self.progress.close()
         await self.reader.stop()
 

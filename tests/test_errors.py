@@ -23,6 +23,8 @@ _DEFINING = (
     "agentcast.supervisor",
     "consumers.lease",
     "gateway.admission",
+    "gateway.durable.appstreams",
+    "gateway.durable.producers",
     "gateway.errors",
     "gateway.replay",
 )
