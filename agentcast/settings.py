@@ -93,6 +93,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_buffer_bytes: int = 1024 * 1024
     ws_max_frame_bytes: int = 256 * 1024
     replay_batch: int = 256
+    replay_concurrency: int = 32
+    """Replays (catch-up from JetStream) running at once per gateway process; others wait."""
+    replay_queue: int = 20_000
+    """Replays that may wait for a slot per gateway process; past it: told to retry later."""
+    replay_wait_s: float = 120.0
+    """Longest a replay waits for a slot before it is told to retry later."""
+    nats_timeout_s: float = 1.5
+    """How long an API call waits for NATS before answering 503 nats_unavailable."""
     gateway_fastpath: bool = True
     durable_long_poll_s: float = 15.0
     """How long a Durable Streams long-poll waits for data before its 204."""

@@ -204,12 +204,12 @@ http {{
     location ~ ^/sub/([A-Za-z0-9_-]+)$ {{
       nchan_subscriber;
       nchan_channel_id $1;
-      nchan_subscriber_first_message newest;
+      nchan_subscriber_first_message {first};
     }}
     location ~ ^/pub/([A-Za-z0-9_-]+)$ {{
       nchan_publisher;
       nchan_channel_id $1;
-      nchan_message_buffer_length 16;
+      nchan_message_buffer_length {buffer};
     }}
   }}
 }}
@@ -217,8 +217,10 @@ http {{
 
 
 @contextmanager
-def nchan(tmp: Path, workers: int) -> Iterator[Server]:
-    """nginx with the Nchan module on a free loopback port, from a config written into `tmp`."""
+def nchan(tmp: Path, workers: int, *, buffer: int = 16, first: str = "newest") -> Iterator[Server]:
+    """nginx with the Nchan module on a free loopback port, from a config written into `tmp`;
+    each channel keeps its last `buffer` messages, a new subscriber starts at `first`
+    (`newest`: live only; `oldest`: a replay of the buffer, as bench/storm.py asks)."""
     port = free_port()
     root = tmp / "nginx"
     root.mkdir(parents=True, exist_ok=True)
@@ -226,7 +228,7 @@ def nchan(tmp: Path, workers: int) -> Iterator[Server]:
     conf = root / "nginx.conf"
     conf.write_text(_NCHAN_CONF.format(
         module=NCHAN_MODULE, workers=workers, nofile=nofile, tmp=root, port=port,
-        conns=max(1024, nofile - 64),
+        conns=max(1024, nofile - 64), buffer=buffer, first=first,
     ))  # fmt: skip
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen(

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +18,7 @@ from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
 from gateway import api, dashboard, errors, openapi, progress, sse, ws
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.deps import State
 from gateway.durable import routes as durable
@@ -36,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
 _REVOCATIONS_LOAD_S = 5.0
+_READY_S: Final = 0.6
+"""/readyz answers 503 when JetStream has not answered within this (a stall flips it in 1 s)."""
 
 
 def create_app(settings: Settings) -> GatewayApp:
@@ -61,11 +64,14 @@ def create_app(settings: Settings) -> GatewayApp:
             settings, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
         ) as nc:
             kv = await ensure_streams(nc.jetstream(), settings)
-            reader = DirectReader(nc, EVENTS_STREAM)
+            reader = DirectReader(
+                nc, EVENTS_STREAM, lookup_timeout=settings.nats_timeout_s, stats=stats
+            )
             await reader.start()
             hub = Hub(
                 nc, reader, stats, replay_batch=settings.replay_batch,
                 heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
+                admission=Admission.of(settings, stats),
             )  # fmt: skip
             hooks["hub"] = hub
             slots = StreamSlots(nc.jetstream(), settings)
@@ -140,8 +146,12 @@ def create_app(settings: Settings) -> GatewayApp:
             problem = "NATS is not connected"
         else:
             try:
-                for stream in (EVENTS_STREAM, RUNS_STREAM):
-                    await gw.js.stream_info(stream)
+                # A stalled server keeps the connection up: only an answer in time is ready.
+                async with asyncio.timeout(_READY_S):
+                    for stream in (EVENTS_STREAM, RUNS_STREAM):
+                        await gw.js.stream_info(stream)
+            except TimeoutError:
+                problem = f"JetStream did not answer within {_READY_S:g} s"
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 problem = f"stream missing or JetStream unavailable: {exc!r}"
         if problem:

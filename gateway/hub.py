@@ -47,7 +47,9 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import SlowConsumerError
 
 from agentcast.sessions import validate_session_id
+from agentcast.settings import Settings
 from agentcast.subjects import EVENT_PREFIX, LIVE_PREFIX
+from gateway.admission import Admission
 from gateway.feed import Subscription
 from gateway.frames import HEARTBEAT, Frame
 from gateway.replay import DirectReader
@@ -218,13 +220,15 @@ class Topic:
 
     async def _read_to_end(self) -> None:
         reader, batch = self.hub.reader, self.hub.replay_batch
+        since = reader.mark()  # live frames are held from before this on
         while True:
-            found = await reader.batch(self.last_seq + 1, self.replay_subject, batch, 1 << 20)
-            for msg in found.msgs:
-                frame = reader.frame(msg)
+            found = await reader.batch(
+                self.last_seq + 1, self.replay_subject, batch, 1 << 20, since=since
+            )
+            for frame in found.frames:
                 if frame.seq > self.last_seq:
                     self._dispatch(frame)
-            if found.pending == 0 or not found.msgs:
+            if found.pending == 0 or not found.frames:
                 return
 
 
@@ -243,12 +247,14 @@ class Hub:
         pending_msgs: int = PENDING_MSGS,
         pending_bytes: int = PENDING_BYTES,
         subjects: Subjects = EVENT_SUBJECTS,
+        admission: Admission | None = None,
     ) -> None:
         self.nc = nc
         self.subjects = subjects
         self.live_prefix_len = len(subjects.live) + 1
         self.reader = reader
         self.stats = stats
+        self.admission = admission or Admission.of(Settings(), stats)
         self.replay_batch = replay_batch
         self.heartbeat_s = heartbeat_s
         self.pending_msgs = pending_msgs
@@ -349,6 +355,7 @@ class Hub:
 
     async def close(self) -> None:
         self.shutdown()
+        self.admission.close()
         for task in list(self._tasks):
             task.cancel()
         for topic in list(self.topics.values()):
@@ -391,12 +398,15 @@ class Subscriber:
         topic = await self._hub.attach(key, sub)
         if sub in self._topics and self.sink.reason is None:
             self._topics[sub] = topic
+            # Reads sent from now on see every event that will not come live (readcache.py).
+            sub.since = self._hub.reader.mark()
         else:
             topic.remove(sub)  # unsubscribed or finished while the topic opened
 
     async def catch_up(self, sub: Subscription) -> None:
         """Replay `sub` up to the end of the stream, then let it go live."""
-        if await sub.catch_up(self._hub.reader, self._hub.replay_batch):
+        hub = self._hub
+        if await sub.catch_up(hub.reader, hub.replay_batch, hub.admission):
             # No await since the replay's end: the topic's floor is exactly `sub`'s position.
             topic = self._topics.get(sub)
             if topic is not None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from nats.errors import NoRespondersError
@@ -24,7 +24,7 @@ from agentcast.errors import PolicyViolation, PromptTooLarge, QueueFull
 from agentcast.policy import resolve_options, validate_prompt
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
+from agentcast.subjects import EVENTS_STREAM, RUNS_SUBMIT, ctl_subject, event_subject
 from gateway.errors import ApiError, unavailable
 from gateway.replay import DirectReader
 
@@ -32,6 +32,8 @@ logger = logging.getLogger(__name__)
 
 _MAXIMUM_MESSAGES_EXCEEDED = 10077
 """JetStream's error code for a publish refused by a full stream (max_msgs, discard new)."""
+_WORKER_S: Final = 1.0
+_PING_S: Final = 0.4
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
@@ -80,10 +82,14 @@ async def submit_run(
 async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply | None:
     """The reply of the worker holding `session`, or None when no worker holds it."""
     try:
-        msg = await nc.request(ctl_subject(session), encode(request), timeout=5.0)
+        msg = await nc.request(ctl_subject(session), encode(request), timeout=_WORKER_S)
     except NoRespondersError:
         return None
     except NatsTimeoutError as exc:
+        # A worker answers from its loop in milliseconds: no answer is NATS itself stalling,
+        # or the worker. A request to the server tells which (not nc.flush(timeout): nats-py
+        # 2.16 leaves the timed-out PONG's future cancelled, and its read loop dies on it).
+        await nc.jetstream(timeout=_PING_S).stream_info(EVENTS_STREAM)
         raise ApiError(
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc

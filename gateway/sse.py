@@ -19,9 +19,11 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
-from agentcast.errors import AgentcastError, TooManyStreams
+from agentcast.errors import AgentcastError, NatsUnavailable, TooManyStreams
 from agentcast.subjects import session_events as session_subject
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, State
 from gateway.errors import ApiError, error_response, from_agentcast_error
 from gateway.feed import SessionMatch, Subscription
@@ -118,13 +120,14 @@ async def chat_stream(
     if last_event_id:
         return await _open(gw, claims.jti, session, session, None, None, None, last_event_id,
                            session.__eq__, style)  # fmt: skip
-    if run is None:
-        active = await active_run(gw.reader, session)
-        if active is None:
-            return Response(status_code=204)
-        after, run = active.seq - 1, active.run
-    else:
-        after = await run_start(gw.reader, session, run)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        if run is None:
+            active = await active_run(gw.reader, session)
+            if active is None:
+                return Response(status_code=204)
+            after, run = active.seq - 1, active.run
+        else:
+            after = await run_start(gw.reader, session, run)
     content = EventContent(session, session, session_subject(session), after, None, None)
     return SseResponse(gw, claims.jti, content, style.stream(0, run), style.headers)
 
@@ -178,11 +181,13 @@ async def _open(
         raise ApiError(400, "invalid_types", f"types= cannot be used with format={style.format}")
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
-        await gw.reader.check_resume(after, subject, covers)
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            await gw.reader.check_resume(after, subject, covers)
     start, quiet_until = after, 0
     if after > 0 and style.format != "agentcast" and key != FIREHOSE:
         # Joining mid-run: replay the run from its start for state only, up to the cursor.
-        begun = await run_start_before(gw.reader, key, after)
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            begun = await run_start_before(gw.reader, key, after)
         if begun is not None:
             start, quiet_until = begun - 1, after
     content = EventContent(key, name, subject, start, type_filter, sessions)
@@ -289,12 +294,25 @@ class EventContent:
                     await client.catch_up(sub)
                     if isinstance(sink.output, FormattedOutput):
                         sink.output.caught_up()
-                except Exception:
-                    logger.exception("replay failed for %s", self.name)
-                    sink.finish("error")
+                except Exception as exc:  # noqa: BLE001 - told to the client, truthfully
+                    _replay_failed(sink, self.name, exc)
             await sink.wait()
         finally:
             watch.stop()
+
+
+def _replay_failed(sink: Sink, name: str, exc: Exception) -> None:
+    """End a stream whose replay could not run, saying why and when to retry (with jitter)."""
+    if isinstance(exc, ReplayBusy):
+        sink.send(sse_retry(int(exc.retry_after_s * 1000), str(exc)))
+    else:
+        if isinstance(exc, NatsUnavailable):
+            logger.warning("replay failed for %s: %s", name, exc)
+        else:
+            logger.exception("replay failed for %s", name)
+        why = exc.code if isinstance(exc, AgentcastError) else "internal"
+        sink.send(sse_retry(retry_ms(1000, 4000), f"replay failed ({why}): retry"))
+    sink.finish("error")
 
 
 async def _end(client: Subscriber, send: Send) -> None:
@@ -307,7 +325,7 @@ async def _end(client: Subscriber, send: Send) -> None:
             "message": "client fell behind; reconnect with Last-Event-ID to resume",
         }
         sink.send(sse_event(None, "lagged", encode(notice)))
-    elif sink.reason in ("shutdown", "error"):
+    elif sink.reason == "shutdown":
         sink.send(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect"))
     elif sink.reason == "revoked" and not isinstance(sink.output, FormattedOutput):
         sink.send(sse_event(None, "error", error_body("token_revoked", "token revoked")))

@@ -32,7 +32,9 @@ from agentcast.codec import ws_op_decoder, ws_ref_decoder
 from agentcast.errors import AgentcastError, LimitExceeded, TooManyStreams
 from agentcast.tokens import Claims, Scope
 from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.errors import ApiError, from_agentcast_error, from_nats_error, unavailable
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
@@ -173,7 +175,8 @@ class _Connection:
                 raise ApiError(
                     413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
                 )
-            await self._dispatch(_decode(data))
+            async with nats_deadline(self.gw.settings.nats_timeout_s):
+                await self._dispatch(_decode(data))
         except (AgentcastError, nats.errors.Error) as exc:
             if isinstance(exc, LimitExceeded):
                 self.gw.stats.hit(exc.limit)
@@ -250,6 +253,11 @@ class _Connection:
             await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
+            if isinstance(exc, ReplayBusy):  # our own words: how long to wait, nothing inside
+                self.reply("error", code=exc.code, message=str(exc), session=sub.name,
+                           retry_after_s=exc.retry_after_s)  # fmt: skip
+                self._drop(sub.name)
+                return
             err = _api_error(exc) if isinstance(exc, AgentcastError | nats.errors.Error) else None
             err = err or unavailable("the replay could not be read")
             self.reply(

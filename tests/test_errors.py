@@ -22,6 +22,9 @@ _DEFINING = (
     "agentcast.embedded",
     "agentcast.supervisor",
     "consumers.lease",
+    "gateway.admission",
+    "gateway.durable.appstreams",
+    "gateway.durable.producers",
     "gateway.errors",
     "gateway.replay",
 )

@@ -32,7 +32,8 @@ from gateway.errors import ApiError
 from gateway.feed import Subscription
 from gateway.frames import Frame
 from gateway.output import Kind, Watcher
-from gateway.replay import Batch, stored_seq
+from gateway.readcache import Batch
+from gateway.replay import stored_seq
 from gateway.sink import Sink
 from gateway.state import GatewayState
 
@@ -88,14 +89,14 @@ async def _last(source: Source) -> tuple[int, bool]:
 
 async def _closed_after(source: Source, found: Batch) -> bool:
     """Whether a read that returned `found` reached the stream's closing message."""
-    if found.msgs:
-        return source.closes(found.msgs[-1])
+    if found.frames:
+        return source.closed_by(found.frames[-1])
     return found.pending == 0 and source.end_type is not None and (await _last(source))[1]
 
 
 def _payloads(found: Batch) -> list[bytes]:
     # A closing message without data is empty; no stored JSON value or append ever is.
-    return [m.data for m in found.msgs if m.data]
+    return [f.payload for f in found.frames if f.payload]
 
 
 async def _resolve(source: Source, offset: int) -> int:
@@ -114,7 +115,7 @@ async def _batch(gw: GatewayState, source: Source, position: int) -> Batch:
 
 
 def _end_of(found: Batch, position: int) -> int:
-    return stored_seq(found.msgs[-1]) if found.msgs else position
+    return found.frames[-1].seq if found.frames else position
 
 
 async def _catch_up(
@@ -146,7 +147,7 @@ async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: st
         while sink.reason is None:
             found = await _batch(gw, source, position)
             closed = await _closed_after(source, found)
-            if found.msgs:
+            if found.frames:
                 content = body(source.mode, _payloads(found))
                 end = _end_of(found, position)
                 return _reply(200, source, content, end, up=found.pending == 0,
