@@ -34,16 +34,16 @@ class Stats:
         self.events_in = 0
         self.limit_hits: dict[str, int] = {}
         """Refusals by the setting crossed (`max_streams_per_token`, `header_timeout_s`...)."""
-
-    def hit(self, limit: str) -> None:
-        """Count one refusal for crossing `limit` (never per event: per request or frame)."""
-        self.limit_hits[limit] = self.limit_hits.get(limit, 0) + 1
         self.replay_reads = 0
         self.replay_reads_shared = 0
         self.replays_active = 0
         self.replays_waiting = 0
         self.replays_queued = 0
         self.replays_refused = 0
+
+    def hit(self, limit: str) -> None:
+        """Count one refusal for crossing `limit` (never per event: per request or frame)."""
+        self.limit_hits[limit] = self.limit_hits.get(limit, 0) + 1
 
 
 class _Collector(Collector):

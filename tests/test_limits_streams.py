@@ -113,6 +113,44 @@ async def test_a_burst_of_one_tokens_streams_admits_exactly_the_limit(
     assert codes == [200] * LIMIT + [429] * (2 * LIMIT)
 
 
+async def test_durable_streams_live_reads_take_slots_and_catch_up_reads_do_not(
+    pair: list[GatewayProcess],
+) -> None:
+    a, b = pair
+    tok = token()
+    auth = {"Authorization": f"Bearer {tok}"}
+    path = "/ds/v1/sessions/limits_ds_session"
+    async with AsyncExitStack() as stack:
+        http = await stack.enter_async_context(httpx.AsyncClient(timeout=30))
+
+        async def ds_sse(gw: GatewayProcess) -> httpx.Response:
+            return await stack.enter_async_context(
+                http.stream("GET", f"{gw.url}{path}", params={"offset": "-1", "live": "sse"},
+                            headers=auth)
+            )  # fmt: skip
+
+        first = await ds_sse(a)
+        assert first.status_code == 200
+        assert (await ds_sse(b)).status_code == 200
+        assert (await open_sse(stack, http, a, tok)).status_code == 200  # the third slot
+        # A catch-up read is one answer, not a stream: no slot needed.
+        assert (
+            await http.get(f"{b.url}{path}", params={"offset": "-1"}, headers=auth)
+        ).status_code == 200
+        for live in ("sse", "long-poll"):
+            refused = await http.get(
+                f"{b.url}{path}", params={"offset": "now", "live": live}, headers=auth
+            )
+            assert refused.status_code == 429, (live, refused.text)
+            assert refused.json()["error"]["code"] == "too_many_streams"
+        await first.aclose()
+        async with asyncio.timeout(60):  # a hang guard: the freed slot is taken again
+            while (again := await ds_sse(b)).status_code == 429:
+                await again.aclose()
+                await asyncio.sleep(0.1)
+        assert again.status_code == 200
+
+
 async def test_a_killed_gateways_slots_are_freed_by_its_lease(pair: list[GatewayProcess]) -> None:
     a, b = pair
     tok = token()

@@ -35,6 +35,7 @@ from gateway.output import Kind, Watcher
 from gateway.readcache import Batch
 from gateway.replay import stored_seq
 from gateway.sink import Sink
+from gateway.slots import Slot
 from gateway.state import GatewayState
 
 SECURITY_HEADERS: Final = {
@@ -47,8 +48,12 @@ _AT_TAIL: Final = "private, no-cache"
 """A read that reached the tail: the next one may hold more, so revalidate (ETag)."""
 
 
-async def read(gw: GatewayState, source: Source, request: Request) -> Response:
-    """GET or HEAD of `source`, by the Durable Streams read protocol."""
+async def read(gw: GatewayState, source: Source, request: Request, jti: str) -> Response:
+    """GET or HEAD of `source`, by the Durable Streams read protocol.
+
+    A live read (long-poll, SSE) holds one of its token's stream slots
+    (gateway/slots.py) while it is open, as every other stream does.
+    """
     query = request.query_params
     offset = parse_offset(query.getlist("offset"))
     if request.method == "HEAD":
@@ -66,11 +71,15 @@ async def read(gw: GatewayState, source: Source, request: Request) -> Response:
         return await _catch_up(gw, source, position, request.headers.get("if-none-match"))
     cursor = stream_cursor(query.get("cursor"))
     if live == "long-poll":
-        return await _long_poll(gw, source, position, cursor)
+        slot = await gw.slots.acquire(jti)
+        try:
+            return await _long_poll(gw, source, position, cursor, slot)
+        finally:
+            slot.release()
     if live == "sse":
         end, closed = await _last(source)
         headers = _raw(SECURITY_HEADERS)
-        return DsSseResponse(gw, source, position, cursor, headers, end if closed else None)
+        return DsSseResponse(gw, jti, source, position, cursor, headers, end if closed else None)
     raise ApiError(400, "invalid_live", "live must be long-poll or sse")
 
 
@@ -133,10 +142,13 @@ async def _catch_up(
     return _reply(200, source, content, end, up=up, cache=cache, tag=tag, closed=closed)
 
 
-async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: str) -> Response:
+async def _long_poll(
+    gw: GatewayState, source: Source, position: int, cursor: str, slot: Slot
+) -> Response:
     hub = source.hub
     signal = _Signal()
     sink = Sink(signal, gw.settings.client_buffer_bytes, gw.stats, hub.flusher)
+    slot.stream = sink  # a revoked token's poll ends at once
     signal.woken = sink.done  # also set when the sink ends (shutdown): no wait past that
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gw.settings.durable_long_poll_s

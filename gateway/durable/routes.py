@@ -62,13 +62,13 @@ _APP_READ: Final[dict[str, Any]] = {
 @router.head(SESSIONS, **_SESSION_READ)
 async def session_stream(gw: State, session: str, claims: ReadClaims, request: Request) -> Response:
     checked_session(gw.auth, claims, "read", session)
-    return await read(gw, session_source(gw.hub, session), request)
+    return await read(gw, session_source(gw.hub, session), request, claims.jti)
 
 
 @router.get(APPS, **_APP_READ)
 @router.head(APPS, **_APP_READ)
 async def app_read(gw: State, name: str, claims: ReadClaims, request: Request) -> Response:
-    return await read(gw, await _existing(gw, claims, "read", name), request)
+    return await read(gw, await _existing(gw, claims, "read", name), request, claims.jti)
 
 
 @router.put(APPS, summary="Create an application stream", response_class=Response,
