@@ -4,16 +4,27 @@
 `token_max_lifetime_s` (whatever its `exp` says) or revoked.
 403: a valid token without the scope, or for a session outside its glob.
 EventSource and WebSocket clients may pass the token as `?token=`.
+
+A verified token is remembered (its exact string, a bounded cache): a
+reconnect storm presents one token thousands of times, and checking its
+HMAC signature each time was a tenth of a request's cost (bench/README.md,
+storm). Expiry, the lifetime ceiling and revocation are still checked on
+every use; only the signature and the claims' parsing are not repeated.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Container, Mapping
+from typing import Final
 
 from agentcast.sessions import validate_session_id
 from agentcast.tokens import Claims, Scope, TokenError, TokenTooOld, jti_key, verify_token
 from gateway.errors import ApiError
 from gateway.telemetry import Stats
+
+_VERIFIED_MAX: Final = 4096
+"""Tokens remembered as verified; past this the oldest is forgotten (and verified again)."""
 
 
 class Authenticator:
@@ -29,6 +40,7 @@ class Authenticator:
         self._stats = stats
         self._max_lifetime_s = max_lifetime_s
         self._revoked = revoked
+        self._verified: dict[str, Claims] = {}
 
     def claims(self, headers: Mapping[str, str], query: Mapping[str, str]) -> Claims:
         """The verified claims of the request's token; raises a 401 ApiError."""
@@ -39,7 +51,7 @@ class Authenticator:
                 401, "unauthorized", "missing bearer token (Authorization header or ?token=)"
             )
         try:
-            claims = verify_token(self._secret, token, max_lifetime_s=self._max_lifetime_s)
+            claims = self._verify(token)
         except TokenError as exc:
             self._stats.auth_failures += 1
             if isinstance(exc, TokenTooOld):
@@ -48,6 +60,23 @@ class Authenticator:
         if jti_key(claims.jti) in self._revoked:
             self._stats.auth_failures += 1
             raise ApiError(401, "token_revoked", "token revoked")
+        return claims
+
+    def _verify(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = verify_token(self._secret, token, max_lifetime_s=self._max_lifetime_s)
+            if len(self._verified) >= _VERIFIED_MAX:
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = claims
+            return claims
+        now = time.time()
+        if claims.exp <= now:  # as PyJWT decides (no leeway)
+            del self._verified[token]
+            raise TokenError("token expired")
+        if self._max_lifetime_s is not None and now > claims.iat + self._max_lifetime_s:
+            del self._verified[token]
+            raise TokenTooOld("token expired (older than the gateway's maximum token lifetime)")
         return claims
 
     def authorize(self, claims: Claims, scope: Scope, session: str | None = None) -> None:

@@ -17,6 +17,9 @@ import websockets
 from agentcast.cli import main
 from agentcast.embedded import EmbeddedNats
 from agentcast.tokens import Claims, jti_key, mint_token
+from gateway.auth import Authenticator
+from gateway.errors import ApiError
+from gateway.telemetry import Stats
 from tests.support.gateway import SECRET, GatewayProcess, token, ws_reply
 from tests.support.limits import LIMIT_HITS, gateway_fixture
 
@@ -109,3 +112,24 @@ def test_any_jti_maps_to_a_plain_kv_key() -> None:
     for odd in ("a b", "x.y.>", "ü", "*", "a" * 300):
         key = jti_key(odd)
         assert key.startswith("h_") and key.replace("_", "").isalnum() and key == jti_key(odd)
+
+
+async def test_a_remembered_token_still_expires_ages_out_and_is_revoked() -> None:
+    """Verified tokens are cached (gateway/auth.py); every later use still checks the rest."""
+    revoked: set[str] = set()
+    # iat is whole seconds: exp is 1-2 s ahead, the ceiling 2-3 s.
+    auth = Authenticator(SECRET, Stats(), max_lifetime_s=3, revoked=revoked)
+    headers = _bearer(mint_token(SECRET, scopes=["read"], ttl_s=2))
+    aging = _bearer(mint_token(SECRET, scopes=["read"], ttl_s=3600))
+    banned = _bearer(mint_token(SECRET, scopes=["read"], ttl_s=3600))
+    for h in (headers, aging, banned):
+        assert auth.claims({"authorization": h["Authorization"]}, {}).has_scope("read")
+    revoked.add(jti_key(auth.claims({"authorization": banned["Authorization"]}, {}).jti))
+    with pytest.raises(ApiError) as refused:
+        auth.claims({"authorization": banned["Authorization"]}, {})
+    assert refused.value.code == "token_revoked"
+    await asyncio.sleep(3.2)  # past the first token's exp and the second's lifetime ceiling
+    for h, why in ((headers, "token expired"), (aging, "maximum token lifetime")):
+        with pytest.raises(ApiError) as refused:
+            auth.claims({"authorization": h["Authorization"]}, {})
+        assert refused.value.status == 401 and why in refused.value.message
