@@ -39,8 +39,13 @@ CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     snapshot = ProgressSnapshot(session="0", state="running", run=1, updated_at=1)
+    # A Durable Streams long-poll at the tail waits this long for its 204 (a bound, low so
+    # that the examples that wait do not add up).
     with private_gateway(
-        tmp_path_factory.mktemp("schema"), events=one_of_each_type("0"), snapshots=[snapshot]
+        tmp_path_factory.mktemp("schema"),
+        events=one_of_each_type("0"),
+        snapshots=[snapshot],
+        env={"AGENTCAST_DURABLE_LONG_POLL_S": "0.5"},
     ) as gw:
         yield gw
 
