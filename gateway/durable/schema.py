@@ -71,8 +71,17 @@ _HEADERS: Final = {
 _ANY: Final = {"*/*": {"schema": {}}}
 
 
+_SSE_EVENT: Final = {
+    "type": "object",
+    "properties": {"event": {"enum": ["data", "control"]}, "data": {"type": "string"}},
+    "required": ["event", "data"],
+    "description": "data: the values (JSON array) or bytes (base64 when binary); control: "
+    "JSON with streamNextOffset, streamCursor, upToDate, streamClosed",
+}
+
+
 def _read_ok(body: dict[str, Any]) -> Responses:
-    sse = {"text/event-stream": {"schema": {"type": "string"}}}
+    sse = {"text/event-stream": {"schema": _SSE_EVENT}}
     return {
         200: {"description": "the catch-up body (a JSON array in JSON mode); with live=sse, "
               "Durable Streams SSE (event: data, event: control)", "content": {**body, **sse},
@@ -132,12 +141,25 @@ _WRITTEN: Final = {"Stream-Next-Offset": _HEADERS["Stream-Next-Offset"],
                    "Stream-Closed": _HEADERS["Stream-Closed"]}  # fmt: skip
 WRITES: Final = (*AUTHED, 400, 422)
 
+
+def _links() -> dict[str, Any]:
+    """What a client does next with the stream it made (schemathesis' stateful phase too)."""
+    ops = {"append": "app_append", "read": "app_read", "delete": "app_delete"}
+    method = {"append": "post", "read": "get", "delete": "delete"}
+    return {
+        link: {"operationId": f"{op}_ds_v1_stream__name__{method[link]}",
+               "parameters": {"name": "$request.path.name"}}
+        for link, op in ops.items()
+    }  # fmt: skip
+
+
 CREATE: Final = {
     "summary": "Create an application stream", "response_class": Response,
     "openapi_extra": {"parameters": _WRITE, "requestBody": _body(append=False)},
     "responses": answers(*WRITES, 409, ok={
-        201: {"description": "created", "headers": _WRITTEN},
-        200: {"description": "it exists with this content type", "headers": _WRITTEN}}),
+        201: {"description": "created", "headers": _WRITTEN, "links": _links()},
+        200: {"description": "it exists with this content type", "headers": _WRITTEN,
+              "links": _links()}}),
 }  # fmt: skip
 APPEND: Final = {
     "summary": "Append to an application stream", "response_class": Response,
