@@ -10,6 +10,8 @@ AgentcastError                       (module where it is defined; HTTP status in
 ├── NatsUnavailable       503  NATS or JetStream did not answer in time; carries `retry_after_s`
 │   └── ReplayError       503  a replay read that JetStream did not answer (gateway/replay.py)
 ├── ApiError              any  an answer with its own status and code (gateway/errors.py)
+│   └── Refusal           any  one with headers the client acts on (gateway/durable/producers.py)
+│       └── StreamClosed  409  an append to a closed app stream (gateway/durable/appstreams.py)
 ├── PublishFailed         500  a session's events cannot be published: the run must stop
 │   ├── DeliveryTimeout   500  events could not reach JetStream within the bound
 │   └── WriterConflict    500  another writer published on the session (JetStream refused ours)

@@ -23,6 +23,7 @@ _DEFINING = (
     "agentcast.supervisor",
     "consumers.lease",
     "gateway.errors",
+    "gateway.durable.appstreams",
     "gateway.replay",
 )
 

@@ -66,6 +66,12 @@ FOUND = [
      "never issued (format_cursor writes no leading zero): the schema says so"),
     ("GET", "/v1/sessions/0/events", {"params": {"types": ",".join(["text.delta"] * 70)}}, 200,
      None, "repeats counted against the 64 patterns"),
+    ("OPTIONS", "/ds/v1/stream/0", {}, 405, "method_not_allowed",
+     "Allow: HEAD, one route's methods (a path with one route per method)"),
+    ("GET", "/ds/v1/sessions/0", {"params": {"offset": str(2**64)}}, 400, "invalid_cursor",
+     "past uint64: passed on to JetStream"),
+    ("GET", "/ds/v1/stream/found_never_made", {}, 404, "not_found",
+     "errors without X-Content-Type-Options: nosniff (Durable Streams conformance)"),
 ]  # fmt: skip
 
 
@@ -86,6 +92,8 @@ def test_what_schemathesis_found_stays_fixed(
         assert response.json()["error"]["code"] == code, (finding, response.text)
     if status == 405:
         assert "POST" in response.headers["allow"], finding
+    if status >= 400:
+        assert response.headers["x-content-type-options"] == "nosniff", finding
 
 
 def test_metrics_say_their_content_type(live_gateway: GatewayProcess) -> None:
