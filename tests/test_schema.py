@@ -50,8 +50,8 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
         yield gw
 
 
-# What schemathesis found on the way, each as the request that showed it: (method, path,
-# request arguments, status, error code or None, the finding).
+# What schemathesis found on the way (and two marked otherwise), each as the request that
+# showed it: (method, path, request arguments, status, error code or None, the finding).
 FOUND = [
     ("TRACE", "/v1/runs", {}, 405, "method_not_allowed", "405 without Allow"),
     ("POST", "/v1/runs", {"json": {"prompt": "hi", "session": ""}}, 400, "invalid_session",
@@ -69,9 +69,11 @@ FOUND = [
     ("OPTIONS", "/ds/v1/stream/0", {}, 405, "method_not_allowed",
      "Allow: HEAD, one route's methods (a path with one route per method)"),
     ("GET", "/ds/v1/sessions/0", {"params": {"offset": str(2**64)}}, 400, "invalid_cursor",
-     "past uint64: passed on to JetStream"),
+     "past uint64: was a 503 with JetStream's 'Malformed Request' (found by reading: the twin "
+     "of the Last-Event-ID one)"),
     ("GET", "/ds/v1/stream/found_never_made", {}, 404, "not_found",
-     "errors without X-Content-Type-Options: nosniff (Durable Streams conformance)"),
+     "errors without X-Content-Type-Options: nosniff (found by the Durable Streams "
+     "conformance suite)"),
 ]  # fmt: skip
 
 
