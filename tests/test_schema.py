@@ -68,12 +68,12 @@ FOUND = [
      None, "repeats counted against the 64 patterns"),
     ("OPTIONS", "/ds/v1/stream/0", {}, 405, "method_not_allowed",
      "Allow: HEAD, one route's methods (a path with one route per method)"),
+    # found by reading (the twin of the Last-Event-ID one)
     ("GET", "/ds/v1/sessions/0", {"params": {"offset": str(2**64)}}, 400, "invalid_cursor",
-     "past uint64: was a 503 with JetStream's 'Malformed Request' (found by reading: the twin "
-     "of the Last-Event-ID one)"),
+     "past uint64: was a 503 with JetStream's 'Malformed Request'"),
+    # found by the Durable Streams conformance suite
     ("GET", "/ds/v1/stream/found_never_made", {}, 404, "not_found",
-     "errors without X-Content-Type-Options: nosniff (found by the Durable Streams "
-     "conformance suite)"),
+     "errors without X-Content-Type-Options: nosniff"),
 ]  # fmt: skip
 
 

@@ -68,7 +68,7 @@ _HEADERS: Final = {
     "Stream-Cursor": {"schema": {"type": "string", "pattern": "^[0-9]+$"}},
     "ETag": {"schema": {"type": "string"}, "description": "names the range read"},
 }
-_ANY: Final = {"*/*": {"schema": {}}}
+_ANY: Final[dict[str, Any]] = {"*/*": {"schema": {}}}
 
 
 _SSE_EVENT: Final = {
@@ -92,7 +92,7 @@ def _read_ok(body: dict[str, Any]) -> Responses:
 
 
 _JSON_ARRAY: Final = {"application/json": {"schema": {"type": "array"}}}
-_HEAD_OK: Final = {200: {"description": "the tail offset, no body", "headers": _HEADERS}}
+_HEAD_OK: Final[Responses] = {200: {"description": "the tail offset, no body", "headers": _HEADERS}}
 
 
 def read_route(summary: str, *, app: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -153,7 +153,7 @@ def _links() -> dict[str, Any]:
     }  # fmt: skip
 
 
-CREATE: Final = {
+CREATE: Final[dict[str, Any]] = {
     "summary": "Create an application stream", "response_class": Response,
     "openapi_extra": {"parameters": _WRITE, "requestBody": _body(append=False)},
     "responses": answers(*WRITES, 409, ok={
@@ -161,7 +161,7 @@ CREATE: Final = {
         200: {"description": "it exists with this content type", "headers": _WRITTEN,
               "links": _links()}}),
 }  # fmt: skip
-APPEND: Final = {
+APPEND: Final[dict[str, Any]] = {
     "summary": "Append to an application stream", "response_class": Response,
     "openapi_extra": {"parameters": _WRITE, "requestBody": _body(append=True)},
     "responses": answers(*WRITES, 404, 409, ok={
@@ -169,7 +169,7 @@ APPEND: Final = {
         204: {"description": "stored (or a producer's duplicate, or only closed)",
               "headers": _WRITTEN}}),
 }  # fmt: skip
-DELETE: Final = {
+DELETE: Final[dict[str, Any]] = {
     "summary": "Delete an application stream", "response_class": Response,
     "responses": answers(*WRITES, 404, ok={204: {"description": "deleted"}}),
 }  # fmt: skip
