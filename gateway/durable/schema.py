@@ -139,7 +139,7 @@ def _body(*, append: bool) -> dict[str, Any]:
 
 _WRITTEN: Final = {"Stream-Next-Offset": _HEADERS["Stream-Next-Offset"],
                    "Stream-Closed": _HEADERS["Stream-Closed"]}  # fmt: skip
-WRITES: Final = (*AUTHED, 400, 422)
+_WRITES: Final = (*AUTHED, 400, 422)
 
 
 def _links() -> dict[str, Any]:
@@ -156,7 +156,7 @@ def _links() -> dict[str, Any]:
 CREATE: Final[dict[str, Any]] = {
     "summary": "Create an application stream", "response_class": Response,
     "openapi_extra": {"parameters": _WRITE, "requestBody": _body(append=False)},
-    "responses": answers(*WRITES, 409, ok={
+    "responses": answers(*_WRITES, 409, ok={
         201: {"description": "created", "headers": _WRITTEN, "links": _links()},
         200: {"description": "it exists with this content type", "headers": _WRITTEN,
               "links": _links()}}),
@@ -164,12 +164,12 @@ CREATE: Final[dict[str, Any]] = {
 APPEND: Final[dict[str, Any]] = {
     "summary": "Append to an application stream", "response_class": Response,
     "openapi_extra": {"parameters": _WRITE, "requestBody": _body(append=True)},
-    "responses": answers(*WRITES, 404, 409, ok={
+    "responses": answers(*_WRITES, 404, 409, ok={
         200: {"description": "a producer's append, stored", "headers": _WRITTEN},
         204: {"description": "stored (or a producer's duplicate, or only closed)",
               "headers": _WRITTEN}}),
 }  # fmt: skip
 DELETE: Final[dict[str, Any]] = {
     "summary": "Delete an application stream", "response_class": Response,
-    "responses": answers(*WRITES, 404, ok={204: {"description": "deleted"}}),
+    "responses": answers(*_WRITES, 404, ok={204: {"description": "deleted"}}),
 }  # fmt: skip
