@@ -9,7 +9,7 @@ test, with schemathesis' report. `AGENTCAST_SCHEMA_SEED` picks another seed.
 The stream holds one event of every type in session `0` (the id the coverage
 phase uses), and KV its snapshot: a stream that has events is read up to its
 first one, not for the whole stream timeout, and snapshot bodies get checked
-against their schema.
+against their schema. App stream `0` (JSON mode) exists, so appends reach the store.
 """
 
 from __future__ import annotations
@@ -47,6 +47,8 @@ def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPr
         snapshots=[snapshot],
         env={"AGENTCAST_DURABLE_LONG_POLL_S": "0.5"},
     ) as gw:
+        made = httpx.put(f"{gw.url}/ds/v1/stream/0", json=[{"n": 0}], headers=auth(("run",)))
+        assert made.status_code == 201, made.text
         yield gw
 
 
