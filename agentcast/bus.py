@@ -157,6 +157,10 @@ def runs_stream_config(settings: Settings) -> StreamConfig:
         subjects=[RUNS_SUBMIT],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
+        # Bounded for every publisher, the gateway or a client straight on NATS: past it
+        # JetStream refuses the request (the gateway answers 503 queue_full).
+        max_msgs=settings.max_queued_runs,
+        discard=DiscardPolicy.NEW,
         max_age=settings.runs_max_age_s,
         max_msg_size=_RUNS_MAX_MSG_SIZE,
         duplicate_window=settings.duplicate_window_s,
@@ -189,6 +193,7 @@ def _compared(config: StreamConfig) -> dict[str, object]:
         "storage": config.storage,
         "discard": config.discard or DiscardPolicy.OLD,
         "max_age": round(config.max_age or 0.0, 3),
+        "max_msgs": config.max_msgs if config.max_msgs and config.max_msgs > 0 else -1,
         "max_msg_size": config.max_msg_size or -1,
         "duplicate_window": round(config.duplicate_window or 0.0, 3),
         "allow_direct": bool(config.allow_direct),

@@ -47,6 +47,7 @@ from agentcast.subjects import (
     EVENTS_STREAM,
     LIVE_ALL,
     PROGRESS_PREFIX,
+    REVOKED_BUCKET,
     RUNS_REJECTED,
     RUNS_STREAM,
     RUNS_SUBMIT,
@@ -67,6 +68,9 @@ PROGRESS_STATE_BUCKET: Final = "agentcast_progress"
 WORKERS_BUCKET: Final = "agentcast_workers"
 RUNNING_BUCKET: Final = "agentcast_running"
 TRANSCRIPTS_STORE: Final = "agentcast_transcripts"
+STREAMS_BUCKET: Final = "agentcast_streams"
+"""Open streams per token jti, by gateway (gateway/slots.py), and its live gateways:"""
+GATEWAYS_BUCKET: Final = "agentcast_gateways"
 CHECKPOINTS_STREAM: Final = "AGENTCAST_CHECKPOINTS"
 """The archive checkpoints' witness (consumers/archive/witness.py): archivers append, admin verifies."""
 CHECKPOINTS_ALL: Final = "agentcast.checkpoints.>"
@@ -215,6 +219,9 @@ def grants(
                 _direct_get(EVENTS_STREAM),
                 _kv(SESSIONS_BUCKET, write=False),
                 _app_streams(),
+                _kv(STREAMS_BUCKET, write=True, watch=False),
+                _kv(GATEWAYS_BUCKET, write=True, watch=False),
+                _kv(REVOKED_BUCKET, write=False),
                 [RUNS_SUBMIT, ctl],
             ),
             subscribe=(

@@ -27,6 +27,7 @@ from urllib.parse import quote
 from agentcast.bus_auth import ACCOUNT, render_accounts
 from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.errors import AgentcastError
+from agentcast.logs import open_private_log
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +149,7 @@ class EmbeddedNats:
         _adopt_open_store(self.store_dir)
         log_path = self.log_path
         config, env = self._config()
+        open_private_log(log_path).close()  # nats-server appends to it, and would make it 0640
         cmd = [find_nats_server(), "-c", str(config), "--log", str(log_path)]
         offset = log_path.stat().st_size if log_path.exists() else 0
         self.process = subprocess.Popen(

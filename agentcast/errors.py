@@ -6,12 +6,19 @@ AgentcastError                       (module where it is defined; HTTP status in
 ├── InvalidCursor         400  a cursor that does not parse
 ├── PolicyViolation       400  a run option outside server policy
 │   └── PromptTooLarge    400  a prompt over max_prompt_bytes
-├── TokenError            401  a token that is malformed, badly signed or expired (agentcast/tokens.py)
+├── TokenError            401  a token that is malformed, badly signed, expired or revoked (agentcast/tokens.py)
+│   └── TokenTooOld       401  issued longer ago than `token_max_lifetime_s`, whatever its `exp`
+├── LimitExceeded         429  a client took more than a limit allows; carries `retry_after_s`
+│   ├── TooManyStreams    429  `too_many_streams`: open streams per token jti, subscriptions per socket
+│   ├── RateLimited       429  `rate_limited`: run submissions per token, frames per socket
+│   └── QueueFull         503  `queue_full`: AGENTCAST_RUNS holds max_queued_runs requests
 ├── NatsUnavailable       503  NATS or JetStream did not answer in time; carries `retry_after_s`
 │   └── ReplayError       503  a replay read that JetStream did not answer (gateway/replay.py)
 ├── ApiError              any  an answer with its own status and code (gateway/errors.py)
-│   └── Refusal           any  one with headers the client acts on (gateway/durable/producers.py)
+│   └── Refusal           any  one with response headers the client acts on (gateway/durable/producers.py)
 │       └── StreamClosed  409  an append to a closed app stream (gateway/durable/appstreams.py)
+├── ReplayBusy            —    too many replays running or waiting; told in the stream with a
+│                              jittered retry (SSE `retry:`, WS error frame) (gateway/admission.py)
 ├── PublishFailed         500  a session's events cannot be published: the run must stop
 │   ├── DeliveryTimeout   500  events could not reach JetStream within the bound
 │   └── WriterConflict    500  another writer published on the session (JetStream refused ours)
@@ -27,7 +34,7 @@ AgentcastError                       (module where it is defined; HTTP status in
     ├── CursorExpired     410  resume cannot be exact; carries `earliest`
     └── GatewayUnreachable —   no answer from the gateway
 
-The gateway (gateway/errors.py) answers the 400s and 401 with their `code`,
+The gateway (gateway/errors.py) answers the 400s, 401 and limits with their `code`,
 NatsUnavailable (and nats-py's own timeouts and connection errors) as 503
 `nats_unavailable` with Retry-After, and anything else as 500 `internal`.
 """
@@ -131,3 +138,43 @@ class WriterConflict(PublishFailed):
             f"expected stream seq {expected} last, found seq {found_seq} "
             f"at stream seq {found_stream_seq}"
         )
+
+
+class LimitExceeded(AgentcastError):
+    """A client went past a limit of SPEC "Limits"; it may try again after `retry_after_s`."""
+
+    code = "limit_exceeded"
+    status = 429
+    limit = ""
+    """The setting that was crossed (a label of the gateway's limit-hits metric)."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message)
+
+
+class TooManyStreams(LimitExceeded):
+    """Streams per token (`max_streams_per_token`) or subscriptions per socket."""
+
+    code = "too_many_streams"
+
+    def __init__(self, limit: str, message: str) -> None:
+        self.limit = limit
+        super().__init__(message, 1)
+
+
+class RateLimited(LimitExceeded):
+    code = "rate_limited"
+
+    def __init__(self, limit: str, message: str, retry_after_s: int = 1) -> None:
+        self.limit = limit
+        super().__init__(message, retry_after_s)
+
+
+class QueueFull(LimitExceeded):
+    code = "queue_full"
+    status = 503
+    limit = "max_queued_runs"
+
+    def __init__(self, queued: int) -> None:
+        super().__init__(f"{queued} run requests are already queued; try again later", 5)

@@ -10,6 +10,8 @@ from agentcast.errors import InvalidSessionId
 
 SESSION_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _ALPHABET: Final = "0123456789abcdefghijkmnpqrstuvwxyz"
+_RANDOM: Final = 10
+_MIN_RANDOM: Final = 4
 
 
 def is_valid_session_id(value: object) -> bool:
@@ -28,6 +30,8 @@ def validate_session_id(value: object) -> str:
     return value
 
 
-def new_session_id() -> str:
-    """A fresh server-generated session id, e.g. `s_7k2m9qx4ab`."""
-    return "s_" + "".join(secrets.choice(_ALPHABET) for _ in range(10))
+def new_session_id(prefix: str = "s_") -> str:
+    """A fresh server-generated session id, e.g. `s_7k2m9qx4ab`: `prefix` and 10 random
+    characters (fewer, at least 4, when the prefix is long; the prefix cut to fit 64)."""
+    size = max(_MIN_RANDOM, min(_RANDOM, 64 - len(prefix)))
+    return prefix[: 64 - size] + "".join(secrets.choice(_ALPHABET) for _ in range(size))

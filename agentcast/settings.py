@@ -93,12 +93,47 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     client_buffer_bytes: int = 1024 * 1024
     ws_max_frame_bytes: int = 256 * 1024
     replay_batch: int = 256
+    replay_concurrency: int = 32
+    """Replays (catch-up from JetStream) running at once per gateway process; others wait."""
+    replay_queue: int = 20_000
+    """Replays that may wait for a slot per gateway process; past it: told to retry later."""
+    replay_wait_s: float = 120.0
+    """Longest a replay waits for a slot before it is told to retry later."""
+    nats_timeout_s: float = 1.5
+    """How long an API call waits for NATS before answering 503 nats_unavailable."""
     gateway_fastpath: bool = True
     durable_long_poll_s: float = 15.0
     """How long a Durable Streams long-poll waits for data before its 204."""
     durable_sse_max_s: float = 60.0
     """A Durable Streams SSE response ends after this long (the client resumes by offset)."""
     """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
+
+    # -- limits (SPEC "Limits"; the README's limits table) -------------------------------
+    max_streams_per_token: int = 500
+    """Open SSE streams plus WebSockets per token `jti`, over every gateway process; 0: no limit."""
+    stream_lease_s: float = 15.0
+    """A gateway process's slot records outlive it by at most this (it renews them a third as often)."""
+    max_subscriptions_per_socket: int = 100
+    ws_frames_per_s: float = 50.0
+    """Client frames a WebSocket may send per second (bursts up to twice that)."""
+    ws_flood_close_after: int = 20
+    """Frames a WebSocket may have refused as `rate_limited` (plus one a second) before it is
+    closed with 1008 as a flood."""
+    runs_per_token_per_s: float = 2.0
+    """Run submissions (HTTP and WS) per token `jti` per second, bursts up to 5x (token bucket)."""
+    max_queued_runs: int = 1000
+    """Run requests waiting in AGENTCAST_RUNS (its max_msgs); past it, 503 `queue_full`."""
+    max_request_bytes: int = 1024 * 1024
+    """Largest request body; past it, 413."""
+    max_header_bytes: int = 32 * 1024
+    """Largest request line plus headers; past it, 431 (413 for the body)."""
+    header_timeout_s: float = 10.0
+    """A connection must complete its request headers this soon after connecting (or after
+    the previous response): slowloris clients are dropped then."""
+    idle_timeout_s: float = 5.0
+    """A keep-alive connection with no new request for this long is closed."""
+    token_max_lifetime_s: float = 30 * 24 * 3600.0
+    """The gateway refuses a token older than this (from `iat`), whatever its `exp` says."""
 
     # -- clients (agentcast run, tail) -----------------------------------------------
     gateway: str = "http://127.0.0.1:8000"

@@ -11,6 +11,8 @@ from agentcast.sessions import is_valid_session_id, validate_session_id
 EVENTS_STREAM: Final = "AGENTCAST_EVENTS"
 RUNS_STREAM: Final = "AGENTCAST_RUNS"
 SESSIONS_BUCKET: Final = "agentcast_sessions"
+REVOKED_BUCKET: Final = "agentcast_revoked"
+"""Revoked token ids (key: jti); gateways watch it (agentcast/revocation.py)."""
 
 EVENT_PREFIX: Final = "agentcast.evt"
 EVENTS_ALL: Final = "agentcast.evt.>"

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agentcast.errors import AgentcastError
+from agentcast.logs import open_private_log
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +89,7 @@ class Supervisor:
         self.children[name] = child
         self.log_dir.mkdir(parents=True, exist_ok=True)
         child.log_path = self.log_dir / f"{name}.log"
-        with child.log_path.open("ab") as log:
+        with open_private_log(child.log_path) as log:
             child.process = subprocess.Popen(
                 child.argv,
                 stdin=subprocess.DEVNULL,

@@ -10,6 +10,7 @@ Claims: `scope` (a list of "read", "run", "admin"; admin implies the others),
 from __future__ import annotations
 
 import fnmatch
+import hashlib
 import os
 import re
 import secrets
@@ -22,6 +23,7 @@ import jwt
 import msgspec
 
 from agentcast.errors import AgentcastError
+from agentcast.sessions import new_session_id
 from agentcast.settings import Settings
 
 Scope = Literal["read", "run", "admin"]
@@ -29,6 +31,9 @@ SCOPES: Final[frozenset[str]] = frozenset({"read", "run", "admin"})
 ALGORITHM: Final = "HS256"
 SECRET_FILE: Final = "jwt_secret"
 _TTL = re.compile(r"(\d+)([smhd]?)")
+_PLAIN_JTI = re.compile(r"[A-Za-z0-9_-]{1,128}")
+_GLOB_PREFIX = re.compile(r"[A-Za-z0-9_-]*")
+"""The literal start of a session glob, up to its first wildcard."""
 _UNIT_S: Final = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -36,6 +41,10 @@ class TokenError(AgentcastError):
     """A token that is missing, malformed, badly signed or expired."""
 
     code = "unauthorized"
+
+
+class TokenTooOld(TokenError):
+    """A token issued longer ago than the gateway's maximum lifetime (`token_max_lifetime_s`)."""
 
 
 class Claims(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,6 +59,24 @@ class Claims(msgspec.Struct, frozen=True, kw_only=True):
 
     def allows_session(self, session: str) -> bool:
         return fnmatch.fnmatchcase(session, self.sessions)
+
+    def new_session(self) -> str:
+        """A server-generated session id inside the glob when it can be: a glob with a literal
+        prefix (`team_*`) gets `team_<random>`; others the default `s_<random>`."""
+        prefix = _GLOB_PREFIX.match(self.sessions)
+        if prefix is not None and prefix.group():
+            session = new_session_id(prefix.group())
+            if self.allows_session(session):
+                return session
+        return new_session_id()
+
+
+def jti_key(jti: str) -> str:
+    """The token id as a NATS KV key (stream slots, revocations): itself when it is a plain
+    id (ours are hex), else a digest of it."""
+    if _PLAIN_JTI.fullmatch(jti):
+        return jti
+    return "h_" + hashlib.sha256(jti.encode()).hexdigest()[:40]
 
 
 def load_secret(settings: Settings) -> str:
@@ -114,8 +141,12 @@ def mint_token(
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
-def verify_token(secret: str, token: str) -> Claims:
-    """The claims of a valid token; raises TokenError saying why it is not."""
+def verify_token(secret: str, token: str, *, max_lifetime_s: float | None = None) -> Claims:
+    """The claims of a valid token; raises TokenError saying why it is not.
+
+    With `max_lifetime_s`, a token issued (`iat`) longer ago than that is
+    refused as expired, whatever its `exp` says.
+    """
     try:
         raw = jwt.decode(
             token,
@@ -133,4 +164,6 @@ def verify_token(secret: str, token: str) -> Claims:
         raise TokenError(f"invalid token claims: {exc}") from exc
     if not set(claims.scope) <= SCOPES:
         raise TokenError("invalid token claims: unknown scope")
+    if max_lifetime_s is not None and time.time() > claims.iat + max_lifetime_s:
+        raise TokenTooOld("token expired (older than the gateway's maximum token lifetime)")
     return claims

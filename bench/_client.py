@@ -60,6 +60,11 @@ class Result:
     cpu_s: float = 0.0
     hist: dict[int, int] = field(default_factory=dict)
     over: int = 0
+    completed: int = 0
+    """With LOADCLIENT_UNTIL_SEQ (a replay storm): connections that got the whole replay."""
+    got: list[int] = field(default_factory=list)
+    """... and per connection: the events it got, the µs from connect to the last (-1: never)."""
+    done_us: list[int] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
         """Latency in ms at quantile q (bucket upper bound)."""
@@ -135,12 +140,21 @@ class LoadClient:
 
     async def events(self) -> int:
         """Deliveries so far (every connection, measured or not)."""
+        return (await self.progress())[0]
+
+    async def progress(self) -> tuple[int, int, int]:
+        """(deliveries, connections closed by the server, connections complete) so far."""
         await self.command("stats")
-        total = 0
+        events = closed = done = 0
         for proc in self.procs:
             assert proc.stdout is not None
-            total += int((await asyncio.wait_for(proc.stdout.readline(), 30)).split()[4])
-        return total
+            fields = (await asyncio.wait_for(proc.stdout.readline(), 30)).split()
+            events, closed, done = (
+                events + int(fields[4]),
+                closed + int(fields[3]),
+                done + int(fields[5]),
+            )
+        return events, closed, done
 
     async def stop(self) -> Result:
         await self.command("stop")
@@ -154,6 +168,9 @@ class LoadClient:
             for key in ("opened", "failed", "closed_early", "events", "measured", "gaps", "dups"):
                 setattr(result, key, getattr(result, key) + out[key])
             result.cpu_s += out["cpu_s"]
+            result.completed += out.get("completed", 0)
+            result.got += out.get("got", [])
+            result.done_us += out.get("done_us", [])
             result.over += out["hist_over"]
             for bucket, count in out["hist"]:
                 result.hist[bucket] = result.hist.get(bucket, 0) + count

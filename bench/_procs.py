@@ -154,7 +154,12 @@ def gateway(nats_url: str, tmp: Path, workers: int) -> Iterator[Server]:
     cmd = [sys.executable, "-m", "agentcast.cli", "gateway", "--nats", nats_url,
            "--port", str(port), "--data", str(tmp), "--workers", str(workers),
            "--log-level", "WARNING"]  # fmt: skip
-    env = {**os.environ, "AGENTCAST_JWT_SECRET": SECRET}
+    # One token for every load client: the stream slots are counted, never refused.
+    env = {
+        "AGENTCAST_MAX_STREAMS_PER_TOKEN": "100000000",
+        **os.environ,
+        "AGENTCAST_JWT_SECRET": SECRET,
+    }
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL)
     try:
         wait_http(port, "/readyz")
@@ -199,12 +204,12 @@ http {{
     location ~ ^/sub/([A-Za-z0-9_-]+)$ {{
       nchan_subscriber;
       nchan_channel_id $1;
-      nchan_subscriber_first_message newest;
+      nchan_subscriber_first_message {first};
     }}
     location ~ ^/pub/([A-Za-z0-9_-]+)$ {{
       nchan_publisher;
       nchan_channel_id $1;
-      nchan_message_buffer_length 16;
+      nchan_message_buffer_length {buffer};
     }}
   }}
 }}
@@ -212,8 +217,10 @@ http {{
 
 
 @contextmanager
-def nchan(tmp: Path, workers: int) -> Iterator[Server]:
-    """nginx with the Nchan module on a free loopback port, from a config written into `tmp`."""
+def nchan(tmp: Path, workers: int, *, buffer: int = 16, first: str = "newest") -> Iterator[Server]:
+    """nginx with the Nchan module on a free loopback port, from a config written into `tmp`;
+    each channel keeps its last `buffer` messages, a new subscriber starts at `first`
+    (`newest`: live only; `oldest`: a replay of the buffer, as bench/storm.py asks)."""
     port = free_port()
     root = tmp / "nginx"
     root.mkdir(parents=True, exist_ok=True)
@@ -221,7 +228,7 @@ def nchan(tmp: Path, workers: int) -> Iterator[Server]:
     conf = root / "nginx.conf"
     conf.write_text(_NCHAN_CONF.format(
         module=NCHAN_MODULE, workers=workers, nofile=nofile, tmp=root, port=port,
-        conns=max(1024, nofile - 64),
+        conns=max(1024, nofile - 64), buffer=buffer, first=first,
     ))  # fmt: skip
     nginx = shutil.which("nginx") or "/usr/sbin/nginx"
     proc = subprocess.Popen(

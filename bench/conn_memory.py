@@ -49,6 +49,8 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
                 "port": port,
                 "data_dir": str(tmp),
                 "jwt_secret": _procs.SECRET,
+                # One token for every client: slots counted, never refused (as bench/_procs.py).
+                "max_streams_per_token": 100_000_000,
             },
             environ={},
         )

@@ -17,6 +17,10 @@
  * stdin: `measure T0` counts only events with ts >= T0 from then on; `stats`
  * prints a progress line; `stop` prints the result as one JSON line and exits.
  * It prints `ready OK FAILED` once every connection is open or failed.
+ * With LOADCLIENT_UNTIL_SEQ=N in the environment (a replay storm, bench/storm.py)
+ * a single-session connection is closed once it has received seq N, and the
+ * result also has, per connection, the events it got and the µs from its
+ * connect to seq N (-1 if it never got there).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -34,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { ST_IDLE, ST_CONNECTING, ST_HEADERS, ST_OPEN, ST_CLOSED, ST_FAILED };
+enum { ST_IDLE, ST_CONNECTING, ST_HEADERS, ST_OPEN, ST_CLOSED, ST_FAILED, ST_DONE };
 
 #define MAX_SESSIONS 100000
 #define HIST_BUCKETS 1000000 /* 10 µs each: up to 10 s */
@@ -49,11 +53,13 @@ typedef struct {
     int64_t last_seq;
     int64_t *last_by_session;
     uint64_t events, measured, gaps, dups;
+    int64_t start_ns, done_ns;
 } conn_t;
 
 static conn_t *conns;
 static int nconns, ws_mode, port, in_flight, next_conn, opened, failed, closed_early;
-static int ready_printed;
+static int ready_printed, completed;
+static int64_t until_seq;
 static int64_t t0_ns = INT64_MAX;
 static uint32_t *hist;
 static uint64_t hist_over;
@@ -115,6 +121,7 @@ static void scan(conn_t *c, const char *p, const char *end, int64_t now) {
         }
         if (seq > *last) *last = seq;
         c->events++;
+        if (until_seq && !c->multi && *last >= until_seq && !c->done_ns) c->done_ns = now;
         if (ts >= t0_ns) {
             c->measured++;
             int64_t us = (now - ts) / 10000;
@@ -190,6 +197,7 @@ static void start_connect(int i) {
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (connect(c->fd, (struct sockaddr *)&addr, sizeof addr) < 0 && errno != EINPROGRESS) die("connect");
     c->state = ST_CONNECTING;
+    c->start_ns = now_ns();
     struct epoll_event ev = {.events = EPOLLOUT, .data.u32 = (uint32_t)i};
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
     in_flight++;
@@ -277,6 +285,12 @@ static void on_readable(int i) {
     }
     if (rest < end) keep(c, rest, end - rest);
     else c->carry_len = 0;
+    if (c->done_ns) {
+        c->state = ST_DONE;
+        completed++;
+        epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
+        close(c->fd);
+    }
 }
 
 static void print_result(void) {
@@ -298,6 +312,13 @@ static void print_result(void) {
     for (int i = 0; i < nconns; i++) printf(i ? ",%lu" : "%lu", conns[i].measured);
     printf("],\"last\":[");
     for (int i = 0; i < nconns; i++) printf(i ? ",%ld" : "%ld", (long)conns[i].last_seq);
+    if (until_seq) {
+        printf("],\"completed\":%d,\"got\":[", completed);
+        for (int i = 0; i < nconns; i++) printf(i ? ",%lu" : "%lu", conns[i].events);
+        printf("],\"done_us\":[");
+        for (int i = 0; i < nconns; i++)
+            printf(i ? ",%ld" : "%ld", conns[i].done_ns ? (long)((conns[i].done_ns - conns[i].start_ns) / 1000) : -1L);
+    }
     printf("],\"hist\":[");
     int first = 1;
     for (int b = 0; b < HIST_BUCKETS; b++)
@@ -313,7 +334,7 @@ static int on_command(void) {
     else if (strncmp(line, "stats", 5) == 0) {
         uint64_t events = 0;
         for (int i = 0; i < nconns; i++) events += conns[i].events;
-        printf("stats %d %d %d %lu\n", opened, failed, closed_early, events);
+        printf("stats %d %d %d %lu %d\n", opened, failed, closed_early, events, completed);
         fflush(stdout);
     } else if (strncmp(line, "stop", 4) == 0) return 0;
     return 1;
@@ -353,6 +374,8 @@ int main(int argc, char **argv) {
     rl.rlim_cur = rl.rlim_max;
     setrlimit(RLIMIT_NOFILE, &rl);
     load_spec(argv[3]);
+    const char *until = getenv("LOADCLIENT_UNTIL_SEQ");
+    until_seq = until ? strtoll(until, NULL, 10) : 0;
     hist = calloc(HIST_BUCKETS, sizeof(uint32_t));
     buf = malloc(BUF_SIZE);
     epfd = epoll_create1(0);

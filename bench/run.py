@@ -2,6 +2,7 @@
 
     python bench/run.py w1|w2|w3|w4|ws|firehose [--runs 3] [--workers 2] [--seconds 10] [--no-nchan]
     python bench/run.py producer|archiver|metrics|archiver-live|metrics-live|system-w1|progress
+    python bench/run.py storm|stall
 
 Fan-out workloads (bench/fanout.py does one run; this repeats it):
   w1        1,000 SSE clients over 100 sessions, 20 events/s each (20,000 deliveries/s)
@@ -12,6 +13,9 @@ Fan-out workloads (bench/fanout.py does one run; this repeats it):
   ws        w1 over WebSocket and over SSE, alternately (the ratio of their costs)
   firehose  one dashboard following 1,000 sessions (GET /v1/events) at 2 and at 10 events/s
             each, against one client on a single session at the same 2,000 and 10,000 events/s
+  storm     2,000 and 5,000 SSE clients replaying a finished 500-event session from the
+            start at once, beside Nchan (bench/storm.py); stall: the API during a NATS
+            SIGSTOP (bench/stall.py)
 Each run of a workload runs agentcast, then nginx + Nchan on the same workload
 (unless --no-nchan; Nchan has no glob subscription, so not for the firehose).
 Before each run the script waits (up to a minute) for other programs to leave
@@ -61,6 +65,8 @@ OTHERS = {
     **{f"{role}-live": [f"{script}.py", *_LIVE] for role, script in _CONSUMERS.items()},
     "system-w1": ["system_w1.py", "--runs", "3"],
     "progress": ["progress_bench.py", "--fresh", "--runs", "5"],
+    "storm": ["storm.py", "--clients", "2000", "5000", "--runs", "3"],
+    "stall": ["stall.py", "--runs", "3"],
 }
 _QUIET_CORES = 0.4
 _QUIET_WAIT_S = 60.0

@@ -90,7 +90,11 @@ def up(tmp: Path) -> Iterator[tuple[_Gateway, dict[str, list[int]], str]]:
     data = tmp / "data"
     cmd = [sys.executable, "-m", "agentcast.cli", "up", "--data", str(data), "--port", str(port),
            "--log-level", "WARNING"]  # fmt: skip
-    env = {**os.environ, "AGENTCAST_JWT_SECRET": _procs.SECRET}
+    env = {
+        "AGENTCAST_MAX_STREAMS_PER_TOKEN": "100000000",
+        **os.environ,
+        "AGENTCAST_JWT_SECRET": _procs.SECRET,
+    }
     with (tmp / "up.log").open("wb") as log:
         proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
         try:

@@ -18,10 +18,14 @@ resume and slow-client tests that way.
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
+| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies and time out slow heads; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
 
 The producer's write path has its own nats-py seam, producer/fastpub.py
 (`Client._send_command` / `_flush_pending` family, nats-py 2.16), bounded by
 the same `nats-py<2.17`.
+
+`guarded_http` is not part of the fast path: with it off the server still
+bounds heads, bodies and slow clients.
 
 Each helper degrades rather than breaks: a nats-py without the hook leaves the
 Tap off, a server without a reachable transport is refused loudly at the
@@ -42,6 +46,7 @@ from typing import Any, Final
 import uvicorn
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
 
@@ -184,3 +189,163 @@ class StreamingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         self._before_shutdown()
         await super().shutdown(sockets)
+
+
+# -- uvicorn: the HTTP protocol ---------------------------------------------------------------
+
+
+class HeadLimits:
+    """What `guarded_http` bounds, and `on_hit(setting)` to count each refusal."""
+
+    __slots__ = ("body_bytes", "head_bytes", "head_timeout_s", "on_hit")
+
+    def __init__(
+        self, head_bytes: int, body_bytes: int, head_timeout_s: float, on_hit: Callable[[str], None]
+    ) -> None:
+        self.head_bytes = head_bytes
+        self.body_bytes = body_bytes
+        self.head_timeout_s = head_timeout_s
+        self.on_hit = on_hit
+
+
+class _HeadState:
+    """Where one connection's current request head stands (`guarded_http`)."""
+
+    __slots__ = ("body", "open", "refused", "size", "timer")
+
+    def __init__(self) -> None:
+        self.open = True
+        self.size = 0
+        self.body = 0
+        self.refused = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
+    """uvicorn's httptools protocol with a bounded request head and body, and a head timeout.
+
+    A request head (request line and headers) over `head_bytes` gets 431, a
+    body over `body_bytes` (declared or sent) 413, and a connection that has
+    not completed its head `head_timeout_s` after connecting (or after
+    starting its next request) gets 408 and is closed: a slowloris client
+    holds a timer and a socket, never a worker, and not for long. Each answer
+    closes the connection.
+    """
+
+    class GuardedHttpToolsProtocol(HttpToolsProtocol):
+        # One attribute, set in __init__ like uvicorn's own: more, or set later, would end the
+        # instance dict's key sharing (28 keys; CPython shares at most 30) and cost ~1.3 KB
+        # per connection.
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._head = _HeadState()
+
+        def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+            super().connection_made(transport)
+            self._start_head()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._stop_timer()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            head = self._head
+            if head.refused:
+                return
+            if head.open:
+                head.size += len(data)
+            super().data_received(data)
+            # Checked after parsing: the chunk may end the head and start the body.
+            if head.open and head.size > limits.head_bytes and not head.refused:
+                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            if not self._head.open:  # the next request on a kept-alive connection
+                self._start_head()
+            self._head.body = 0
+
+        def on_headers_complete(self) -> None:
+            self._head.open = False
+            self._stop_timer()
+            # A whole head can come in one read: measured again from what was parsed.
+            size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            if size > limits.head_bytes:
+                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+                return
+            for name, value in self.headers:
+                if name == b"content-length" and value.isdigit() and int(value) > limits.body_bytes:
+                    self._too_large()
+                    return
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            head = self._head
+            if head.refused:
+                return
+            head.body += len(body)
+            if head.body > limits.body_bytes:
+                self._too_large()
+                return
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            if not self._head.refused:
+                super().on_message_complete()
+
+        def timeout_keep_alive_handler(self) -> None:
+            limits.on_hit("idle_timeout_s")
+            super().timeout_keep_alive_handler()
+
+        def _start_head(self) -> None:
+            head = self._head
+            head.open = True
+            head.size = 0
+            self._stop_timer()
+            head.timer = self.loop.call_later(limits.head_timeout_s, self._head_timeout)
+
+        def _stop_timer(self) -> None:
+            head = self._head
+            if head.timer is not None:
+                head.timer.cancel()
+                head.timer = None
+
+        def _head_timeout(self) -> None:
+            head = self._head
+            head.timer = None
+            if head.open and not head.refused and not self.transport.is_closing():
+                self._refuse(408, "request_timeout", "request head not received in time", "header_timeout_s")  # fmt: skip
+
+        def _too_large(self) -> None:
+            self._refuse(413, "too_large", f"request body over {limits.body_bytes} bytes", "max_request_bytes")  # fmt: skip
+
+        def _refuse(self, status: int, code: str, message: str, setting: str) -> None:
+            self._head.refused = True
+            self._stop_timer()
+            limits.on_hit(setting)
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete or not cycle.response_started:
+                body = b'{"error":{"code":"%s","message":"%s"}}' % (code.encode(), message.encode())
+                self.transport.write(
+                    b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+                    b"content-length: %d\r\nconnection: close\r\n\r\n%s"
+                    % (status, _REASONS[status], len(body), body)
+                )
+            if cycle is not None:
+                cycle.disconnected = True  # the app (if it runs) sees a disconnect
+                cycle.message_event.set()
+            # Closing with unread input would reset the connection and lose the answer: end
+            # our side, discard what still comes for a moment, then close.
+            if self.transport.can_write_eof():
+                self.transport.write_eof()
+                self.loop.call_later(_LINGER_S, self.transport.close)
+            else:
+                self.transport.close()
+
+    return GuardedHttpToolsProtocol
+
+
+_LINGER_S: Final = 2.0
+_REASONS: Final = {
+    408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"
+}  # fmt: skip

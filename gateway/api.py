@@ -12,8 +12,9 @@ from starlette.responses import JSONResponse, Response
 
 from agentcast.codec import encode
 from agentcast.progress import ProgressSnapshot, decode_snapshot
-from agentcast.sessions import new_session_id
+from agentcast.tokens import Claims
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, RunClaims
 from gateway.errors import ApiError
 from gateway.openapi import (
@@ -70,12 +71,15 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
     check_prompt(body.prompt, gw.settings)
     if body.session is not None and not isinstance(body.session, str):
         raise ApiError(400, "invalid_session", "session must be a string")
-    # Only an absent or null session is generated: "" is an invalid id like any other.
-    given = new_session_id() if body.session is None else body.session
+    # Absent or null: the server makes one (inside the token's glob); "" is invalid, a 400.
+    given = claims.new_session() if body.session is None else body.session
     session = checked_session(gw.auth, claims, "run", given)
-    run = await submit_run(
-        gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session, options=body.options
-    )
+    gw.run_limiter.check(claims.jti)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        run = await submit_run(
+            gw.js, gw.reader, gw.settings, prompt=body.prompt, session=session,
+            options=body.options,
+        )  # fmt: skip
     base = str(request.base_url).rstrip("/")
     ws_base = "ws" + base[len("http") :] if base.startswith("http") else base
     payload = {
@@ -96,7 +100,8 @@ async def start_run(request: Request, body: RunBody, claims: RunClaims) -> JSONR
 async def cancel(request: Request, session: SessionPath, claims: RunClaims) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
-    reply = await cancel_run(gw.nc, session)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        reply = await cancel_run(gw.nc, session)
     return {"session": session, "ok": reply.ok, "run": reply.run}
 
 
@@ -111,7 +116,9 @@ async def message(
 ) -> dict[str, Any]:
     gw = _gateway(request)
     checked_session(gw.auth, claims, "run", session)
-    run = await follow_up(gw.nc, gw.js, gw.reader, gw.settings, session=session, text=body.text)
+    gw.run_limiter.check(claims.jti)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        run = await follow_up(gw.nc, gw.js, gw.reader, gw.settings, session=session, text=body.text)
     return {"session": session, "ok": True, "run": run}
 
 
@@ -128,8 +135,34 @@ async def list_sessions(
 ) -> Response:
     gw = _gateway(request)
     state = parse_state(state)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        found = await _snapshots(gw, claims, state)
+    found.sort(key=lambda s: s.updated_at, reverse=True)
+    return _json({"sessions": found[:limit]})
+
+
+@router.get(
+    "/v1/sessions/{session}",
+    summary="Progress snapshot of one session (scope: read)",
+    responses=answers(*READ, 404, ok=snapshots(many=False)),
+)
+async def get_session(request: Request, session: SessionPath, claims: ReadClaims) -> Response:
+    gw = _gateway(request)
+    checked_session(gw.auth, claims, "read", session)
+    try:
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            entry = await gw.kv.get(session)
+    except KeyNotFoundError:
+        entry = None
+    snapshot = _decode(entry.value) if entry is not None and entry.value else None
+    if snapshot is None:
+        raise ApiError(404, "not_found", f"no session {session!r}")
+    return _json(snapshot)
+
+
+async def _snapshots(gw: GatewayState, claims: Claims, state: str | None) -> list[ProgressSnapshot]:
+    """One pass over the latest value of every key (an ordered consumer, deletes skipped)."""
     snapshots: list[ProgressSnapshot] = []
-    # One pass over the latest value of every key (an ordered consumer, deletes skipped).
     watcher = await gw.kv.watchall(ignore_deletes=True)
     try:
         async for entry in watcher:
@@ -142,26 +175,7 @@ async def list_sessions(
                 snapshots.append(snapshot)
     finally:
         await watcher.stop()  # type: ignore[no-untyped-call]
-    snapshots.sort(key=lambda s: s.updated_at, reverse=True)
-    return _json({"sessions": snapshots[:limit]})
-
-
-@router.get(
-    "/v1/sessions/{session}",
-    summary="Progress snapshot of one session (scope: read)",
-    responses=answers(*READ, 404, ok=snapshots(many=False)),
-)
-async def get_session(request: Request, session: SessionPath, claims: ReadClaims) -> Response:
-    gw = _gateway(request)
-    checked_session(gw.auth, claims, "read", session)
-    try:
-        entry = await gw.kv.get(session)
-    except KeyNotFoundError:
-        entry = None
-    snapshot = _decode(entry.value) if entry is not None and entry.value else None
-    if snapshot is None:
-        raise ApiError(404, "not_found", f"no session {session!r}")
-    return _json(snapshot)
+    return snapshots
 
 
 def _decode(raw: bytes) -> ProgressSnapshot | None:

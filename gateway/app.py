@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Final
 
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -18,6 +18,7 @@ from agentcast.settings import Settings
 from agentcast.subjects import EVENTS_STREAM, RUNS_STREAM
 from agentcast.tokens import load_secret
 from gateway import api, dashboard, errors, openapi, progress, sse, ws
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.deps import State
 from gateway.durable import routes as durable
@@ -26,13 +27,18 @@ from gateway.hub import Hub
 from gateway.openapi import answers
 from gateway.output import RAW_SEND
 from gateway.replay import DirectReader
+from gateway.revocations import Revocations
 from gateway.sink import STREAM
-from gateway.state import STATE_KEY, GatewayState
+from gateway.slots import StreamSlots
+from gateway.state import STATE_KEY, GatewayState, state_of
 from gateway.telemetry import Stats, render
 
 logger = logging.getLogger(__name__)
 
 Scope = MutableMapping[str, Any]
+_REVOCATIONS_LOAD_S = 5.0
+_READY_S: Final = 0.6
+"""/readyz answers 503 when JetStream has not answered within this (a stall flips it in 1 s)."""
 
 
 def create_app(settings: Settings) -> GatewayApp:
@@ -40,10 +46,10 @@ def create_app(settings: Settings) -> GatewayApp:
     if not settings.nats_url:
         raise ValueError("the gateway needs settings.nats_url")
     secret = load_secret(settings)
+    stats = Stats()  # made here: the server's protocol (gateway/server.py) counts into it too
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, GatewayState]]:
-        stats = Stats()
         hooks: dict[str, Hub] = {}
 
         async def on_reconnect() -> None:
@@ -58,14 +64,23 @@ def create_app(settings: Settings) -> GatewayApp:
             settings, "agentcast-gateway", on_reconnect=on_reconnect, on_error=on_error
         ) as nc:
             kv = await ensure_streams(nc.jetstream(), settings)
-            reader = DirectReader(nc, EVENTS_STREAM)
+            reader = DirectReader(
+                nc, EVENTS_STREAM, lookup_timeout=settings.nats_timeout_s, stats=stats
+            )
             await reader.start()
             hub = Hub(
                 nc, reader, stats, replay_batch=settings.replay_batch,
                 heartbeat_s=settings.heartbeat_s, fastpath=settings.gateway_fastpath,
+                admission=Admission.of(settings, stats),
             )  # fmt: skip
             hooks["hub"] = hub
-            state = GatewayState(settings, nc, hub, reader, kv, Authenticator(secret, stats), stats)
+            slots = StreamSlots(nc.jetstream(), settings)
+            await slots.start()
+            revocations = Revocations(slots.revoke)
+            auth = Authenticator(
+                secret, stats, max_lifetime_s=settings.token_max_lifetime_s, revoked=revocations
+            )
+            state = GatewayState(settings, nc, hub, reader, kv, auth, stats, slots, revocations)
             state.app_streams = await AppStreams.open(nc, settings, stats)
             if isinstance(app, GatewayApp):
                 app.hub = hub
@@ -73,21 +88,31 @@ def create_app(settings: Settings) -> GatewayApp:
             if not settings.gateway_fastpath:
                 logger.warning("Gateway fast path off: nats-py callbacks and ASGI send only")
             logger.info("Gateway ready on NATS %s", ",".join(servers(settings)))
-            heartbeats = asyncio.create_task(hub.heartbeats())
+            tasks = [
+                asyncio.create_task(hub.heartbeats()),
+                asyncio.create_task(slots.renew()),
+                asyncio.create_task(revocations.watch(nc.jetstream(), settings)),
+            ]
+            try:
+                await asyncio.wait_for(revocations.loaded.wait(), _REVOCATIONS_LOAD_S)
+            except TimeoutError:
+                logger.warning("revoked tokens not loaded yet; serving, still watching")
             try:
                 yield {STATE_KEY: state}
             finally:
-                heartbeats.cancel()
+                for task in tasks:
+                    task.cancel()
                 await state.close()
 
     app = GatewayApp(
+        stats,
         fastpath=settings.gateway_fastpath,
         title="agentcast gateway",
         version="1",
         description="Claude agent events over SSE and WebSocket, with exact resume.",
         lifespan=lifespan,
     )
-    errors.install(app)
+    errors.install(app, lambda request, limit: state_of(request).stats.hit(limit))
     openapi.install(app, settings)
     if settings.cors_origins:
         app.add_middleware(
@@ -121,8 +146,12 @@ def create_app(settings: Settings) -> GatewayApp:
             problem = "NATS is not connected"
         else:
             try:
-                for stream in (EVENTS_STREAM, RUNS_STREAM):
-                    await gw.js.stream_info(stream)
+                # A stalled server keeps the connection up: only an answer in time is ready.
+                async with asyncio.timeout(_READY_S):
+                    for stream in (EVENTS_STREAM, RUNS_STREAM):
+                        await gw.js.stream_info(stream)
+            except TimeoutError:
+                problem = f"JetStream did not answer within {_READY_S:g} s"
             except Exception as exc:  # noqa: BLE001 - any failure means not ready
                 problem = f"stream missing or JetStream unavailable: {exc!r}"
         if problem:
@@ -156,8 +185,9 @@ class GatewayApp(FastAPI):
     worth of middleware frames and exit stacks (about half its memory).
     """
 
-    def __init__(self, *, fastpath: bool, **kwargs: Any) -> None:
+    def __init__(self, stats: Stats, *, fastpath: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self.stats = stats
         self.fastpath = fastpath
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""

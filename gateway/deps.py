@@ -12,7 +12,13 @@ from starlette.requests import HTTPConnection
 from agentcast.tokens import Claims, Scope
 from gateway.state import GatewayState, state_of
 
-State = Annotated[GatewayState, Depends(state_of)]
+
+async def _state(conn: HTTPConnection) -> GatewayState:
+    # async: FastAPI runs a plain function dependency in a thread, a hop per request.
+    return state_of(conn)
+
+
+State = Annotated[GatewayState, Depends(_state)]
 
 # Declared so the OpenAPI schema says how to authenticate (either one); the
 # Authenticator reads the token itself, the same way for HTTP and WebSocket.

@@ -2,7 +2,8 @@
 
 Every error, FastAPI's request validation and Starlette's 404/405 included, is
 `{"error": {"code": ..., "message": ...}}`; bad input never reaches a 500.
-Contract errors (bad session id, cursor, policy, token) are 4xx; NATS or
+Contract errors (bad session id, cursor, policy, token) are 4xx; a limit
+(agentcast LimitExceeded) is its 429 or 503 with `Retry-After`; NATS or
 JetStream not answering (agentcast NatsUnavailable, nats-py's timeouts and
 connection errors) is 503 `nats_unavailable` with `Retry-After`; any other
 agentcast error is a 500 `internal`. The whole tree is drawn in agentcast/errors.py.
@@ -11,6 +12,7 @@ agentcast error is a 500 `internal`. The whole tree is drawn in agentcast/errors
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any, Final
 
 import nats.errors
@@ -26,6 +28,7 @@ from agentcast.errors import (
     InvalidCursor,
     InvalidSessionId,
     InvalidSubject,
+    LimitExceeded,
     NatsUnavailable,
     PolicyViolation,
 )
@@ -43,9 +46,11 @@ _HTTP_CODES = {
     409: "conflict",
     410: "gone",
     413: "too_large",
-    503: "unavailable",
     415: "unsupported_media_type",
     422: "invalid_request",
+    429: "rate_limited",
+    431: "headers_too_large",
+    503: "unavailable",
 }
 
 
@@ -98,7 +103,12 @@ def from_agentcast_error(exc: AgentcastError) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
     if isinstance(exc, NatsUnavailable):
-        return unavailable(str(exc))
+        logger.warning(
+            "%s: %s", type(exc).__name__, exc
+        )  # the detail is JetStream's, not the client's
+        return unavailable("NATS or JetStream did not answer in time; retry shortly")
+    if isinstance(exc, LimitExceeded):
+        return ApiError(exc.status, exc.code, str(exc), retry_after_s=exc.retry_after_s)
     for kind, status in _CLIENT_ERRORS:
         if isinstance(exc, kind):
             return ApiError(status, exc.code, str(exc))
@@ -123,21 +133,27 @@ def unavailable(message: str) -> ApiError:
 def _headers(err: ApiError) -> dict[str, str]:
     if err.status == 401:
         return {"WWW-Authenticate": "Bearer"}
-    if err.status == 503:
+    if err.status in (429, 503):
         return {"Retry-After": str(err.extra.get("retry_after_s", NatsUnavailable.retry_after_s))}
     return {}
 
 
-def install(app: FastAPI) -> None:
-    """Render every error the API can raise in the one JSON shape."""
+def error_response(err: ApiError) -> Response:
+    """`err` as its JSON response, with its headers (Retry-After, WWW-Authenticate)."""
+    response = json_error(err.status, err.code, err.message, **err.extra)
+    response.headers.update(_headers(err))
+    return response
 
-    def _render(err: ApiError) -> Response:
-        response = json_error(err.status, err.code, err.message, **err.extra)
-        response.headers.update(_headers(err))
-        return response
+
+def install(app: FastAPI, on_limit: Callable[[Request, str], None]) -> None:
+    """Render every error the API can raise in the one JSON shape; `on_limit(request, setting)`
+    counts each limit hit."""
+    _render = error_response
 
     async def _api_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AgentcastError)
+        if isinstance(exc, LimitExceeded):
+            on_limit(request, exc.limit)
         return _render(from_agentcast_error(exc))
 
     async def _nats_error(request: Request, exc: Exception) -> Response:

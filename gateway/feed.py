@@ -12,6 +12,11 @@ The hand-over from replay to live, without gap or duplicate:
    subscription goes live. Order and dedupe both rest on the stream sequence.
 If `pending` outgrows the client's buffer it is dropped and replay simply
 reads further (those events are in JetStream by the time they arrive live).
+
+Replays hold a slot of the process's admission control (gateway/admission.py)
+while they read, and share their batch reads with other replays of the same
+batch (gateway/readcache.py) under the same rule as step 2: a last batch is
+used only if it was read after this subscription attached (its `mark()`).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import fnmatch
 from typing import Final
 
 from agentcast.cursor import format_cursor
+from gateway.admission import Admission
 from gateway.frames import Frame
 from gateway.params import TypeFilter
 from gateway.replay import DirectReader
@@ -61,6 +67,7 @@ class Subscription:
         "position",
         "replay_subject",
         "sessions",
+        "since",
         "sink",
         "types",
     )  # fmt: skip
@@ -88,6 +95,8 @@ class Subscription:
         self.dropped_upto = 0
         self.detached = False
         """Unsubscribed (set by its hub.Subscriber): a running catch-up stops."""
+        self.since = -1
+        """The reader's tick (`DirectReader.mark()`) once attached to the topic."""
 
     def wants(self, frame: Frame) -> bool:
         if self.types is not None and not self.types(frame.type):
@@ -113,9 +122,22 @@ class Subscription:
     def resume_cursor(self) -> str | None:
         return format_cursor(self.position) if self.position > 0 else None
 
-    async def catch_up(self, reader: DirectReader, batch: int) -> bool:
+    async def catch_up(self, reader: DirectReader, batch: int, admission: Admission) -> bool:
         """Replay from `position` to the end of the stream, then go live; False if the sink ended
-        or the subscription was dropped."""
+        or the subscription was dropped. Raises ReplayBusy when no replay slot is to be had."""
+        async with admission.slot(self._queued, self._gone) as admitted:
+            if not admitted or self.detached or self.sink.reason is not None:
+                return False
+            return await self._replay(reader, batch)
+
+    def _gone(self) -> bool:
+        return self.detached or self.sink.reason is not None
+
+    def _queued(self, ahead: int) -> None:
+        if self.sink.kind == "sse":  # a comment: every SSE parser skips it
+            self.sink.send(b": waiting for a replay slot, %d replays ahead\n\n" % ahead)
+
+    async def _replay(self, reader: DirectReader, batch: int) -> bool:
         sink = self.sink
         if reader.replicated:
             # Events stored before this subscription attached never come live:
@@ -123,11 +145,16 @@ class Subscription:
             await reader.sync()
             if self.detached:
                 return False
+            # Only reads sent after the sync reflect what the leader had stored.
+            self.since = reader.mark()
+        since = self.since if self.since >= 0 else reader.mark()
         for _ in range(_MAX_CATCHUP_ROUNDS):
-            found = await reader.batch(self.position + 1, self.replay_subject, batch, sink.limit)
+            found = await reader.batch(
+                self.position + 1, self.replay_subject, batch, sink.limit, since=since
+            )
             if self.detached:
                 return False
-            frames = [reader.frame(m) for m in found.msgs]
+            frames = found.frames
             wanted = [f for f in frames if self.wants(f)]
             if frames:
                 sink.stats.replayed_events += len(frames)

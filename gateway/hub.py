@@ -47,7 +47,9 @@ from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import SlowConsumerError
 
 from agentcast.sessions import validate_session_id
+from agentcast.settings import Settings
 from agentcast.subjects import EVENT_PREFIX, LIVE_PREFIX
+from gateway.admission import Admission
 from gateway.feed import Subscription
 from gateway.frames import HEARTBEAT, Frame
 from gateway.replay import DirectReader
@@ -61,6 +63,8 @@ PENDING_MSGS: Final = 65_536
 PENDING_BYTES: Final = 64 * 1024 * 1024
 _REFILL_RETRY_S: Final = 0.5
 _HEARTBEAT_SLICE: Final = 500
+HEARTBEAT_PASSES: Final = 4
+"""Heartbeat passes per interval: an idle client gets one 3/4 to 1 interval after its last frame."""
 FIREHOSE: Final = "*"
 
 
@@ -216,13 +220,15 @@ class Topic:
 
     async def _read_to_end(self) -> None:
         reader, batch = self.hub.reader, self.hub.replay_batch
+        since = reader.mark()  # live frames are held from before this on
         while True:
-            found = await reader.batch(self.last_seq + 1, self.replay_subject, batch, 1 << 20)
-            for msg in found.msgs:
-                frame = reader.frame(msg)
+            found = await reader.batch(
+                self.last_seq + 1, self.replay_subject, batch, 1 << 20, since=since
+            )
+            for frame in found.frames:
                 if frame.seq > self.last_seq:
                     self._dispatch(frame)
-            if found.pending == 0 or not found.msgs:
+            if found.pending == 0 or not found.frames:
                 return
 
 
@@ -241,12 +247,14 @@ class Hub:
         pending_msgs: int = PENDING_MSGS,
         pending_bytes: int = PENDING_BYTES,
         subjects: Subjects = EVENT_SUBJECTS,
+        admission: Admission | None = None,
     ) -> None:
         self.nc = nc
         self.subjects = subjects
         self.live_prefix_len = len(subjects.live) + 1
         self.reader = reader
         self.stats = stats
+        self.admission = admission or Admission.of(Settings(), stats)
         self.replay_batch = replay_batch
         self.heartbeat_s = heartbeat_s
         self.pending_msgs = pending_msgs
@@ -314,14 +322,20 @@ class Hub:
                     topic.slow_consumer()
 
     async def heartbeats(self) -> None:
-        """Run `beat()` every `heartbeat_s`, until cancelled."""
+        """Run `beat()` HEARTBEAT_PASSES times every `heartbeat_s`, on a fixed schedule (a slow
+        pass does not push the next ones back), until cancelled."""
+        loop = asyncio.get_running_loop()
+        period = self.heartbeat_s / HEARTBEAT_PASSES
+        due = loop.time()
         while True:
-            await asyncio.sleep(self.heartbeat_s)
+            due = max(due + period, loop.time())
+            await asyncio.sleep(due - loop.time())
             await self.beat()
 
     async def beat(self) -> None:
-        """Write a comment to every SSE client sent nothing since the last pass (proxies, dead
-        peers); drop those still too far behind as lagged.
+        """Write a comment to every SSE client sent nothing for most of an interval (proxies,
+        dead peers), so that one comes at most `heartbeat_s` after the last frame; drop those
+        still too far behind as lagged.
         """
         for i, sink in enumerate(list(self.sinks)):
             if i % _HEARTBEAT_SLICE == _HEARTBEAT_SLICE - 1:
@@ -330,9 +344,7 @@ class Hub:
                 continue
             if sink.buffered() > sink.limit:
                 sink.finish("lagged")
-            elif sink.active:
-                sink.active = False
-            else:
+            elif sink.heartbeat_due(HEARTBEAT_PASSES):
                 sink.send(HEARTBEAT)
 
     def shutdown(self) -> None:
@@ -343,6 +355,7 @@ class Hub:
 
     async def close(self) -> None:
         self.shutdown()
+        self.admission.close()
         for task in list(self._tasks):
             task.cancel()
         for topic in list(self.topics.values()):
@@ -385,12 +398,15 @@ class Subscriber:
         topic = await self._hub.attach(key, sub)
         if sub in self._topics and self.sink.reason is None:
             self._topics[sub] = topic
+            # Reads sent from now on see every event that will not come live (readcache.py).
+            sub.since = self._hub.reader.mark()
         else:
             topic.remove(sub)  # unsubscribed or finished while the topic opened
 
     async def catch_up(self, sub: Subscription) -> None:
         """Replay `sub` up to the end of the stream, then let it go live."""
-        if await sub.catch_up(self._hub.reader, self._hub.replay_batch):
+        hub = self._hub
+        if await sub.catch_up(hub.reader, hub.replay_batch, hub.admission):
             # No await since the replay's end: the topic's floor is exactly `sub`'s position.
             topic = self._topics.get(sub)
             if topic is not None:

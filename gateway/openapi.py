@@ -33,7 +33,7 @@ SESSION_ID: Final = f"^{SESSION_ID_PATTERN.pattern}$"
 _SEQ: Final = "[1-9][0-9]{0,19}"
 CURSOR: Final = f"^(start|now|{_SEQ})$"
 LAST_EVENT_ID: Final = f"^({_SEQ})?$"
-SESSION_GLOB: Final = f"^({GLOB_PATTERN})?$"
+SESSION_GLOB: Final = f"^{GLOB_PATTERN}$"
 """Empty means the default glob (the token's, or `*`)."""
 
 

@@ -119,7 +119,9 @@ class SseWire(_Wire):
     event: Callable[[Frame], bytes] = attrgetter("sse")
 
     def batch(self, frames: list[Frame]) -> list[bytes]:
-        return [http_chunk(b"".join(f.sse_message for f in frames))]
+        # Each frame's own chunk, framed once per Frame: a replay storm shares its batches'
+        # Frames (gateway/readcache.py), so thousands of replays frame each event once.
+        return [b"".join(f.sse for f in frames)]
 
     def message(self, body: bytes) -> bytes:
         return http_chunk(body)

@@ -90,8 +90,8 @@ def parse_state(value: str | None) -> str | None:
 
 
 def parse_glob(value: str | None, default: str) -> str:
-    """A session glob (fnmatch syntax over session ids)."""
-    glob = default if value is None or value == "" else value
+    """A session glob (fnmatch syntax over session ids); absent: `default`, empty: a 400."""
+    glob = default if value is None else value
     if not _GLOB.fullmatch(glob):
         raise ApiError(400, "invalid_sessions", f"invalid sessions glob {glob[:80]!r}")
     return glob

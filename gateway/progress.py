@@ -64,7 +64,9 @@ async def progress(
     sessions: SessionsQuery = None,
 ) -> SseResponse:
     glob = parse_glob(sessions, default="*")
-    return SseResponse(gw, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions)))
+    return SseResponse(
+        gw, claims.jti, ProgressContent(gw.kv, gw.progress, SessionMatch(glob, claims.sessions))
+    )
 
 
 class ProgressContent:

@@ -15,6 +15,11 @@ the read to the leader) set to a floor that only rises: the highest stream
 sequence this process has seen live, and, before a replay starts, the
 stream's last sequence as its leader reports it (`sync()`, one request shared
 by every replay that starts meanwhile, so a reconnect storm costs one).
+
+Replays share their batch reads (`batch(..., since=)`, gateway/readcache.py):
+a storm of replays of one session reads each batch once, not once per client.
+Lookups on behalf of an API call (`get`, `last`) wait `lookup_timeout` at most,
+so that a stalled NATS gets a 503 well within the API's 2 s, not a hang.
 """
 
 from __future__ import annotations
@@ -23,7 +28,6 @@ import asyncio
 import itertools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Final
 
 from nats.aio.client import Client
@@ -36,6 +40,8 @@ from agentcast.errors import InvalidCursor, NatsUnavailable
 from agentcast.subjects import EVENT_PREFIX, EVENTS_STREAM
 from gateway.errors import ApiError
 from gateway.frames import Frame
+from gateway.readcache import Batch, SharedBatches
+from gateway.telemetry import Stats
 
 logger = logging.getLogger(__name__)
 
@@ -46,20 +52,19 @@ class ReplayError(NatsUnavailable):
     """A replay read that JetStream did not answer (or refused with a status)."""
 
 
-@dataclass(frozen=True, slots=True)
-class Batch:
-    msgs: list[Msg]
-    pending: int
-    """Matching messages left after the last one in `msgs`."""
-
-
 class DirectReader:
     """Direct gets on one stream, multiplexed over one wildcard inbox subscription."""
 
     def __init__(
-        self, nc: Client, stream: str = EVENTS_STREAM, *, prefix: str = EVENT_PREFIX,
-        timeout: float = 15.0,
-    ) -> None:  # fmt: skip
+        self,
+        nc: Client,
+        stream: str = EVENTS_STREAM,
+        *,
+        prefix: str = EVENT_PREFIX,
+        timeout: float = 5.0,
+        lookup_timeout: float = 1.5,
+        stats: Stats | None = None,
+    ) -> None:
         self._nc = nc
         self._stream = stream
         self._key_prefix = prefix
@@ -67,6 +72,8 @@ class DirectReader:
         self._key_at = len(prefix) + 1
         self._api = f"$JS.API.DIRECT.GET.{stream}"
         self._timeout = timeout
+        self._lookup_timeout = lookup_timeout
+        self.shared = SharedBatches(stats or Stats())
         self._prefix = nc.new_inbox()
         self._ids = itertools.count()
         self._waiting: dict[str, asyncio.Queue[Msg]] = {}
@@ -93,7 +100,9 @@ class DirectReader:
         if queue is not None:
             queue.put_nowait(msg)
 
-    async def _request(self, body: dict[str, Any], *, batched: bool) -> Batch:
+    async def _request(
+        self, body: dict[str, Any], *, batched: bool, timeout: float
+    ) -> tuple[list[Msg], int]:
         if self._sub is None:
             raise RuntimeError("DirectReader.start() was not awaited")
         if self.replicated and self.floor:
@@ -106,20 +115,20 @@ class DirectReader:
             await self._nc.publish(self._api, encode(body), reply=inbox)
             while True:
                 try:
-                    msg = await asyncio.wait_for(queue.get(), self._timeout)
+                    msg = await asyncio.wait_for(queue.get(), timeout)
                 except TimeoutError as exc:
                     raise ReplayError(f"no answer from JetStream to {body}") from exc
                 headers = msg.headers or {}
                 status = headers.get("Status")
                 if status == "404":
-                    return Batch(msgs, 0)
+                    return msgs, 0
                 if status == "204":  # end of batch
-                    return Batch(msgs, int(headers.get("Nats-Num-Pending", 0)))
+                    return msgs, int(headers.get("Nats-Num-Pending", 0))
                 if status is not None:
                     raise ReplayError(f"JetStream direct get failed: {status} {headers}")
                 msgs.append(msg)
                 if not batched:
-                    return Batch(msgs, int(headers.get("Nats-Num-Pending", 0)))
+                    return msgs, int(headers.get("Nats-Num-Pending", 0))
         finally:
             del self._waiting[inbox]
 
@@ -164,28 +173,46 @@ class DirectReader:
 
     async def _stream_last_seq(self) -> int:
         # Stream info is answered by the stream's leader, never by a follower.
-        info = await self._nc.jetstream().stream_info(self._stream)
+        info = await self._nc.jetstream(timeout=self._timeout).stream_info(self._stream)
         return info.state.last_seq
 
-    async def batch(self, start_seq: int, subject: str, max_msgs: int, max_bytes: int) -> Batch:
-        """Up to `max_msgs` messages on `subject` from `start_seq` on, in sequence order."""
-        body = {
-            "seq": start_seq,
-            "next_by_subj": subject,
-            "batch": max_msgs,
-            "max_bytes": max_bytes,
-        }
-        return await self._request(body, batched=True)
+    def mark(self) -> int:
+        """A tick for a replay (or refill) now attached to its live topic: pass it as `since`."""
+        return self.shared.mark()
+
+    async def batch(
+        self, start_seq: int, subject: str, max_msgs: int, max_bytes: int, *, since: int = -1
+    ) -> Batch:
+        """Up to `max_msgs` events on `subject` from `start_seq` on, in sequence order.
+
+        With `since` (a `mark()`), the answer may be another replay's read of the same batch,
+        as long as it is exact for a replay attached at that tick (gateway/readcache.py).
+        """
+
+        async def read() -> Batch:
+            body = {
+                "seq": start_seq,
+                "next_by_subj": subject,
+                "batch": max_msgs,
+                "max_bytes": max_bytes,
+            }
+            msgs, pending = await self._request(body, batched=True, timeout=self._timeout)
+            return Batch([self.frame(m) for m in msgs], pending)
+
+        if since < 0:
+            return await read()
+        return await self.shared.get((subject, start_seq, max_msgs, max_bytes), since, read)
 
     async def get(self, seq: int) -> Msg | None:
         """The message stored at `seq`, or None if it is gone."""
-        found = await self._request({"seq": seq}, batched=False)
-        return found.msgs[0] if found.msgs else None
+        msgs, _ = await self._request({"seq": seq}, batched=False, timeout=self._lookup_timeout)
+        return msgs[0] if msgs else None
 
     async def last(self, subject: str) -> Msg | None:
         """The last message on a literal subject, or None."""
-        found = await self._request({"last_by_subj": subject}, batched=False)
-        return found.msgs[0] if found.msgs else None
+        body = {"last_by_subj": subject}
+        msgs, _ = await self._request(body, batched=False, timeout=self._lookup_timeout)
+        return msgs[0] if msgs else None
 
     async def check_resume(self, after: int, subject: str, covers: Callable[[str], bool]) -> None:
         """Raise unless replay after stream sequence `after` can be exact.
@@ -206,11 +233,12 @@ class DirectReader:
             if session is None or not covers(session):
                 raise InvalidCursor(format_cursor(after))
             return
-        info = await self._nc.jetstream().stream_info(self._stream)
+        js = self._nc.jetstream(timeout=self._lookup_timeout)
+        info = await js.stream_info(self._stream)
         if after > info.state.last_seq:
             raise InvalidCursor(format_cursor(after))
         first = await self.batch(1, subject, 1, 1 << 20)
-        earliest = stored_seq(first.msgs[0]) if first.msgs else None
+        earliest = first.frames[0].seq if first.frames else None
         shown = format_cursor(earliest) if earliest is not None else None
         raise ApiError(
             410,

@@ -9,22 +9,31 @@ waiting in the queue, can shift it. The session's events are authoritative.
 
 from __future__ import annotations
 
+import logging
 import uuid
-from typing import Any
+from typing import Any, Final
 
 import msgspec
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeoutError
+from nats.js.errors import APIError
 
 from agentcast.codec import control_reply_decoder, decode_loose, encode
 from agentcast.control import ControlReply, ControlRequest, RunRequest
-from agentcast.errors import PolicyViolation, PromptTooLarge
+from agentcast.errors import PolicyViolation, PromptTooLarge, QueueFull
 from agentcast.policy import resolve_options, validate_prompt
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
-from agentcast.subjects import RUNS_SUBMIT, ctl_subject, event_subject
-from gateway.errors import ApiError
+from agentcast.subjects import EVENTS_STREAM, RUNS_SUBMIT, ctl_subject, event_subject
+from gateway.errors import ApiError, unavailable
 from gateway.replay import DirectReader
+
+logger = logging.getLogger(__name__)
+
+_MAXIMUM_MESSAGES_EXCEEDED = 10077
+"""JetStream's error code for a publish refused by a full stream (max_msgs, discard new)."""
+_WORKER_S: Final = 1.0
+_PING_S: Final = 0.4
 
 
 def check_prompt(prompt: object, settings: Settings, field: str = "prompt") -> str:
@@ -63,17 +72,24 @@ async def submit_run(
     try:
         await js.publish(RUNS_SUBMIT, encode(request), headers={"Nats-Msg-Id": uuid.uuid4().hex})
     except Exception as exc:
-        raise ApiError(503, "unavailable", f"could not queue the run: {exc!r}") from exc
+        if isinstance(exc, APIError) and exc.err_code == _MAXIMUM_MESSAGES_EXCEEDED:
+            raise QueueFull(settings.max_queued_runs) from exc
+        logger.warning("run request for %s not queued: %r", sid, exc)  # not told to the client
+        raise unavailable("could not queue the run: JetStream did not accept it") from exc
     return run
 
 
 async def _ask(nc: Any, session: str, request: ControlRequest) -> ControlReply | None:
     """The reply of the worker holding `session`, or None when no worker holds it."""
     try:
-        msg = await nc.request(ctl_subject(session), encode(request), timeout=5.0)
+        msg = await nc.request(ctl_subject(session), encode(request), timeout=_WORKER_S)
     except NoRespondersError:
         return None
     except NatsTimeoutError as exc:
+        # A worker answers from its loop in milliseconds: no answer is NATS itself stalling,
+        # or the worker. A request to the server tells which (not nc.flush(timeout): nats-py
+        # 2.16 leaves the timed-out PONG's future cancelled, and its read loop dies on it).
+        await nc.jetstream(timeout=_PING_S).stream_info(EVENTS_STREAM)
         raise ApiError(
             504, "worker_timeout", f"the worker of session {session!r} did not answer"
         ) from exc

@@ -21,8 +21,9 @@ from typing import Final
 
 import uvicorn
 
+from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
-from gateway._internals import StreamingServer
+from gateway._internals import HeadLimits, StreamingServer, guarded_http
 from gateway.app import GatewayApp, create_app
 from gateway.ws import HARD_CAP_FACTOR
 
@@ -33,11 +34,17 @@ _SUPERVISOR_GRACE_S: Final = SHUTDOWN_BOUND_S + 7
 
 
 def config_for(app: GatewayApp, settings: Settings, *, log_level: str = "info") -> uvicorn.Config:
+    limits = HeadLimits(
+        settings.max_header_bytes, settings.max_request_bytes, settings.header_timeout_s,
+        app.stats.hit,
+    )  # fmt: skip
     return uvicorn.Config(
         app,
         host=settings.host,
         port=settings.port,
-        http="httptools",
+        http=guarded_http(limits),
+        h11_max_incomplete_event_size=settings.max_header_bytes,
+        timeout_keep_alive=max(1, round(settings.idle_timeout_s)),
         ws="websockets-sansio",
         ws_max_size=settings.ws_max_frame_bytes * HARD_CAP_FACTOR,
         ws_per_message_deflate=False,
@@ -65,6 +72,7 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s[%(process)d]: %(message)s",
         stream=sys.stderr,
     )
+    redact_handlers()
     serve(settings, sock, log_level=log_level)
 
 

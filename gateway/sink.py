@@ -29,7 +29,8 @@ from gateway.telemetry import Stats
 
 logger = logging.getLogger(__name__)
 
-Reason = Literal["lagged", "shutdown", "disconnected", "error"]
+Reason = Literal["lagged", "shutdown", "disconnected", "error", "revoked", "flood"]
+"""Why a stream ended; `revoked`: its token was revoked; `flood`: a WebSocket over its frame rate."""
 
 _POLL_S: Final = 0.01
 _POLL_MAX_S: Final = 0.2
@@ -67,7 +68,7 @@ class Sink:
     """One client's stream state: its output, its backlog bound, and why it ended."""
 
     __slots__ = ("_event", "_out", "_out_bytes", "_pick", "_transport", "_waiter", "active",
-                 "flusher", "kind", "limit", "output", "reason", "stats")  # fmt: skip
+                 "flusher", "idle_passes", "kind", "limit", "output", "reason", "stats")  # fmt: skip
 
     def __init__(
         self, output: Output, limit: int, stats: Stats, flusher: Flusher | None = None
@@ -84,6 +85,7 @@ class Sink:
         self._out_bytes = 0
         self.active = False
         """Sent events since the hub's last heartbeat pass (which then skips this client)."""
+        self.idle_passes = 0
         # Made on demand: an idle connection carries no Event or Future.
         self._waiter: asyncio.Future[None] | None = None
         self._event: asyncio.Event | None = None
@@ -131,6 +133,20 @@ class Sink:
         self.stats.events_out[self.kind] += len(out)
         self.stats.bytes_out[self.kind] += size
 
+    def heartbeat_due(self, passes: int) -> bool:
+        """One heartbeat pass (the hub makes `passes` per interval): True when this client has
+        been sent nothing for `passes - 1` whole passes, so a heartbeat now comes at most one
+        interval after the last frame."""
+        if self.active:
+            self.active = False
+            self.idle_passes = 0
+            return False
+        self.idle_passes += 1
+        if self.idle_passes < passes - 1:
+            return False
+        self.idle_passes = 0
+        return True
+
     def broken(self) -> None:
         """Writing failed: drop what is queued and end the stream."""
         self._out = None
@@ -157,6 +173,7 @@ class Sink:
         if self.reason is not None or output.closing():
             return False
         output.write(parts)
+        self.active = True
         self.stats.events_out[self.kind] += events
         self.stats.bytes_out[self.kind] += sum(map(len, parts))
         low = self.limit // 2

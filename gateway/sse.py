@@ -19,15 +19,17 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
-from agentcast.errors import AgentcastError
+from agentcast.errors import AgentcastError, NatsUnavailable, TooManyStreams
 from agentcast.subjects import session_events as session_subject
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
+from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, State
-from gateway.errors import ApiError
+from gateway.errors import ApiError, error_response, from_agentcast_error
 from gateway.feed import SessionMatch, Subscription
 from gateway.formats import FormatStream, FormattedOutput, Style
 from gateway.formats.runs import active_run, run_start, run_start_before
-from gateway.frames import sse_event, sse_retry
+from gateway.frames import error_body, sse_event, sse_retry
 from gateway.hub import FIREHOSE, Hub, Subscriber
 from gateway.openapi import (
     STREAM,
@@ -55,6 +57,7 @@ from gateway.params import (
     replay_filter,
 )
 from gateway.sink import Sink, hand_off
+from gateway.slots import Slot
 from gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -90,8 +93,9 @@ async def session_events(
     checked_session(gw.auth, claims, "read", session)
     style = Style(format_, accept, coalesce_ms)
     return await _open(
-        gw, session, session, None, from_, types, last_event_id, session.__eq__, style
-    )
+        gw, claims.jti, session, session, None, from_, types, last_event_id, session.__eq__,
+        style,
+    )  # fmt: skip
 
 
 @router.get(
@@ -114,17 +118,18 @@ async def chat_stream(
     checked_session(gw.auth, claims, "read", session)
     style = Style("ai-sdk", None, coalesce_ms)
     if last_event_id:
-        return await _open(gw, session, session, None, None, None, last_event_id,
+        return await _open(gw, claims.jti, session, session, None, None, None, last_event_id,
                            session.__eq__, style)  # fmt: skip
-    if run is None:
-        active = await active_run(gw.reader, session)
-        if active is None:
-            return Response(status_code=204)
-        after, run = active.seq - 1, active.run
-    else:
-        after = await run_start(gw.reader, session, run)
+    async with nats_deadline(gw.settings.nats_timeout_s):
+        if run is None:
+            active = await active_run(gw.reader, session)
+            if active is None:
+                return Response(status_code=204)
+            after, run = active.seq - 1, active.run
+        else:
+            after = await run_start(gw.reader, session, run)
     content = EventContent(session, session, session_subject(session), after, None, None)
-    return SseResponse(gw, content, style.stream(0, run), style.headers)
+    return SseResponse(gw, claims.jti, content, style.stream(0, run), style.headers)
 
 
 @router.get(
@@ -149,6 +154,7 @@ async def firehose(
         raise ApiError(400, "invalid_format", "format=ai-sdk streams one run of one session")
     return await _open(
         gw,
+        claims.jti,
         single or FIREHOSE,
         glob,
         SessionMatch(glob, claims.sessions),
@@ -162,7 +168,7 @@ async def firehose(
 
 
 async def _open(
-    gw: GatewayState, key: str, name: str, sessions: SessionMatch | None,
+    gw: GatewayState, jti: str, key: str, name: str, sessions: SessionMatch | None,
     from_: str | None, types: list[str] | None, last_event_id: str | None,
     covers: Callable[[str], bool], style: Style,
 ) -> SseResponse:  # fmt: skip
@@ -175,17 +181,19 @@ async def _open(
         raise ApiError(400, "invalid_types", f"types= cannot be used with format={style.format}")
     subject = replay_filter(None if key == FIREHOSE else key, type_filter)
     if after > 0:
-        await gw.reader.check_resume(after, subject, covers)
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            await gw.reader.check_resume(after, subject, covers)
     start, quiet_until = after, 0
     if after > 0 and style.format != "agentcast" and key != FIREHOSE:
         # Joining mid-run: replay the run from its start for state only, up to the cursor.
-        begun = await run_start_before(gw.reader, key, after)
+        async with nats_deadline(gw.settings.nats_timeout_s):
+            begun = await run_start_before(gw.reader, key, after)
         if begun is not None:
             start, quiet_until = begun - 1, after
     content = EventContent(key, name, subject, start, type_filter, sessions)
     # Clients of one session may share live translation; a glob's streams differ per client.
     stream = style.stream(quiet_until, shareable=key != FIREHOSE)
-    return SseResponse(gw, content, stream, style.headers)
+    return SseResponse(gw, jti, content, stream, style.headers)
 
 
 class SseContent(Protocol):
@@ -196,40 +204,58 @@ class SseContent(Protocol):
 
 
 class SseResponse(Response):
-    """The streaming half of an SSE request: headers through ASGI, then `content` until the
+    """The streaming half of an SSE request: a stream slot of the token `jti` (429
+    `too_many_streams` when it has none left), headers through ASGI, then `content` until the
     sink ends, then a closing notice. The response object itself is not kept by the stream."""
 
     media_type = "text/event-stream"
 
     def __init__(
-        self, gw: GatewayState, content: SseContent, stream: FormatStream | None = None,
-        headers: list[tuple[bytes, bytes]] | None = None,
+        self, gw: GatewayState, jti: str, content: SseContent,
+        stream: FormatStream | None = None, headers: list[tuple[bytes, bytes]] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(status_code=200, media_type=self.media_type)
         self.gw = gw
+        self.jti = jti
         self.content = content
         self.stream = stream
         self.extra_headers = headers or []
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        output = open_output("sse", scope, send)
-        if self.stream is not None:
-            output = FormattedOutput(output, self.stream)
-        sink = Sink(output, gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher)
-        if isinstance(output, FormattedOutput):
-            output.bind(sink)
-        headers = _HEADERS + self.extra_headers
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        sink.send(sse_retry(retry_ms(1000, 2000)))
-        await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content))
+        try:
+            slot = await gw.slots.acquire(self.jti)
+        except TooManyStreams as exc:
+            gw.stats.hit(exc.limit)
+            await error_response(from_agentcast_error(exc))(scope, receive, send)
+            return
+        try:
+            output = open_output("sse", scope, send)
+            if self.stream is not None:
+                output = FormattedOutput(output, self.stream)
+            sink = Sink(output, gw.settings.client_buffer_bytes, gw.stats, gw.hub.flusher)
+            if isinstance(output, FormattedOutput):
+                output.bind(sink)
+            slot.stream = sink
+            headers = _HEADERS + self.extra_headers
+            await send({"type": "http.response.start", "status": 200, "headers": headers})
+            sink.send(sse_retry(retry_ms(1000, 2000)))
+            await hand_off(scope, receive, send, partial(_run, gw.hub, sink, self.content, slot))
+        except BaseException:
+            slot.release()
+            raise
 
 
-async def _run(hub: Hub, sink: Sink, content: SseContent, receive: Receive, send: Send) -> None:
-    async with hub.connect(sink) as client:
-        if sink.reason is None:
-            await content.stream(client, receive)
-        await _end(client, send)
+async def _run(
+    hub: Hub, sink: Sink, content: SseContent, slot: Slot, receive: Receive, send: Send
+) -> None:
+    try:
+        async with hub.connect(sink) as client:
+            if sink.reason is None:
+                await content.stream(client, receive)
+            await _end(client, send)
+    finally:
+        slot.release()
 
 
 class EventContent:
@@ -268,12 +294,25 @@ class EventContent:
                     await client.catch_up(sub)
                     if isinstance(sink.output, FormattedOutput):
                         sink.output.caught_up()
-                except Exception:
-                    logger.exception("replay failed for %s", self.name)
-                    sink.finish("error")
+                except Exception as exc:  # noqa: BLE001 - told to the client, truthfully
+                    _replay_failed(sink, self.name, exc)
             await sink.wait()
         finally:
             watch.stop()
+
+
+def _replay_failed(sink: Sink, name: str, exc: Exception) -> None:
+    """End a stream whose replay could not run, saying why and when to retry (with jitter)."""
+    if isinstance(exc, ReplayBusy):
+        sink.send(sse_retry(int(exc.retry_after_s * 1000), str(exc)))
+    else:
+        if isinstance(exc, NatsUnavailable):
+            logger.warning("replay failed for %s: %s", name, exc)
+        else:
+            logger.exception("replay failed for %s", name)
+        why = exc.code if isinstance(exc, AgentcastError) else "internal"
+        sink.send(sse_retry(retry_ms(1000, 4000), f"replay failed ({why}): retry"))
+    sink.finish("error")
 
 
 async def _end(client: Subscriber, send: Send) -> None:
@@ -286,8 +325,10 @@ async def _end(client: Subscriber, send: Send) -> None:
             "message": "client fell behind; reconnect with Last-Event-ID to resume",
         }
         sink.send(sse_event(None, "lagged", encode(notice)))
-    elif sink.reason in ("shutdown", "error"):
+    elif sink.reason == "shutdown":
         sink.send(sse_retry(retry_ms(500, 4500), "gateway restarting: reconnect"))
+    elif sink.reason == "revoked" and not isinstance(sink.output, FormattedOutput):
+        sink.send(sse_event(None, "error", error_body("token_revoked", "token revoked")))
     elif sink.output.closing():
         return
     await sink.output.end(send, {"type": "http.response.body", "body": b"", "more_body": False})

@@ -20,8 +20,11 @@ from agentcast.settings import Settings
 from gateway.auth import Authenticator
 from gateway.durable.appstreams import AppStreams
 from gateway.hub import Hub
+from gateway.limits import RunLimiter
 from gateway.progress_feed import ProgressFeed
 from gateway.replay import DirectReader
+from gateway.revocations import Revocations
+from gateway.slots import StreamSlots
 from gateway.telemetry import Stats, registry
 
 logger = logging.getLogger(__name__)
@@ -41,6 +44,8 @@ class GatewayState:
         kv: KeyValue,
         auth: Authenticator,
         stats: Stats,
+        slots: StreamSlots,
+        revocations: Revocations,
     ) -> None:
         self.settings = settings
         self.nc = nc
@@ -50,6 +55,9 @@ class GatewayState:
         self.kv = kv
         self.auth = auth
         self.stats = stats
+        self.slots = slots
+        self.revocations = revocations
+        self.run_limiter = RunLimiter(settings.runs_per_token_per_s)
         self.progress = ProgressFeed(nc)
         self.registry: CollectorRegistry = registry(
             stats, lambda: len(hub.topics), hub.subscriptions, hub.buffered
@@ -63,6 +71,7 @@ class GatewayState:
         await self.hub.close()
         if self.app_streams is not None:
             await self.app_streams.close()
+        await self.slots.close()
         await self.progress.close()
         await self.reader.stop()
 

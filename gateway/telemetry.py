@@ -32,6 +32,18 @@ class Stats:
         self.gap_refills = 0
         self.slow_consumers = 0
         self.events_in = 0
+        self.limit_hits: dict[str, int] = {}
+        """Refusals by the setting crossed (`max_streams_per_token`, `header_timeout_s`...)."""
+        self.replay_reads = 0
+        self.replay_reads_shared = 0
+        self.replays_active = 0
+        self.replays_waiting = 0
+        self.replays_queued = 0
+        self.replays_refused = 0
+
+    def hit(self, limit: str) -> None:
+        """Count one refusal for crossing `limit` (never per event: per request or frame)."""
+        self.limit_hits[limit] = self.limit_hits.get(limit, 0) + 1
 
 
 class _Collector(Collector):
@@ -118,6 +130,56 @@ class _Collector(Collector):
             "agentcast_gateway_events_in",
             "Live events received from NATS",
             s.events_in,
+            pid,
+        )
+        hits = CounterMetricFamily(
+            "agentcast_gateway_limit_hits",
+            "Requests, connections or frames refused for crossing a limit, by its setting",
+            labels=["limit", "pid"],
+        )
+        for limit, value in sorted(s.limit_hits.items()):
+            hits.add_metric([limit, pid], value)
+        yield hits
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replay_reads",
+            "Replay batches read from JetStream",
+            s.replay_reads,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replay_reads_shared",
+            "Replay batches answered by another replay's read (coalesced)",
+            s.replay_reads_shared,
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_replays_active",
+            "Replays running (admitted)",
+            s.replays_active,
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_replays_waiting",
+            "Replays waiting for a slot",
+            s.replays_waiting,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replays_queued",
+            "Replays that had to wait for a slot",
+            s.replays_queued,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replays_refused",
+            "Replays refused (line full or waited too long), told to retry later",
+            s.replays_refused,
             pid,
         )
         yield _single(

@@ -7,6 +7,13 @@ itself, which closes with 1009 (message too big) before the app sees them.
 Event frames are written like SSE's, through the connection's Output (gateway/output.py);
 a lagged socket gets `{"op":"error","code":"lagged","cursors":{session: cursor}}`
 and close code 1013 (try again later); a gateway shutdown closes with 1012.
+
+Limits (SPEC "Limits"): a socket takes one of its token's stream slots
+(gateway/slots.py; none left: an `error` frame `too_many_streams`, then 1008),
+follows at most `max_subscriptions_per_socket` sessions, and sends at most
+`ws_frames_per_s` frames (gateway/limits.py): frames over it are dropped with a
+`rate_limited` error frame, and a flood of them closes the socket with 1008, as
+does a revocation of its token (`token_revoked`).
 """
 
 from __future__ import annotations
@@ -22,19 +29,22 @@ from starlette.types import Receive, Send
 from starlette.websockets import WebSocket
 
 from agentcast.codec import ws_op_decoder, ws_ref_decoder
-from agentcast.errors import AgentcastError
-from agentcast.sessions import new_session_id
+from agentcast.errors import AgentcastError, LimitExceeded, TooManyStreams
 from agentcast.tokens import Claims, Scope
 from agentcast.ws_ops import Cancel, ClientOp, Message, Ping, Ref, Run, Subscribe, Unsubscribe
+from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
-from gateway.errors import ApiError, from_agentcast_error, from_nats_error
+from gateway.deadline import nats_deadline
+from gateway.errors import ApiError, from_agentcast_error, from_nats_error, unavailable
 from gateway.feed import Subscription
 from gateway.frames import error_body, ws_reply
 from gateway.hub import Subscriber
+from gateway.limits import FrameLimiter
 from gateway.output import open_output
 from gateway.params import NOW, parse_from, parse_types, replay_filter
 from gateway.runs import cancel_run, check_prompt, follow_up, submit_run
 from gateway.sink import Sink, hand_off
+from gateway.slots import Slot
 from gateway.state import GatewayState, state_of
 
 logger = logging.getLogger(__name__)
@@ -42,6 +52,7 @@ logger = logging.getLogger(__name__)
 HARD_CAP_FACTOR: Final = 4
 _CLOSE_LAGGED: Final = 1013
 _CLOSE_RESTART: Final = 1012
+_CLOSE_POLICY: Final = 1008
 
 
 async def endpoint(websocket: WebSocket) -> None:
@@ -54,14 +65,34 @@ async def endpoint(websocket: WebSocket) -> None:
     if gw.hub.closing:
         await websocket.close(_CLOSE_RESTART)
         return
+    try:
+        slot = await gw.slots.acquire(claims.jti)
+    except TooManyStreams as exc:
+        gw.stats.hit(exc.limit)
+        await _refuse(websocket, from_agentcast_error(exc))
+        return
+    try:
+        await websocket.accept()
+        sink = Sink(
+            open_output("ws", websocket.scope, websocket.send), gw.settings.client_buffer_bytes,
+            gw.stats, gw.hub.flusher,
+        )  # fmt: skip
+        slot.stream = sink
+        connection = _Connection(gw, claims, sink, slot)
+        await hand_off(websocket.scope, websocket.receive, websocket.send, connection.run)
+    except BaseException:
+        slot.release()
+        raise
+
+
+async def _refuse(websocket: WebSocket, err: ApiError) -> None:
+    """A socket past a limit before it starts: accepted only to say why in an `error` frame,
+    then closed with 1008 (a browser never sees a refused handshake's body)."""
     await websocket.accept()
-    sink = Sink(
-        open_output("ws", websocket.scope, websocket.send), gw.settings.client_buffer_bytes,
-        gw.stats, gw.hub.flusher,
-    )  # fmt: skip
-    await hand_off(
-        websocket.scope, websocket.receive, websocket.send, _Connection(gw, claims, sink).run
+    await websocket.send_text(
+        ws_reply("error", code=err.code, message=err.message, **err.extra).decode()
     )
+    await websocket.close(_CLOSE_POLICY)
 
 
 async def _deny(websocket: WebSocket, exc: ApiError) -> None:
@@ -78,27 +109,32 @@ class _Connection:
     """An accepted socket: on the fast path after the hand-off, with the server's own receive
     and send (no Starlette); on the plain path inside Starlette's WebSocket."""
 
-    def __init__(self, gw: GatewayState, claims: Claims, sink: Sink) -> None:
+    def __init__(self, gw: GatewayState, claims: Claims, sink: Sink, slot: Slot) -> None:
         self.gw = gw
         self.claims = claims
         self.sink = sink
+        self.slot = slot
+        self.frames = FrameLimiter(gw.settings)
         self.subs: dict[str, Subscription] = {}
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.max_frame = gw.settings.ws_max_frame_bytes
         self.client: Subscriber | None = None
 
     async def run(self, receive: Receive, send: Send) -> None:
-        async with self.gw.hub.connect(self.sink) as client:
-            self.client = client
-            try:
-                if self.sink.reason is None:
-                    async with asyncio.TaskGroup() as group:
-                        reader = group.create_task(self._read(receive))
-                        await self.sink.wait()
-                        reader.cancel()
-            finally:
-                self.stop()
-            await self.close(client, send)
+        try:
+            async with self.gw.hub.connect(self.sink) as client:
+                self.client = client
+                try:
+                    if self.sink.reason is None:
+                        async with asyncio.TaskGroup() as group:
+                            reader = group.create_task(self._read(receive))
+                            await self.sink.wait()
+                            reader.cancel()
+                finally:
+                    self.stop()
+                await self.close(client, send)
+        finally:
+            self.slot.release()
 
     async def _read(self, receive: Receive) -> None:
         try:
@@ -108,10 +144,27 @@ class _Connection:
                     break
                 raw = message.get("text")
                 data = raw.encode() if raw is not None else message.get("bytes") or b""
-                await self._handle(data)
+                if self.frames.admit():
+                    await self._handle(data)
+                elif not self._refuse_frame(data):
+                    return
         except (OSError, RuntimeError) as exc:  # the socket went away under the server
             logger.debug("WebSocket receive: %r", exc)
         self.sink.finish("disconnected")
+
+    def _refuse_frame(self, data: bytes) -> bool:
+        """A frame over the socket's rate: an error frame for it, unread; False once the
+        refusals in a row make it a flood (the socket then closes with 1008)."""
+        self.gw.stats.hit("ws_frames_per_s")
+        if self.frames.flooding:
+            self.sink.finish("flood")
+            return False
+        rate = self.gw.settings.ws_frames_per_s
+        self.reply(
+            "error", code="rate_limited", message=f"over {rate:g} frames per second; frame dropped",
+            id=_ref_of(data), retry_after_s=1,
+        )  # fmt: skip
+        return True
 
     def reply(self, op: str, **fields: Any) -> None:
         self.sink.send(ws_reply(op, **fields))
@@ -122,13 +175,12 @@ class _Connection:
                 raise ApiError(
                     413, "frame_too_large", f"frame of {len(data)} bytes is over {self.max_frame}"
                 )
-            await self._dispatch(_decode(data))
+            async with nats_deadline(self.gw.settings.nats_timeout_s):
+                await self._dispatch(_decode(data))
         except (AgentcastError, nats.errors.Error) as exc:
-            err = (
-                from_agentcast_error(exc)
-                if isinstance(exc, AgentcastError)
-                else from_nats_error(exc)
-            )
+            if isinstance(exc, LimitExceeded):
+                self.gw.stats.hit(exc.limit)
+            err = _api_error(exc)
             self.reply("error", code=err.code, message=err.message, id=_ref_of(data), **err.extra)
         except Exception:
             logger.exception("WebSocket frame failed")
@@ -150,7 +202,10 @@ class _Connection:
                 self._unsubscribe(self._session(session, "read"), ref)
             case Run(prompt=prompt, session=given, options=options, id=ref):
                 check_prompt(prompt, gw.settings)
-                session = self._session(given if given is not None else new_session_id(), "run")
+                session = self._session(
+                    given if given is not None else self.claims.new_session(), "run"
+                )
+                gw.run_limiter.check(self.claims.jti)
                 run = await submit_run(
                     gw.js, gw.reader, gw.settings, prompt=prompt, session=session, options=options
                 )
@@ -161,6 +216,7 @@ class _Connection:
                 self.reply("ack", **{"for": "cancel"}, session=session, run=reply.run, id=ref)
             case Message(session=session, text=text, id=ref):
                 session = self._session(session, "run")
+                gw.run_limiter.check(self.claims.jti)
                 run = await follow_up(
                     gw.nc, gw.js, gw.reader, gw.settings, session=session, text=text
                 )
@@ -172,6 +228,12 @@ class _Connection:
     async def _subscribe(self, session: str, op: Subscribe) -> None:
         if session in self.subs:
             raise ApiError(409, "already_subscribed", f"already subscribed to {session!r}")
+        limit = self.gw.settings.max_subscriptions_per_socket
+        if len(self.subs) >= limit:
+            raise TooManyStreams(
+                "max_subscriptions_per_socket",
+                f"this socket already follows {limit} sessions; unsubscribe from one first",
+            )
         after = parse_from(str(op.start))
         type_filter = parse_types(op.types)
         subject = replay_filter(session, type_filter)
@@ -191,7 +253,17 @@ class _Connection:
             await self._client().catch_up(sub)
         except Exception as exc:  # noqa: BLE001 - reported to the client as a frame
             logger.warning("replay failed for %s: %r", sub.name, exc)
-            self.reply("error", code="replay_failed", message=str(exc), session=sub.name)
+            if isinstance(exc, ReplayBusy):  # our own words: how long to wait, nothing inside
+                self.reply("error", code=exc.code, message=str(exc), session=sub.name,
+                           retry_after_s=exc.retry_after_s)  # fmt: skip
+                self._drop(sub.name)
+                return
+            err = _api_error(exc) if isinstance(exc, AgentcastError | nats.errors.Error) else None
+            err = err or unavailable("the replay could not be read")
+            self.reply(
+                "error", code=err.code, message=f"{err.message}; subscribe again from your cursor",
+                session=sub.name, **err.extra,
+            )  # fmt: skip
             self._drop(sub.name)
 
     def _unsubscribe(self, session: str, ref: object) -> None:
@@ -224,7 +296,13 @@ class _Connection:
         if reason == "disconnected":
             return
         code = _CLOSE_RESTART
-        if reason == "lagged":
+        if reason == "revoked":
+            self.reply("error", code="token_revoked", message="token revoked")
+            code = _CLOSE_POLICY
+        elif reason == "flood":
+            self.reply("error", code="rate_limited", message="frame flood: socket closed")
+            code = _CLOSE_POLICY
+        elif reason == "lagged":
             self.reply(
                 "error",
                 code="lagged",
@@ -255,6 +333,12 @@ def _decode(data: bytes) -> ClientOp:
     except msgspec.DecodeError as exc:
         raise ApiError(400, "bad_frame", f"not JSON: {exc}") from exc
     return op
+
+
+def _api_error(exc: AgentcastError | nats.errors.Error) -> ApiError:
+    if isinstance(exc, AgentcastError):
+        return from_agentcast_error(exc)
+    return from_nats_error(exc)
 
 
 def _ref_of(data: bytes) -> Ref:

@@ -133,7 +133,7 @@ async def test_a_burst_of_replays_shares_one_request_for_the_floor(
         # earlier requests late: one request per replay would be 500.
         assert requests < 25, f"{requests} JetStream API requests for 500 replays"
         batch = await reader.batch(1, event_subject(session, "status"), 10, 1 << 20)
-        assert len(batch.msgs) == 1 and batch.pending == 0
+        assert len(batch.frames) == 1 and batch.pending == 0
     finally:
         await reader.stop()
         await disconnect(gateway_nc)

@@ -22,8 +22,10 @@ _DEFINING = (
     "agentcast.embedded",
     "agentcast.supervisor",
     "consumers.lease",
-    "gateway.errors",
+    "gateway.admission",
     "gateway.durable.appstreams",
+    "gateway.durable.producers",
+    "gateway.errors",
     "gateway.replay",
 )
 

@@ -11,6 +11,7 @@ from urllib.parse import urlparse
 
 from agentcast.credentials import CREDENTIALS_FILE, load_or_create_credentials
 from agentcast.embedded import EmbeddedNats, write_private
+from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
 
 _NATS_URL_FILE = "nats.url"
@@ -77,6 +78,7 @@ def setup_logging(args: argparse.Namespace) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    redact_handlers()
 
 
 def fail(message: str, code: int = 2) -> NoReturn:

@@ -16,6 +16,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--data", dest="data_dir", help="data directory (default ./.agentcast)")
     p.add_argument("--json", action="store_true", help="one envelope per line")
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read a session file linked from outside the archive",
+    )
     p.set_defaults(func=_run)
 
 
@@ -24,6 +29,7 @@ def _run(args: argparse.Namespace) -> int:
 
     from agentcast.render import Renderer
     from agentcast.sessions import is_valid_session_id
+    from consumers.archive.files import leaves
     from consumers.archive.reader import NotAnArchive, read_events, session_path
 
     as_path = Path(args.session)
@@ -36,6 +42,8 @@ def _run(args: argparse.Namespace) -> int:
         path = session_path(root, args.session) if root.exists() else None
         if path is None:
             fail(f"session {args.session} is not in the archive {root}", 1)
+        if root.is_dir() and leaves(root, path) and not args.follow_links:
+            fail(f"{path} links out of the archive {root}; not read (--follow-links reads it)")
     assert path is not None
     renderer = Renderer(Console(highlight=False), json=args.json)
     try:

@@ -111,7 +111,9 @@ async def _up(settings: Settings, args: argparse.Namespace) -> int:
             await _wait_ready(supervisor, settings, model_url, stop)
         if not stop.is_set():
             token = mint_token(
-                load_secret(settings), scopes=["read", "run", "admin"], ttl_s=7 * 86400
+                load_secret(settings),
+                scopes=["read", "run", "admin"],
+                ttl_s=int(min(7 * 86400, settings.token_max_lifetime_s)),
             )
             _banner(settings, shown, token, time.monotonic() - started, args.demo)
             code = await _watch(supervisor, nc, args, stop)

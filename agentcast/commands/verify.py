@@ -40,18 +40,25 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--open-ok", action="store_true", help=argparse.SUPPRESS)  # the default now
     p.add_argument("--quiet", "-q", action="store_true", help="print problems only")
+    p.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="also read files linked from outside the archive",
+    )
     p.set_defaults(func=_run)
 
 
 def _run(args: argparse.Namespace) -> int:
     from consumers.archive import audit, signing
     from consumers.archive.checkpoint import LOG_PREFIX, LOG_SUFFIX
-    from consumers.archive.files import iter_archive, session_of
+    from consumers.archive.files import iter_archive, leaves, session_of
     from consumers.archive.verify import verify_file
 
     path: Path = args.path
     if not path.exists():
         fail(f"{path}: no such file or directory")
+    if not path.is_dir() and not path.is_file():
+        fail(f"{path}: not a directory or a regular file")
     trusted = None
     if args.key:
         try:
@@ -67,7 +74,14 @@ def _run(args: argparse.Namespace) -> int:
     else:
         logs = sorted(p for p in path.glob(f"{LOG_PREFIX}*{LOG_SUFFIX}") if p.is_file())
     files = list(iter_archive(path))
-    if not files and not logs:
+    linked: list[Path] = []
+    if path.is_dir() and not args.follow_links:
+        linked = [p for p in [*files, *logs] if leaves(path, p)]
+        files = [p for p in files if p not in linked]
+        logs = [p for p in logs if p not in linked]
+    for link in linked:
+        print(f"{link}: not verified: links out of the archive (--follow-links reads it)")
+    if not files and not logs and not linked:
         fail(f"{path}: holds no archive (no <YYYY-MM-DD>/<session>.jsonl files, no checkpoint log)")
     # Logs before files: a checkpoint names only lines already written, so on a live
     # archive every head it records is in the files read after it.
@@ -107,7 +121,7 @@ def _run(args: argparse.Namespace) -> int:
             cover = f"checkpoint #{seq} covers {count}" if seq else "no checkpoint covers it yet"
             print(f"{r.path}: open: {r.events} events" + (f" ({cover})" if trusted else ""))
         _verdict(reports, broken, findings, open_files, audits, trusted, unwitnessed)
-    return 1 if broken or findings else 0
+    return 1 if broken or findings or linked else 0
 
 
 def _verdict(

@@ -83,6 +83,15 @@ def iter_archive(root: Path) -> Iterator[Path]:
                 yield path
 
 
+def leaves(root: Path, path: Path) -> bool:
+    """True when `path` under the archive `root` is, or lies under, a link to outside `root`:
+    the readers do not follow those unless asked."""
+    try:
+        return not path.resolve().is_relative_to(root.resolve())
+    except (OSError, RuntimeError):  # a link loop, or gone
+        return True
+
+
 def read_bytes(path: Path) -> bytes:
     """A file's content, decompressed when it is a sealed `.zst`."""
     if path.name.endswith(".zst"):

@@ -32,8 +32,10 @@ from gateway.errors import ApiError
 from gateway.feed import Subscription
 from gateway.frames import Frame
 from gateway.output import Kind, Watcher
-from gateway.replay import Batch, stored_seq
+from gateway.readcache import Batch
+from gateway.replay import stored_seq
 from gateway.sink import Sink
+from gateway.slots import Slot
 from gateway.state import GatewayState
 
 SECURITY_HEADERS: Final = {
@@ -46,8 +48,12 @@ _AT_TAIL: Final = "private, no-cache"
 """A read that reached the tail: the next one may hold more, so revalidate (ETag)."""
 
 
-async def read(gw: GatewayState, source: Source, request: Request) -> Response:
-    """GET or HEAD of `source`, by the Durable Streams read protocol."""
+async def read(gw: GatewayState, source: Source, request: Request, jti: str) -> Response:
+    """GET or HEAD of `source`, by the Durable Streams read protocol.
+
+    A live read (long-poll, SSE) holds one of its token's stream slots
+    (gateway/slots.py) while it is open, as every other stream does.
+    """
     query = request.query_params
     offset = parse_offset(query.getlist("offset"))
     if request.method == "HEAD":
@@ -65,11 +71,15 @@ async def read(gw: GatewayState, source: Source, request: Request) -> Response:
         return await _catch_up(gw, source, position, request.headers.get("if-none-match"))
     cursor = stream_cursor(query.get("cursor"))
     if live == "long-poll":
-        return await _long_poll(gw, source, position, cursor)
+        slot = await gw.slots.acquire(jti)
+        try:
+            return await _long_poll(gw, source, position, cursor, slot)
+        finally:
+            slot.release()
     if live == "sse":
         end, closed = await _last(source)
         headers = _raw(SECURITY_HEADERS)
-        return DsSseResponse(gw, source, position, cursor, headers, end if closed else None)
+        return DsSseResponse(gw, jti, source, position, cursor, headers, end if closed else None)
     raise ApiError(400, "invalid_live", "live must be long-poll or sse")
 
 
@@ -88,14 +98,14 @@ async def _last(source: Source) -> tuple[int, bool]:
 
 async def _closed_after(source: Source, found: Batch) -> bool:
     """Whether a read that returned `found` reached the stream's closing message."""
-    if found.msgs:
-        return source.closes(found.msgs[-1])
+    if found.frames:
+        return source.closed_by(found.frames[-1])
     return found.pending == 0 and source.end_type is not None and (await _last(source))[1]
 
 
 def _payloads(found: Batch) -> list[bytes]:
     # A closing message without data is empty; no stored JSON value or append ever is.
-    return [m.data for m in found.msgs if m.data]
+    return [f.payload for f in found.frames if f.payload]
 
 
 async def _resolve(source: Source, offset: int) -> int:
@@ -114,7 +124,7 @@ async def _batch(gw: GatewayState, source: Source, position: int) -> Batch:
 
 
 def _end_of(found: Batch, position: int) -> int:
-    return stored_seq(found.msgs[-1]) if found.msgs else position
+    return found.frames[-1].seq if found.frames else position
 
 
 async def _catch_up(
@@ -132,10 +142,13 @@ async def _catch_up(
     return _reply(200, source, content, end, up=up, cache=cache, tag=tag, closed=closed)
 
 
-async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: str) -> Response:
+async def _long_poll(
+    gw: GatewayState, source: Source, position: int, cursor: str, slot: Slot
+) -> Response:
     hub = source.hub
     signal = _Signal()
     sink = Sink(signal, gw.settings.client_buffer_bytes, gw.stats, hub.flusher)
+    slot.stream = sink  # a revoked token's poll ends at once
     signal.woken = sink.done  # also set when the sink ends (shutdown): no wait past that
     loop = asyncio.get_running_loop()
     deadline = loop.time() + gw.settings.durable_long_poll_s
@@ -146,7 +159,7 @@ async def _long_poll(gw: GatewayState, source: Source, position: int, cursor: st
         while sink.reason is None:
             found = await _batch(gw, source, position)
             closed = await _closed_after(source, found)
-            if found.msgs:
+            if found.frames:
                 content = body(source.mode, _payloads(found))
                 end = _end_of(found, position)
                 return _reply(200, source, content, end, up=found.pending == 0,

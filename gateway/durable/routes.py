@@ -54,7 +54,7 @@ async def session_stream(
     gw: State, session: SessionPath, claims: ReadClaims, request: Request
 ) -> Response:
     checked_session(gw.auth, claims, "read", session)
-    return await read(gw, session_source(gw.hub, session), request)
+    return await read(gw, session_source(gw.hub, session), request, claims.jti)
 
 
 @router.get(APPS, **_APP_GET)
@@ -62,7 +62,7 @@ async def session_stream(
 async def app_read(
     gw: State, name: StreamNamePath, claims: ReadClaims, request: Request
 ) -> Response:
-    return await read(gw, await _existing(gw, claims, "read", name), request)
+    return await read(gw, await _existing(gw, claims, "read", name), request, claims.jti)
 
 
 @router.put(APPS, status_code=201, **schema.CREATE)

@@ -8,6 +8,7 @@ from nats.aio.msg import Msg
 
 from agentcast.subjects import session_events
 from gateway.durable.wire import JSON_TYPE, Mode, mode_of
+from gateway.frames import Frame
 from gateway.hub import Hub
 
 
@@ -36,6 +37,13 @@ class Source:
         subject = (msg.headers or {}).get("Nats-Subject", "")
         # `subject` is `<stored>.<key>.>`: the closing one is `<stored>.<key>.<end_type>`.
         return self.end_type is not None and subject == self.subject[:-1] + self.end_type
+
+    def closed_by(self, frame: Frame) -> bool:
+        """Whether a replayed frame (a batch's, gateway/readcache.py) closed this stream."""
+        return self.end_type is not None and (frame.session, frame.type) == (
+            self.key,
+            self.end_type,
+        )
 
 
 def session_source(hub: Hub, session: str) -> Source:

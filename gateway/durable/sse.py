@@ -22,14 +22,17 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
+from agentcast.errors import TooManyStreams
 from gateway._internals import http_chunk, server_transport
 from gateway.durable.source import Source
 from gateway.durable.wire import Mode, sse_control, sse_data
+from gateway.errors import error_response, from_agentcast_error
 from gateway.feed import Subscription
 from gateway.frames import Frame
 from gateway.hub import Hub
 from gateway.output import RAW_SEND, Output, SseAsgi, SseWire
 from gateway.sink import Sink, hand_off
+from gateway.slots import Slot
 from gateway.state import GatewayState
 
 logger = logging.getLogger(__name__)
@@ -148,10 +151,11 @@ class DsSseResponse(Response):
     media_type = "text/event-stream"
 
     def __init__(
-        self, gw: GatewayState, source: Source, position: int, cursor: str,
+        self, gw: GatewayState, jti: str, source: Source, position: int, cursor: str,
         headers: list[tuple[bytes, bytes]], closed_at: int | None = None,
     ) -> None:  # fmt: skip
         super().__init__(status_code=200, media_type=self.media_type)
+        self.jti = jti
         self.closed_at = closed_at
         """The offset of the closing message, if the stream is closed."""
         self.gw = gw
@@ -169,24 +173,47 @@ class DsSseResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw, source = self.gw, self.source
-        framing = Framing(source.mode, self.cursor, source.end_type)
-        framing.closed = self.closed_at is not None and self.position >= self.closed_at
-        sink = Sink(
-            open_ds_output(scope, send, framing), gw.settings.client_buffer_bytes, gw.stats,
-            source.hub.flusher,
-        )  # fmt: skip
-        loop = asyncio.get_running_loop()
-        # After the write that the closing frame is part of (the Flusher's call_soon is first).
-        framing.on_close = partial(loop.call_soon, sink.finish, "disconnected")
-        await send({"type": "http.response.start", "status": 200, "headers": self.start_headers})
-        stream = partial(
-            _stream, source.hub, sink, source, self.position, framing,
-            gw.settings.durable_sse_max_s,
-        )  # fmt: skip
-        await hand_off(scope, receive, send, stream)
+        try:
+            slot = await gw.slots.acquire(self.jti)
+        except TooManyStreams as exc:
+            gw.stats.hit(exc.limit)
+            await error_response(from_agentcast_error(exc))(scope, receive, send)
+            return
+        try:
+            framing = Framing(source.mode, self.cursor, source.end_type)
+            framing.closed = self.closed_at is not None and self.position >= self.closed_at
+            sink = Sink(
+                open_ds_output(scope, send, framing), gw.settings.client_buffer_bytes, gw.stats,
+                source.hub.flusher,
+            )  # fmt: skip
+            slot.stream = sink
+            loop = asyncio.get_running_loop()
+            # After the write that the closing frame is part of (the Flusher's call_soon is first).
+            framing.on_close = partial(loop.call_soon, sink.finish, "disconnected")
+            await send(
+                {"type": "http.response.start", "status": 200, "headers": self.start_headers}
+            )
+            stream = partial(
+                _stream, source.hub, sink, source, self.position, framing,
+                gw.settings.durable_sse_max_s, slot,
+            )  # fmt: skip
+            await hand_off(scope, receive, send, stream)
+        except BaseException:
+            slot.release()
+            raise
 
 
 async def _stream(
+    hub: Hub, sink: Sink, source: Source, position: int, framing: Framing, max_s: float,
+    slot: Slot, receive: Receive, send: Send,
+) -> None:  # fmt: skip
+    try:
+        await _serve(hub, sink, source, position, framing, max_s, receive, send)
+    finally:
+        slot.release()
+
+
+async def _serve(
     hub: Hub, sink: Sink, source: Source, position: int, framing: Framing, max_s: float,
     receive: Receive, send: Send,
 ) -> None:  # fmt: skip

@@ -25,8 +25,8 @@ async def run_starts(reader: DirectReader, session: str) -> list[RunStart]:
     seq = 1
     while True:
         batch = await reader.batch(seq, subject, _BATCH, 1 << 20)
-        found += [RunStart(stored_seq(m), decode_loose(m.data).run) for m in batch.msgs]
-        if batch.pending == 0 or not batch.msgs:
+        found += [RunStart(f.seq, decode_loose(f.payload).run) for f in batch.frames]
+        if batch.pending == 0 or not batch.frames:
             return found
         seq = found[-1].seq + 1
 

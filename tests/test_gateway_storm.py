@@ -1,0 +1,177 @@
+"""Reconnect storms against a real gateway: admission, truthful hints, coalesced reads.
+
+The gateway here admits one replay at a time (`AGENTCAST_REPLAY_CONCURRENCY=1`)
+and lets 30 wait; a client that never reads holds the one slot, so the line
+forms deterministically. The big storms (2,000 and 5,000 clients, with times)
+are in bench/storm.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from nats.js import JetStreamContext
+
+from agentcast.embedded import EmbeddedNats
+from gateway.admission import Admission, ReplayBusy
+from gateway.telemetry import Stats
+from tests.support.gateway import GatewayProcess, auth, token
+from tests.support.nats import PrivateNats, role_env
+from tests.support.storm import publish_session, replay, stalled_reader
+
+QUEUE = 30
+EVENTS = 200
+HOLDER_EVENTS = 3000
+"""x 2 KB: more than the kernel's socket buffers take, so the holder's replay cannot end."""
+BATCH = 16
+GUARD_S = 60.0
+
+
+@pytest.fixture
+def narrow_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
+    env = {
+        **role_env(nats_server, "gateway"),
+        "AGENTCAST_REPLAY_CONCURRENCY": "1",
+        "AGENTCAST_REPLAY_QUEUE": str(QUEUE),
+        "AGENTCAST_REPLAY_BATCH": str(BATCH),
+    }
+    proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def _until(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + GUARD_S
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"hang guard: {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_storm_past_the_admission_bound_completes_exactly_once(
+    narrow_gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    gw = narrow_gateway
+    await publish_session(js, session_id, EVENTS)
+    big = session_id + "_big"
+    await publish_session(js, big, HOLDER_EVENTS, size=2000)
+    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
+    try:
+        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+            queued = [
+                asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+                for _ in range(QUEUE)
+            ]
+            await _until(
+                lambda: gw.metric("agentcast_gateway_replays_waiting") == QUEUE, "line full"
+            )
+            # One more than the line holds: told the truth, with a spread retry delay.
+            refused = await replay(client, session_id, EVENTS, headers=auth())
+            holder.close()
+            done = await asyncio.gather(*queued)
+    finally:
+        holder.close()
+
+    assert refused.ended and refused.seqs == []
+    assert any(c.startswith("replays busy") for c in refused.comments), refused.comments
+    assert 2000 <= refused.retries[-1] <= 10_000
+    for seen in done:
+        assert seen.seqs == list(range(1, EVENTS + 1))  # every event, once, in order
+        assert any(c.startswith("waiting for a replay slot") for c in seen.comments)
+    for seen in [refused, *done]:
+        assert not any("restarting" in c for c in seen.comments)
+    assert gw.metric("agentcast_gateway_replays_refused_total") == 1
+    assert gw.metric("agentcast_gateway_replays_queued_total") >= QUEUE
+
+
+async def test_replays_of_one_session_read_each_batch_once(
+    gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    clients = 40
+    count = 3 * 256 + 10  # the default batch: 3 full batches and a last one
+    await publish_session(js, session_id, count)
+    reads = gateway.metric("agentcast_gateway_replay_reads_total")
+    shared = gateway.metric("agentcast_gateway_replay_reads_shared_total")
+    async with httpx.AsyncClient(base_url=gateway.url, timeout=GUARD_S) as client:
+        done = await asyncio.gather(
+            *(replay(client, session_id, count, headers=auth()) for _ in range(clients))
+        )
+    assert all(seen.seqs == list(range(1, count + 1)) for seen in done)
+    reads = gateway.metric("agentcast_gateway_replay_reads_total") - reads
+    shared = gateway.metric("agentcast_gateway_replay_reads_shared_total") - shared
+    asks = clients * 4
+    # Other tests' replays may share this gateway: count what this storm could have caused.
+    assert reads + shared >= asks
+    # Full batches are read once; the last one at most once per client that came later.
+    assert shared >= asks - (3 + clients), (reads, shared)
+
+
+async def test_a_stalled_nats_gets_json_503s_not_hangs(
+    private_nats: PrivateNats, tmp_path: Path, session_id: str
+) -> None:
+    """SIGSTOP on the test's own nats-server: every API call answers 503 (the 2 s / 1 s
+    figures are bench/storm.py's; here only the answers, with hang guards)."""
+    js = private_nats.nc.jetstream()
+    await publish_session(js, session_id, 3)
+    server = private_nats.server
+    gw = GatewayProcess(server.url, tmp_path / "gw", env=role_env(server, "gateway"))
+    gw.start()
+    assert server.pid is not None
+    try:
+        os.kill(server.pid, signal.SIGSTOP)
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+            run = auth(("read", "run"))
+            answers = [
+                await client.get(f"/v1/sessions/{session_id}", headers=run),
+                await client.get("/v1/sessions", headers=run),
+                await client.post("/v1/runs", json={"prompt": "hi"}, headers=run),
+                await client.post(f"/v1/sessions/{session_id}/cancel", headers=run),
+                await client.get(
+                    f"/v1/sessions/{session_id}/events", params={"from": "1"}, headers=run
+                ),
+            ]
+            ready = await client.get("/readyz")
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+        gw.stop()
+    for answer in answers:
+        assert answer.status_code == 503, (answer.request.url, answer.text)
+        assert answer.json()["error"]["code"] == "nats_unavailable"
+        assert int(answer.headers["Retry-After"]) >= 1
+    assert ready.status_code == 503 and ready.json()["error"]["code"] == "not_ready"
+
+
+async def test_a_waiter_whose_client_left_gives_its_place_up() -> None:
+    """Pure asyncio: one slot, a line of one; the waiter whose client left is dropped when
+    the line is full, so the next one gets its place, and then the slot."""
+    admission = Admission(Stats(), limit=1, queue_max=1, wait_s=GUARD_S)
+    left = False
+    order: list[str] = []
+
+    async def replay_(name: str, gone: Callable[[], bool]) -> None:
+        async with admission.slot(gone=gone) as admitted:
+            order.append(f"{name} {admitted}")
+
+    async with admission.slot():  # the one slot
+        leaver = asyncio.create_task(replay_("leaver", lambda: left))
+        await asyncio.sleep(0)
+        assert admission.waiting == 1
+        left = True
+        later = asyncio.create_task(replay_("later", lambda: False))
+        await asyncio.sleep(0)
+        assert admission.waiting == 1  # the line was full: the leaver's place went to later
+        with pytest.raises(ReplayBusy):  # full of a live waiter now: refused at once
+            async with admission.slot():
+                pass
+    await asyncio.wait_for(asyncio.gather(leaver, later), GUARD_S)
+    assert order == ["leaver False", "later True"]

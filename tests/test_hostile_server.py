@@ -1,0 +1,152 @@
+"""The server bounds what a client can send before the app: head size (431), body size (413),
+slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are not cut; and
+no token it is sent reaches its log."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+import websockets
+
+from agentcast.logs import REDACTED
+from tests.support.gateway import GatewayProcess, auth, token
+from tests.support.limits import LIMIT_HITS, gateway_fixture
+
+_ENV = {
+    "AGENTCAST_MAX_HEADER_BYTES": "8192",
+    "AGENTCAST_MAX_REQUEST_BYTES": str(128 * 1024),
+    "AGENTCAST_HEADER_TIMEOUT_S": "1.5",
+    "AGENTCAST_IDLE_TIMEOUT_S": "1",
+}
+
+
+gw = gateway_fixture(_ENV, "--log-level", "INFO")
+
+
+async def _raw(gw: GatewayProcess) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", gw.port)
+
+
+async def _read_all(reader: asyncio.StreamReader) -> bytes:
+    """Everything until the server closes the connection (a hang guard, not a timing)."""
+    async with asyncio.timeout(30):
+        return await reader.read()
+
+
+async def test_an_oversized_head_gets_431_without_a_token_and_is_counted(
+    gw: GatewayProcess,
+) -> None:
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        answer = await http.get("/healthz", headers={"X-Big": "a" * 50_000})
+        assert answer.status_code == 431
+        assert answer.json()["error"]["code"] == "headers_too_large"
+        assert (await http.get("/healthz", headers={"X-Fine": "a" * 2000})).status_code == 200
+    # A head sent in many small pieces is counted the same way.
+    reader, writer = await _raw(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+    for _ in range(20):
+        writer.write(b"X-Pad: " + b"b" * 1000 + b"\r\n")
+        await writer.drain()
+    assert (await _read_all(reader)).startswith(b"HTTP/1.1 431 ")
+    writer.close()
+    assert gw.metric(LIMIT_HITS, limit="max_header_bytes") >= 2
+
+
+async def test_an_oversized_body_gets_413_declared_or_chunked(gw: GatewayProcess) -> None:
+    headers = auth(("run",))
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        big = b'{"prompt": "' + b"x" * 200_000 + b'"}'
+        answer = await http.post("/v1/runs", content=big, headers=headers)
+        assert answer.status_code == 413 and answer.json()["error"]["code"] == "too_large"
+
+        async def chunks():  # no content-length: chunked transfer encoding
+            yield b'{"prompt": "'
+            for _ in range(40):
+                yield b"y" * 8192
+            yield b'"}'
+
+        try:
+            chunked = await http.post("/v1/runs", content=chunks(), headers=headers)
+            assert chunked.status_code == 413
+        except httpx.RemoteProtocolError:
+            pass  # the server closed while the client was still sending: refused as well
+    assert gw.metric(LIMIT_HITS, limit="max_request_bytes") >= 2
+
+
+async def test_slowloris_heads_and_silent_connections_are_dropped_while_others_are_served(
+    gw: GatewayProcess,
+) -> None:
+    async def slow_head() -> bytes:
+        reader, writer = await _raw(gw)
+        answer = asyncio.create_task(reader.read())  # until the server ends the connection
+        try:
+            head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 100
+            async with asyncio.timeout(30):
+                for byte in head:
+                    if answer.done():
+                        break
+                    writer.write(bytes([byte]))
+                    await writer.drain()
+                    await asyncio.sleep(0.3)  # a client's pace, not an assertion
+                return await answer
+        finally:
+            writer.close()
+
+    async def silent() -> bytes:
+        reader, writer = await _raw(gw)
+        try:
+            return await _read_all(reader)
+        finally:
+            writer.close()
+
+    slow = [asyncio.create_task(slow_head()) for _ in range(20)]
+    quiet = [asyncio.create_task(silent()) for _ in range(20)]
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        assert (await http.get("/healthz")).status_code == 200  # served meanwhile
+    for answer in await asyncio.gather(*slow, *quiet):
+        assert answer.startswith(b"HTTP/1.1 408 ")
+    assert gw.metric(LIMIT_HITS, limit="header_timeout_s") >= 40
+
+
+async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
+    gw: GatewayProcess,
+) -> None:
+    reader, writer = await _raw(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    answer = await _read_all(reader)  # ends only because the idle connection is closed
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"ok":true}')
+    writer.close()
+    assert gw.metric(LIMIT_HITS, limit="idle_timeout_s") >= 1
+
+    async with (
+        httpx.AsyncClient(base_url=gw.url, timeout=30) as http,
+        http.stream("GET", "/v1/events", params={"from": "now"}, headers=auth()) as sse,
+    ):
+        assert sse.status_code == 200
+        beats = 0
+        async with asyncio.timeout(30):
+            async for line in sse.aiter_lines():
+                beats += line.startswith(":")
+                if beats == 3:  # heartbeats every second: past the head and idle timeouts
+                    break
+
+
+async def test_tokens_in_urls_never_reach_the_gateway_log(gw: GatewayProcess) -> None:
+    good, bad = token(), token(("read",), "nothing_*")[:-3] + "xyz"  # a valid one, a forged one
+    async with websockets.connect(f"{gw.ws_url}?token={good}") as ws:
+        await ws.send('{"op":"ping"}')
+        await ws.recv()
+    with pytest.raises(websockets.InvalidStatus):
+        async with websockets.connect(f"{gw.ws_url}?token={bad}"):
+            pass
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        await http.get("/v1/sessions", params={"token": bad})
+        await http.get("/v1/sessions", headers={"Authorization": f"Bearer {bad}"})
+    async with asyncio.timeout(30):  # the lines are the server's: written as it logs them
+        while "WebSocket /v1/ws?token=" + REDACTED not in gw.log.read_text():  # uvicorn's own
+            await asyncio.sleep(0.05)
+    log = gw.log.read_text()
+    for secret in (good, bad, good.split(".")[2], bad.split(".")[1]):
+        assert secret not in log
