@@ -8,8 +8,8 @@ Two failures are not the gateway's fault, and only these exact cases are
 dropped; every other failure stands:
 - A well-formed cursor (`from=<digits>`, `Last-Event-ID` or a Durable Streams
   `offset=<digits>`) that this stream never issued. The schema can say what a
-  cursor looks like, not which cursors exist, so a generated one is answered 400 `invalid_cursor` (or 410
-  `cursor_expired`), as an unknown id is answered 404.
+  cursor looks like, not which cursors exist, so a generated one is answered
+  400 `invalid_cursor` (or 410 `cursor_expired`), as an unknown id is answered 404.
 - 503 `queue_full` (SPEC "Limits"): schemathesis queues runs that no worker
   takes, and the bounded run queue says so, with Retry-After, as documented.
 - Two combinations of stream parameters that OpenAPI cannot forbid, refused
