@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 import nats.errors
 import nats.js.errors
@@ -21,6 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from agentcast.errors import (
     AgentcastError,
@@ -64,10 +65,28 @@ class ApiError(AgentcastError):
         self.extra = extra
 
 
+_NOSNIFF: Final = {"X-Content-Type-Options": "nosniff"}
+"""On every error too: a browser must not read a JSON error as anything else."""
+
+
 def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
     return Response(
-        error_body(code, message, **extra), status_code=status, media_type="application/json"
-    )
+        error_body(code, message, **extra), status_code=status, headers=_NOSNIFF,
+        media_type="application/json",
+    )  # fmt: skip
+
+
+_METHODS: Final = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+
+
+def allowed(request: Request) -> str:
+    """Every method some route takes at this path. Starlette's 405 names only the methods of
+    the first route that matched the path, and a path may have one route per method."""
+    routes = request.app.router.routes
+    return ", ".join(
+        m for m in _METHODS
+        if any(r.matches({**request.scope, "method": m})[0] is Match.FULL for r in routes)
+    )  # fmt: skip
 
 
 _CLIENT_ERRORS: tuple[tuple[type[AgentcastError], int], ...] = (
@@ -154,6 +173,8 @@ def install(app: FastAPI, on_limit: Callable[[Request, str], None]) -> None:
         response = json_error(exc.status_code, code, message)
         # Starlette's 405 carries `Allow` (RFC 9110: a 405 must list the methods).
         response.headers.update(exc.headers or {})
+        if exc.status_code == 405:
+            response.headers["Allow"] = allowed(request)
         return response
 
     app.add_exception_handler(AgentcastError, _api_error)

@@ -32,6 +32,7 @@ from tests.support.auth_matrix import (
     GLOB,
     MARKER,
     MINE,
+    NEVER,
     OTHERS,
     PREFIX,
     UNAUTHENTICATED,
@@ -54,6 +55,14 @@ ROUTES: Final[dict[tuple[str, str], Need]] = {
     ("GET", "/v1/sessions/{session}/stream"): Need("read", ok=frozenset({200, 204}), stream=True),
     ("GET", "/v1/events"): Need("read", params={"sessions": MINE}, stream=True),
     ("GET", "/v1/progress"): Need("read", bound=False, stream=True),
+    # Durable Streams: the session read, and app stream APP (made by the fixture, JSON mode)
+    ("GET", "/ds/v1/sessions/{session}"): Need("read"),
+    ("GET", "/ds/v1/stream/{name}"): Need("read"),
+    # 200: it exists with this content type (the body is not stored again)
+    ("PUT", "/ds/v1/stream/{name}"): Need("run", body={"n": 0}),
+    ("POST", "/ds/v1/stream/{name}"): Need("run", body={"n": 1}, ok=frozenset({204})),
+    # 404: a stream never made, so that APP stays for the other routes
+    ("DELETE", "/ds/v1/stream/{name}"): Need("run", name=NEVER, ok=frozenset({404})),
 }
 PUBLIC: Final = frozenset(
     {("GET", p) for p in ("/healthz", "/readyz", "/metrics", "/", "/static/agentcast.js",
@@ -103,7 +112,7 @@ async def _call(
 ) -> tuple[int, httpx.Headers, str]:
     headers = {"Authorization": f"Bearer {token}"} if token and via == "header" else {}
     params = {**need.params, **({"token": token} if token and via == "query" else {})}
-    url = path.replace("{session}", MINE)
+    url = path.replace("{session}", MINE).replace("{name}", need.name)
     async with http.stream(method, url, params=params, json=need.body, headers=headers) as r:
         body = "" if r.status_code == 200 and need.stream else (await r.aread()).decode()
         return r.status_code, r.headers, body

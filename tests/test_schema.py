@@ -9,7 +9,7 @@ test, with schemathesis' report. `AGENTCAST_SCHEMA_SEED` picks another seed.
 The stream holds one event of every type in session `0` (the id the coverage
 phase uses), and KV its snapshot: a stream that has events is read up to its
 first one, not for the whole stream timeout, and snapshot bodies get checked
-against their schema.
+against their schema. App stream `0` (JSON mode) exists, so appends reach the store.
 """
 
 from __future__ import annotations
@@ -39,14 +39,21 @@ CONFIG = ROOT / "tests" / "schema" / "schemathesis.toml"
 @pytest.fixture(scope="module")
 def live_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayProcess]:
     snapshot = ProgressSnapshot(session="0", state="running", run=1, updated_at=1)
+    # A Durable Streams long-poll at the tail waits this long for its 204 (a bound, low so
+    # that the examples that wait do not add up).
     with private_gateway(
-        tmp_path_factory.mktemp("schema"), events=one_of_each_type("0"), snapshots=[snapshot]
+        tmp_path_factory.mktemp("schema"),
+        events=one_of_each_type("0"),
+        snapshots=[snapshot],
+        env={"AGENTCAST_DURABLE_LONG_POLL_S": "0.5"},
     ) as gw:
+        made = httpx.put(f"{gw.url}/ds/v1/stream/0", json=[{"n": 0}], headers=auth(("run",)))
+        assert made.status_code == 201, made.text
         yield gw
 
 
-# What schemathesis found on the way, each as the request that showed it: (method, path,
-# request arguments, status, error code or None, the finding).
+# What schemathesis found on the way (and two marked otherwise), each as the request that
+# showed it: (method, path, request arguments, status, error code or None, the finding).
 FOUND = [
     ("TRACE", "/v1/runs", {}, 405, "method_not_allowed", "405 without Allow"),
     ("POST", "/v1/runs", {"json": {"prompt": "hi", "session": ""}}, 400, "invalid_session",
@@ -61,6 +68,14 @@ FOUND = [
      "never issued (format_cursor writes no leading zero): the schema says so"),
     ("GET", "/v1/sessions/0/events", {"params": {"types": ",".join(["text.delta"] * 70)}}, 200,
      None, "repeats counted against the 64 patterns"),
+    ("OPTIONS", "/ds/v1/stream/0", {}, 405, "method_not_allowed",
+     "Allow: HEAD, one route's methods (a path with one route per method)"),
+    # found by reading (the twin of the Last-Event-ID one)
+    ("GET", "/ds/v1/sessions/0", {"params": {"offset": str(2**64)}}, 400, "invalid_cursor",
+     "past uint64: was a 503 with JetStream's 'Malformed Request'"),
+    # found by the Durable Streams conformance suite
+    ("GET", "/ds/v1/stream/found_never_made", {}, 404, "not_found",
+     "errors without X-Content-Type-Options: nosniff"),
 ]  # fmt: skip
 
 
@@ -81,6 +96,8 @@ def test_what_schemathesis_found_stays_fixed(
         assert response.json()["error"]["code"] == code, (finding, response.text)
     if status == 405:
         assert "POST" in response.headers["allow"], finding
+    if status >= 400:
+        assert response.headers["x-content-type-options"] == "nosniff", finding
 
 
 def test_metrics_say_their_content_type(live_gateway: GatewayProcess) -> None:

@@ -11,6 +11,7 @@ the tail of an empty stream.
 from __future__ import annotations
 
 import random
+import re
 import time
 from typing import Final
 
@@ -21,6 +22,10 @@ START: Final = 0
 NOW: Final = -1
 """`offset=now`: from the tail as it is when the request arrives."""
 _DIGITS: Final = 20
+OFFSET: Final = re.compile(f"-1|now|[0-9]{{1,{_DIGITS}}}")
+"""Every `offset` value the read path takes (the OpenAPI schema's pattern too)."""
+_MAX_SEQ: Final = 2**64 - 1
+"""JetStream sequences are uint64: a larger offset was never issued (agentcast/cursor.py)."""
 _EPOCH_S: Final = 1728432000  # 2024-10-09T00:00:00Z, the protocol's cursor epoch
 _INTERVAL_S: Final = 20
 _JITTER_INTERVALS: Final = (1, 180)
@@ -42,7 +47,7 @@ def parse_offset(values: list[str]) -> int:
         return START
     if value == "now":
         return NOW
-    if not value or len(value) > _DIGITS or not value.isascii() or not value.isdigit():
+    if not OFFSET.fullmatch(value) or int(value) > _MAX_SEQ:
         raise ApiError(400, "invalid_cursor", f"invalid offset {value[:40]!r}")
     return int(value)
 

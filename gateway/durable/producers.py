@@ -19,8 +19,8 @@ from gateway.errors import ApiError
 ID: Final = "Producer-Id"
 EPOCH: Final = "Producer-Epoch"
 SEQ: Final = "Producer-Seq"
-_NUMBER: Final = re.compile(r"[0-9]{1,15}")
-_MAX_ID: Final = 256
+NUMBER: Final = re.compile(r"[0-9]{1,15}")
+MAX_ID: Final = 256
 
 
 class Refusal(ApiError):
@@ -55,9 +55,9 @@ def producer_of(headers: Mapping[str, str]) -> Producer | None:
     pid, epoch, seq = given
     if pid is None or epoch is None or seq is None:
         raise ApiError(400, "invalid_producer", f"{ID}, {EPOCH} and {SEQ} go together")
-    if not pid or len(pid) > _MAX_ID:
-        raise ApiError(400, "invalid_producer", f"{ID} must be 1 to {_MAX_ID} characters")
-    if not _NUMBER.fullmatch(epoch) or not _NUMBER.fullmatch(seq):
+    if not pid or len(pid) > MAX_ID:
+        raise ApiError(400, "invalid_producer", f"{ID} must be 1 to {MAX_ID} characters")
+    if not NUMBER.fullmatch(epoch) or not NUMBER.fullmatch(seq):
         raise ApiError(400, "invalid_producer", f"{EPOCH} and {SEQ} are non-negative integers")
     return Producer(pid, int(epoch), int(seq))
 

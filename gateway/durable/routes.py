@@ -8,7 +8,7 @@ its first event); an app stream exists from its PUT until its DELETE.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from fastapi import APIRouter
 from starlette.requests import Request
@@ -18,13 +18,16 @@ from agentcast.sessions import validate_session_id
 from agentcast.tokens import Claims, Scope
 from gateway.auth import checked_session
 from gateway.deps import ReadClaims, RunClaims, State
+from gateway.durable import schema
 from gateway.durable.appstreams import AppStreams
 from gateway.durable.offsets import format_offset
 from gateway.durable.producers import Refusal, producer_of
 from gateway.durable.read import SECURITY_HEADERS, read, tail
+from gateway.durable.schema import StreamNamePath
 from gateway.durable.source import Source, session_source
 from gateway.durable.wire import media_type
 from gateway.errors import ApiError, json_error
+from gateway.openapi import SessionPath
 from gateway.state import GatewayState
 
 router = APIRouter(tags=["durable streams"])
@@ -38,42 +41,34 @@ EXPOSED_HEADERS: Final = (
 SESSIONS: Final = "/ds/v1/sessions/{session}"
 APPS: Final = "/ds/v1/stream/{name}"
 
-_READ_DOC: Final[dict[int | str, dict[str, Any]]] = {
-    200: {"description": "catch-up body (JSON array in JSON mode), or SSE with live=sse"},
-    204: {"description": "long-poll: nothing new before the timeout"},
-    304: {"description": "If-None-Match matched the ETag"},
-    400: {"description": "invalid_cursor: a malformed offset, or one this stream never issued"},
-    410: {"description": "cursor_expired: the offset is older than retention"},
-}
-
-
-_SESSION_READ: Final[dict[str, Any]] = {
-    "summary": "Read a session as a Durable Stream (JSON mode)",
-    "response_class": Response, "response_model": None, "responses": _READ_DOC,
-}  # fmt: skip
-_APP_READ: Final[dict[str, Any]] = {
-    "summary": "Read an application stream",
-    "response_class": Response, "response_model": None, "responses": {**_READ_DOC, 404: {}},
-}  # fmt: skip
+_SESSION_GET, _SESSION_HEAD = schema.read_route(
+    "Read a session as a Durable Stream (JSON mode)", app=False
+)
+_APP_GET, _APP_HEAD = schema.read_route("Read an application stream", app=True)
 
 
 # GET and HEAD as two routes: one route with both methods gives both one operation id.
-@router.get(SESSIONS, **_SESSION_READ)
-@router.head(SESSIONS, **_SESSION_READ)
-async def session_stream(gw: State, session: str, claims: ReadClaims, request: Request) -> Response:
+@router.get(SESSIONS, **_SESSION_GET)
+@router.head(SESSIONS, **_SESSION_HEAD)
+async def session_stream(
+    gw: State, session: SessionPath, claims: ReadClaims, request: Request
+) -> Response:
     checked_session(gw.auth, claims, "read", session)
     return await read(gw, session_source(gw.hub, session), request, claims.jti)
 
 
-@router.get(APPS, **_APP_READ)
-@router.head(APPS, **_APP_READ)
-async def app_read(gw: State, name: str, claims: ReadClaims, request: Request) -> Response:
+@router.get(APPS, **_APP_GET)
+@router.head(APPS, **_APP_HEAD)
+async def app_read(
+    gw: State, name: StreamNamePath, claims: ReadClaims, request: Request
+) -> Response:
     return await read(gw, await _existing(gw, claims, "read", name), request, claims.jti)
 
 
-@router.put(APPS, summary="Create an application stream", response_class=Response,
-            status_code=201, responses={200: {}, 409: {}})  # fmt: skip
-async def app_create(gw: State, name: str, claims: RunClaims, request: Request) -> Response:
+@router.put(APPS, status_code=201, **schema.CREATE)
+async def app_create(
+    gw: State, name: StreamNamePath, claims: RunClaims, request: Request
+) -> Response:
     _checked_name(gw, claims, "run", name)
     _supported(request)
     media = media_type(request.headers.get("content-type"))
@@ -94,9 +89,10 @@ async def app_create(gw: State, name: str, claims: RunClaims, request: Request) 
     return Response(status_code=201 if created else 200, headers=headers)
 
 
-@router.post(APPS, summary="Append to an application stream", response_class=Response,
-             status_code=204, responses={404: {}, 409: {}})  # fmt: skip
-async def app_append(gw: State, name: str, claims: RunClaims, request: Request) -> Response:
+@router.post(APPS, status_code=204, **schema.APPEND)
+async def app_append(
+    gw: State, name: StreamNamePath, claims: RunClaims, request: Request
+) -> Response:
     source = await _existing(gw, claims, "run", name)
     _supported(request)
     close = _closing(request)
@@ -122,9 +118,8 @@ async def app_append(gw: State, name: str, claims: RunClaims, request: Request) 
     return Response(status_code=status, headers=headers)
 
 
-@router.delete(APPS, summary="Delete an application stream", response_class=Response,
-               status_code=204, responses={404: {}})  # fmt: skip
-async def app_delete(gw: State, name: str, claims: RunClaims) -> Response:
+@router.delete(APPS, status_code=204, **schema.DELETE)
+async def app_delete(gw: State, name: StreamNamePath, claims: RunClaims) -> Response:
     _checked_name(gw, claims, "run", name)
     if not await _streams(gw).delete(name):
         raise ApiError(404, "not_found", f"no stream {name!r}")

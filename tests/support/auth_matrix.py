@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import httpx
 import pytest
 
 from agentcast.events import RunQueuedData, TextDeltaData
@@ -32,6 +33,10 @@ OTHERS: Final = (f"{PREFIX}_out_a", f"{PREFIX}_out_b")
 """Sessions outside it, with events and snapshots of their own: they must never show."""
 MARKER: Final = f"{PREFIX}_in_last"
 """Published last: a firehose that has reached it has shown everything before."""
+APP: Final = MINE
+"""The Durable Streams app stream every `{name}` route names (made by the fixture)."""
+NEVER: Final = f"{PREFIX}_in_never"
+"""Inside the glob, and never made."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +55,8 @@ class Need:
     params: dict[str, str] = field(default_factory=dict)
     ok: frozenset[int] = frozenset({200})
     stream: bool = False
+    name: str = APP
+    """What `{name}` (an app stream) is in the path."""
 
 
 UNAUTHENTICATED: Final = ("none", "garbage", "expired", "wrong_signature", "alg_none")
@@ -102,6 +109,11 @@ def matrix_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway
     with private_gateway(
         tmp_path_factory.mktemp("matrix"), events=_seed_events(), snapshots=snapshots
     ) as gateway:
+        made = httpx.put(
+            f"{gateway.url}/ds/v1/stream/{APP}", json=[], timeout=30,
+            headers={"Authorization": f"Bearer {credential('right', 'run')}"},
+        )  # fmt: skip
+        assert made.status_code == 201, made.text
         yield gateway
 
 
