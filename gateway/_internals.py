@@ -224,8 +224,9 @@ class _HeadState:
 def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a bounded request head and body, and a head timeout.
 
-    A request head (request line and headers) over `head_bytes` gets 431, a
-    body over `body_bytes` (declared or sent) 413, and a connection that has
+    A request head (request line and headers) over `head_bytes` and a body
+    over `body_bytes` (declared or sent) get 413 (SPEC "Limits": 413 for sizes;
+    the code, `headers_too_large` or `too_large`, tells which), and a connection that has
     not completed its head `head_timeout_s` after connecting (or after
     starting its next request) gets 408 and is closed: a slowloris client
     holds a timer and a socket, never a worker, and not for long. Each answer
@@ -257,7 +258,7 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
             super().data_received(data)
             # Checked after parsing: the chunk may end the head and start the body.
             if head.open and head.size > limits.head_bytes and not head.refused:
-                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+                self._refuse(413, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
@@ -271,7 +272,7 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
             # A whole head can come in one read: measured again from what was parsed.
             size = len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
             if size > limits.head_bytes:
-                self._refuse(431, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
+                self._refuse(413, "headers_too_large", f"request head over {limits.head_bytes} bytes", "max_header_bytes")  # fmt: skip
                 return
             for name, value in self.headers:
                 if name == b"content-length" and value.isdigit() and int(value) > limits.body_bytes:
@@ -346,6 +347,4 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
 
 
 _LINGER_S: Final = 2.0
-_REASONS: Final = {
-    408: b"Request Timeout", 413: b"Content Too Large", 431: b"Request Header Fields Too Large"
-}  # fmt: skip
+_REASONS: Final = {408: b"Request Timeout", 413: b"Content Too Large"}

@@ -49,7 +49,6 @@ _HTTP_CODES = {
     415: "unsupported_media_type",
     422: "invalid_request",
     429: "rate_limited",
-    431: "headers_too_large",
     503: "unavailable",
 }
 
