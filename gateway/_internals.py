@@ -18,7 +18,7 @@ resume and slow-client tests that way.
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
-| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies and time out slow heads; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
+| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.url`, `.parser`, `.pipeline`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies, time out slow heads and answer `/healthz` without a task; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
 
 The producer's write path has its own nats-py seam, producer/fastpub.py
 (`Client._send_command` / `_flush_pending` family, nats-py 2.16), bounded by
@@ -231,6 +231,13 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
     starting its next request) gets 408 and is closed: a slowloris client
     holds a timer and a socket, never a worker, and not for long. Each answer
     closes the connection.
+
+    `GET /healthz` is answered here too, from the parser's callback: through
+    the app it waited for an ASGI task of its own, behind every request of the
+    same loop iteration, and during a reconnect storm (thousands of SSE
+    requests at once) that put its p99 over 100 ms (bench/README.md, storm).
+    Only when no other request of the connection is in flight, so pipelined
+    answers keep their order; the connection is then closed, as a probe expects.
     """
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -278,6 +285,16 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
                 if name == b"content-length" and value.isdigit() and int(value) > limits.body_bytes:
                     self._too_large()
                     return
+            if (
+                self.url == b"/healthz"
+                and self.parser.get_method() == b"GET"
+                and (self.cycle is None or self.cycle.response_complete)
+                and not self.pipeline
+            ):
+                self._head.refused = True  # the rest of this connection's input is ignored
+                self.transport.write(_HEALTHY)
+                self.transport.close()
+                return
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
@@ -348,3 +365,7 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
 
 _LINGER_S: Final = 2.0
 _REASONS: Final = {408: b"Request Timeout", 413: b"Content Too Large"}
+_HEALTHY: Final = (
+    b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n"
+    b'connection: close\r\n\r\n{"ok":true}'
+)

@@ -114,9 +114,10 @@ async def test_idle_keep_alive_connections_are_closed_but_streams_stay_open(
     gw: GatewayProcess,
 ) -> None:
     reader, writer = await _raw(gw)
-    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    # Not /healthz: the server answers that one itself and closes (the next test).
+    writer.write(b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n")
     answer = await _read_all(reader)  # ends only because the idle connection is closed
-    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b'{"ok":true}')
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"openapi"' in answer
     writer.close()
     assert gw.metric(LIMIT_HITS, limit="idle_timeout_s") >= 1
 
@@ -150,3 +151,24 @@ async def test_tokens_in_urls_never_reach_the_gateway_log(gw: GatewayProcess) ->
     log = gw.log.read_text()
     for secret in (good, bad, good.split(".")[2], bad.split(".")[1]):
         assert secret not in log
+
+
+async def test_healthz_is_answered_by_the_server_itself_and_pipelined_answers_keep_their_order(
+    gw: GatewayProcess,
+) -> None:
+    reader, writer = await _raw(gw)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    alone = await _read_all(reader)
+    writer.close()
+    assert alone.startswith(b"HTTP/1.1 200 ") and alone.endswith(b'{"ok":true}')
+    assert b"connection: close" in alone.lower()
+
+    reader, writer = await _raw(gw)
+    writer.write(  # one write: /healthz comes while the first answer is in flight
+        b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    both = await _read_all(reader)
+    writer.close()
+    assert both.count(b"HTTP/1.1 200 ") == 2
+    assert both.index(b'"openapi"') < both.index(b'{"ok":true}')
