@@ -106,6 +106,7 @@ class WorkerLeases:
         self._started_at = time.time()
         self._beat_ok_at = 0.0
         self._reconnects = nc.stats["reconnects"]
+        self._reassert_due = False
         self._missing_since: dict[str, float] = {}
         """Worker id -> when this worker first saw its heartbeat missing."""
 
@@ -267,9 +268,14 @@ class WorkerLeases:
         reconnects = self._nc.stats["reconnects"]
         # Our key may have expired meanwhile; and after any reconnect a scan that
         # judged us by a stale heartbeat may have freed our records, however short the cut.
+        # Due until it has run once without error: just after a reconnect JetStream may
+        # not answer yet, and a reassertion that failed must not be forgotten.
         if (previous and now - previous > self._ttl / 2) or reconnects != self._reconnects:
-            self._reconnects = reconnects
+            self._reassert_due = True
+        self._reconnects = reconnects
+        if self._reassert_due:
             await self._reassert()
+            self._reassert_due = False
 
     async def _every(self, step: Callable[[], Awaitable[None]], *, first: bool = False) -> None:
         if not first:
