@@ -132,22 +132,13 @@ async def connect(
 
 
 def events_stream_config(settings: Settings) -> StreamConfig:
-    return StreamConfig(
-        name=EVENTS_STREAM,
-        description="agentcast events, one subject per session and type",
-        subjects=[EVENTS_ALL],
-        retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE,
-        discard=DiscardPolicy.OLD,
-        max_age=settings.events_max_age_s,
-        max_msg_size=settings.max_msg_size,
-        duplicate_window=settings.duplicate_window_s,
-        allow_direct=True,
-        # Every stored event is re-published on agentcast.live.<session>.<type>
-        # with its stream sequence in the Nats-Sequence header: live readers
-        # get cursors from a plain core subscription, no consumer per session.
-        republish=RePublish(src=EVENTS_ALL, dest=LIVE_ALL),
-    )
+    # Every stored event is re-published on agentcast.live.<session>.<type>
+    # with its stream sequence in the Nats-Sequence header: live readers
+    # get cursors from a plain core subscription, no consumer per session.
+    return _retained_stream(
+        settings, EVENTS_STREAM, "agentcast events, one subject per session and type",
+        [EVENTS_ALL], RePublish(src=EVENTS_ALL, dest=LIVE_ALL),
+    )  # fmt: skip
 
 
 def runs_stream_config(settings: Settings) -> StreamConfig:
@@ -169,10 +160,19 @@ def runs_stream_config(settings: Settings) -> StreamConfig:
 
 def app_stream_config(settings: Settings) -> StreamConfig:
     """Application streams (gateway/durable/): stored, retained and republished like events."""
+    return _retained_stream(
+        settings, APP_STREAM, "agentcast application streams (Durable Streams facade)",
+        [APP_ALL, APP_META_ALL], RePublish(src=APP_ALL, dest=APP_LIVE_ALL),
+    )  # fmt: skip
+
+
+def _retained_stream(
+    settings: Settings, name: str, description: str, subjects: list[str], republish: RePublish
+) -> StreamConfig:
     return StreamConfig(
-        name=APP_STREAM,
-        description="agentcast application streams (Durable Streams facade)",
-        subjects=[APP_ALL, APP_META_ALL],
+        name=name,
+        description=description,
+        subjects=subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         discard=DiscardPolicy.OLD,
@@ -180,7 +180,7 @@ def app_stream_config(settings: Settings) -> StreamConfig:
         max_msg_size=settings.max_msg_size,
         duplicate_window=settings.duplicate_window_s,
         allow_direct=True,
-        republish=RePublish(src=APP_ALL, dest=APP_LIVE_ALL),
+        republish=republish,
     )
 
 

@@ -19,13 +19,13 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from agentcast.codec import encode
-from agentcast.errors import AgentcastError, NatsUnavailable, TooManyStreams
+from agentcast.errors import AgentcastError, NatsUnavailable
 from agentcast.subjects import session_events as session_subject
 from gateway.admission import ReplayBusy
 from gateway.auth import checked_session
 from gateway.deadline import nats_deadline
 from gateway.deps import ReadClaims, State
-from gateway.errors import ApiError, error_response, from_agentcast_error
+from gateway.errors import ApiError
 from gateway.feed import SessionMatch, Subscription
 from gateway.formats import FormatStream, FormattedOutput, Style
 from gateway.formats.runs import active_run, run_start, run_start_before
@@ -223,11 +223,8 @@ class SseResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw = self.gw
-        try:
-            slot = await gw.slots.acquire(self.jti)
-        except TooManyStreams as exc:
-            gw.stats.hit(exc.limit)
-            await error_response(from_agentcast_error(exc))(scope, receive, send)
+        slot = await gw.stream_slot(self.jti, scope, receive, send)
+        if slot is None:
             return
         try:
             output = open_output("sse", scope, send)

@@ -14,17 +14,20 @@ from nats.js import JetStreamContext
 from nats.js.kv import KeyValue
 from prometheus_client import CollectorRegistry
 from starlette.requests import HTTPConnection
+from starlette.types import Receive, Scope, Send
 
+from agentcast.errors import TooManyStreams
 from agentcast.replicas import ReplicasCollector
 from agentcast.settings import Settings
 from gateway.auth import Authenticator
 from gateway.durable.appstreams import AppStreams
+from gateway.errors import error_response, from_agentcast_error
 from gateway.hub import Hub
 from gateway.limits import RunLimiter
 from gateway.progress_feed import ProgressFeed
 from gateway.replay import DirectReader
 from gateway.revocations import Revocations
-from gateway.slots import StreamSlots
+from gateway.slots import Slot, StreamSlots
 from gateway.telemetry import Stats, registry
 
 logger = logging.getLogger(__name__)
@@ -65,6 +68,17 @@ class GatewayState:
         self.registry.register(ReplicasCollector())
         self.app_streams: AppStreams | None = None
         """Durable Streams application streams (gateway/durable/), opened by the lifespan."""
+
+    async def stream_slot(
+        self, jti: str, scope: Scope, receive: Receive, send: Send
+    ) -> Slot | None:
+        """One of the token's stream slots for an HTTP stream; None once the 429 is answered."""
+        try:
+            return await self.slots.acquire(jti)
+        except TooManyStreams as exc:
+            self.stats.hit(exc.limit)
+            await error_response(from_agentcast_error(exc))(scope, receive, send)
+            return None
 
     async def close(self) -> None:
         """Every stream told to end, subscriptions dropped (the connection is the lifespan's)."""

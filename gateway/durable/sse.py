@@ -22,11 +22,9 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from agentcast.errors import TooManyStreams
 from gateway._internals import http_chunk, server_transport
 from gateway.durable.source import Source
 from gateway.durable.wire import Mode, sse_control, sse_data
-from gateway.errors import error_response, from_agentcast_error
 from gateway.feed import Subscription
 from gateway.frames import Frame
 from gateway.hub import Hub
@@ -173,11 +171,8 @@ class DsSseResponse(Response):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         gw, source = self.gw, self.source
-        try:
-            slot = await gw.slots.acquire(self.jti)
-        except TooManyStreams as exc:
-            gw.stats.hit(exc.limit)
-            await error_response(from_agentcast_error(exc))(scope, receive, send)
+        slot = await gw.stream_slot(self.jti, scope, receive, send)
+        if slot is None:
             return
         try:
             framing = Framing(source.mode, self.cursor, source.end_type)
