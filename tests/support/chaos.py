@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
-from nats.js.errors import KeyNotFoundError
+from nats.js.errors import KeyNotFoundError, ServiceUnavailableError
 
 from agentcast.codec import decode_event
 from agentcast.embedded import free_port
@@ -121,16 +122,24 @@ def settle(fault: str, sent: Mapping[str, int], tallies: Iterable[Tally], **fact
 
 async def stored_events(js: JetStreamContext, prefix: str = "") -> dict[str, list[Event]]:
     """Every event in the stream of sessions starting with `prefix`, checked to be seqs 1..n."""
-    last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
-    out: dict[str, list[Event]] = {}
-    if last == 0:
-        return out
-    sub = await js.subscribe(
-        EVENTS_ALL,
-        ordered_consumer=True,
-        config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
-        stream=EVENTS_STREAM,
-    )
+    # Right after a fault a cluster may still be electing the stream's leader: the reader
+    # of the truth asks again (bounded) rather than fail the run it is judging.
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                last = (await js.stream_info(EVENTS_STREAM)).state.last_seq
+                out: dict[str, list[Event]] = {}
+                if last == 0:
+                    return out
+                sub = await js.subscribe(
+                    EVENTS_ALL,
+                    ordered_consumer=True,
+                    config=ConsumerConfig(deliver_policy=DeliverPolicy.ALL),
+                    stream=EVENTS_STREAM,
+                )
+                break
+            except (nats.errors.TimeoutError, ServiceUnavailableError):
+                await asyncio.sleep(0.5)
     try:
         async with asyncio.timeout(120):
             while True:
