@@ -106,7 +106,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """How long a Durable Streams long-poll waits for data before its 204."""
     durable_sse_max_s: float = 60.0
     """A Durable Streams SSE response ends after this long (the client resumes by offset)."""
-    """The Tap and the hand-off (gateway/_internals.py); off: plain nats-py callbacks and ASGI."""
+    """The Tap and the hand-off (agentcast/_internals.py); off: plain nats-py callbacks and ASGI."""
 
     # -- limits (SPEC "Limits"; the README's limits table) -------------------------------
     max_streams_per_token: int = 500

@@ -29,10 +29,10 @@ import uvloop
 from _client import LoadClient, build
 from fanout import Workload, specs_for
 
+from agentcast._internals import StreamingServer
 from agentcast.embedded import free_port
 from agentcast.settings import Settings
 from agentcast.tokens import mint_token
-from gateway._internals import StreamingServer
 from gateway.app import create_app
 from gateway.server import config_for
 

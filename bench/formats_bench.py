@@ -19,10 +19,10 @@ import statistics
 import time
 from collections.abc import Callable
 
+from agentcast._internals import http_chunk
 from agentcast.codec import encode
 from agentcast.envelope import envelope
 from agentcast.events import type_of
-from gateway._internals import http_chunk
 from gateway.formats import AguiTranslator, AiSdkTranslator, FormatStream, NativeTranslator
 from gateway.formats.items import Translator
 from gateway.frames import Frame

@@ -15,9 +15,10 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from nats.js.kv import KeyValue
 
+from agentcast._internals import pending_queue
 from agentcast.bus import key_value
 from agentcast.subjects import EVENTS_STREAM
-from consumers.pull import pending_queue, take_queued
+from consumers.pull import take_queued
 
 _PENDING_ACKS: Final = 1_000_000
 _NO_RESPONDERS: Final = "503"

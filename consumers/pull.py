@@ -31,19 +31,14 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from agentcast._internals import pending_queue
+
 logger = logging.getLogger(__name__)
 
 # A pull whose answer has not ended by then (lost in a reconnect) is given up.
 _ANSWER_S: Final = 2.0
 _PENDING_MSGS: Final = 1_000_000
 _encode = msgspec.json.encode
-
-
-def pending_queue(sub: Subscription) -> asyncio.Queue[Msg]:
-    """nats-py's queue of a callback-less subscription: the consumers' one reach-in
-    (private `Subscription._pending_queue`, checked on nats-py 2.9-2.16, bounded <2.17;
-    the gateway's and producer's are in gateway/_internals.py and producer/fastpub.py)."""
-    return sub._pending_queue
 
 
 def take_queued(queue: asyncio.Queue[Msg]) -> Msg:

@@ -1,7 +1,7 @@
 """Wire framing, pure: SSE messages, WebSocket JSON messages, error bodies.
 
 An event is framed once, when it enters the process (`Frame`), and the same
-bytes go to every client. For the fast path (gateway/_internals.py) they also
+bytes go to every client. For the fast path (agentcast/_internals.py) they also
 carry what the server would add: SSE bytes the chunked transfer-encoding
 framing, WebSocket bytes the frame header of a server-to-client text message.
 Which of the four a client gets is decided by its Output (gateway/output.py).
@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from agentcast._internals import http_chunk, ws_frame
 from agentcast.codec import encode
 from agentcast.cursor import format_cursor
-from gateway._internals import http_chunk, ws_frame
 
 HEARTBEAT: Final = b": keep-alive\n\n"
 

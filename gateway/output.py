@@ -2,7 +2,7 @@
 
 `open_output` picks one of four, once per connection:
 
-- fast path (the server's transport, see gateway/_internals.py): `SseWire`
+- fast path (the server's transport, see agentcast/_internals.py): `SseWire`
   writes pre-chunked SSE bytes, `WsWire` pre-framed WebSocket frames, straight
   to the transport, whose write buffer is the client's backlog;
 - plain path (`gateway_fastpath` off, or no hand-off): `SseAsgi` and `WsAsgi`
@@ -25,7 +25,7 @@ from typing import Any, Final, Literal, Protocol
 
 from starlette.types import Message, Receive, Send
 
-from gateway._internals import Watch, http_chunk, let_server_see_loss, server_transport, ws_frame
+from agentcast._internals import Watch, http_chunk, let_server_see_loss, server_transport, ws_frame
 from gateway.frames import Frame
 
 logger = logging.getLogger(__name__)

@@ -21,9 +21,9 @@ from typing import Final
 
 import uvicorn
 
+from agentcast._internals import HeadLimits, StreamingServer, guarded_http
 from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
-from gateway._internals import HeadLimits, StreamingServer, guarded_http
 from gateway.app import GatewayApp, create_app
 from gateway.ws import HARD_CAP_FACTOR
 

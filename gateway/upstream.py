@@ -12,7 +12,7 @@ nats-py unchanged. Subscribing, unsubscribing and resubscribing after a
 reconnect stay nats-py's. With the fast path off, or if the client has no
 such hook (another nats-py), the Tap stays off and the hub's subscription
 callbacks do the same work the slow way. The hook and the sid are nats-py's
-private parts: both are reached through gateway/_internals.py.
+private parts: both are reached through agentcast/_internals.py.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Final
 from nats.aio.client import Client
 from nats.aio.subscription import Subscription
 
-from gateway._internals import MessageHook, install_message_hook, subscription_id
+from agentcast._internals import MessageHook, install_message_hook, subscription_id
 
 logger = logging.getLogger(__name__)
 

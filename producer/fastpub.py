@@ -8,11 +8,10 @@ three names with values agentcast made itself (a `<session>.<seq>` id, an
 integer, a validated subject filter), so here they are written as bytes
 and the command goes to the client's write path directly.
 
-Private parts used: `Client._send_command`, `Client._flush_queue`,
-`Client._flush_pending`, `nats.protocol.command.hpub_cmd`. Checked against
-nats-py 2.16 (pyproject.toml bounds it below 2.17). With `ENABLED = False`,
-or if any of them is missing, the public `Client.publish` is used: the same
-bytes on the wire (tests/test_publisher.py runs both paths).
+The private parts used are behind the seam, agentcast/_internals.py
+(`send_hpub`). With `ENABLED = False`, or if this nats-py lacks them, the
+public `Client.publish` is used: the same bytes on the wire
+(tests/test_publisher.py runs both paths).
 """
 
 from __future__ import annotations
@@ -20,21 +19,16 @@ from __future__ import annotations
 from typing import Final
 
 from nats.aio.client import Client
-from nats.protocol import command
 
+from agentcast._internals import can_send_hpub, send_hpub
 from producer.head import EXPECTED_LAST, EXPECTED_SUBJECT
 
 ENABLED = True
 """Off: every publish takes nats-py's public path (tests turn it off)."""
 
-_PRIVATE: Final = ("_send_command", "_flush_queue", "_flush_pending")
 _MSG_ID: Final = b"NATS/1.0\r\nNats-Msg-Id: "
 _LAST: Final = f"\r\n{EXPECTED_LAST}: ".encode()
 _SUBJECT: Final = f"\r\n{EXPECTED_SUBJECT}: ".encode()
-
-
-def _supported(nc: Client) -> bool:
-    return hasattr(command, "hpub_cmd") and all(hasattr(nc, name) for name in _PRIVATE)
 
 
 async def publish_expecting(
@@ -48,7 +42,7 @@ async def publish_expecting(
     session_filter: str,
 ) -> None:
     """Publish with Nats-Msg-Id and the expected last sequence over `session_filter`."""
-    if not ENABLED or len(payload) > nc.max_payload or not _supported(nc):
+    if not ENABLED or len(payload) > nc.max_payload or not can_send_hpub(nc):
         await nc.publish(
             subject,
             payload,
@@ -71,9 +65,4 @@ async def publish_expecting(
             b"\r\n\r\n",
         )
     )
-    # What Client._send_publish does after encoding the headers.
-    nc.stats["out_msgs"] += 1
-    nc.stats["out_bytes"] += len(payload)
-    await nc._send_command(command.hpub_cmd(subject, reply, header, payload))
-    if nc._flush_queue is not None and nc._flush_queue.empty():
-        await nc._flush_pending()
+    await send_hpub(nc, subject, reply, header, payload)

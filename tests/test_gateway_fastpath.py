@@ -11,9 +11,9 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from agentcast._internals import http_chunk
 from agentcast.events import type_of
 from agentcast.subjects import LIVE_PREFIX
-from gateway._internals import http_chunk
 from gateway.frames import HEARTBEAT, Frame
 from gateway.hub import HEARTBEAT_PASSES, Hub
 from gateway.output import SseWire, WsWire

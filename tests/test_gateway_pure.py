@@ -10,6 +10,8 @@ import pytest
 from websockets.frames import Frame as WsFrame
 from websockets.streams import StreamReader
 
+from agentcast._internals import http_chunk as chunk
+from agentcast._internals import ws_frame as ws_text
 from agentcast.settings import Settings
 from agentcast.tokens import (
     TokenError,
@@ -19,8 +21,6 @@ from agentcast.tokens import (
     parse_ttl,
     verify_token,
 )
-from gateway._internals import http_chunk as chunk
-from gateway._internals import ws_frame as ws_text
 from gateway.errors import ApiError
 from gateway.frames import Frame, sse_event, sse_retry
 from gateway.params import (

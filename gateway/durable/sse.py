@@ -22,7 +22,7 @@ from typing import Any
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from gateway._internals import http_chunk, server_transport
+from agentcast._internals import http_chunk, server_transport
 from gateway.durable.source import Source
 from gateway.durable.wire import Mode, sse_control, sse_data
 from gateway.feed import Subscription

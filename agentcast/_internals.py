@@ -1,5 +1,9 @@
 """The one seam: every use of a private part of nats-py, uvicorn or Starlette's ASGI contract.
 
+The gateway, the producer and the consumers all step below these libraries
+here and nowhere else; pyproject.toml bounds them above the newest version
+checked.
+
 The gateway's fast path (settings.gateway_fastpath, env
 `AGENTCAST_GATEWAY_FASTPATH`, on by default) steps below two libraries. Each
 step is here, with the versions it was checked against; pyproject.toml bounds
@@ -18,11 +22,9 @@ resume and slow-client tests that way.
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
+| `Client._send_command`, `_flush_queue`, `_flush_pending` and `nats.protocol.command.hpub_cmd`: a publish whose headers are already bytes (`send_hpub`; `can_send_hpub` says whether this nats-py has them) | producer/fastpub.py | nats-py 2.16 |
+| `Subscription._pending_queue`: the queue of a callback-less subscription, read in bursts (`pending_queue`) | consumers/pull.py, consumers/buckets.py | nats-py 2.9 - 2.16 |
 | `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.url`, `.parser`, `.pipeline`, `.transport`, `.loop`, `.cycle`, to bound request heads and bodies, time out slow heads and answer `/healthz` without a task; uvicorn has no header size limit or header timeout for httptools | gateway/server.py | uvicorn 0.54 |
-
-The producer's write path has its own nats-py seam, producer/fastpub.py
-(`Client._send_command` / `_flush_pending` family, nats-py 2.16), bounded by
-the same `nats-py<2.17`.
 
 `guarded_http` is not part of the fast path: with it off the server still
 bounds heads, bodies and slow clients.
@@ -45,7 +47,9 @@ from typing import Any, Final
 
 import uvicorn
 from nats.aio.client import Client
+from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
+from nats.protocol import command
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 logger = logging.getLogger(__name__)
@@ -369,3 +373,28 @@ _HEALTHY: Final = (
     b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 11\r\n"
     b'connection: close\r\n\r\n{"ok":true}'
 )
+
+
+# -- nats-py's write path and subscription queue (producer, consumers) -------------------
+
+_WRITE_PATH: Final = ("_send_command", "_flush_queue", "_flush_pending")
+
+
+def can_send_hpub(nc: Client) -> bool:
+    """Whether this nats-py has what `send_hpub` uses."""
+    return hasattr(command, "hpub_cmd") and all(hasattr(nc, name) for name in _WRITE_PATH)
+
+
+async def send_hpub(nc: Client, subject: str, reply: str, header: bytes, payload: bytes) -> None:
+    """Publish with headers already encoded (`NATS/1.0...\\r\\n\\r\\n`): what
+    `Client._send_publish` does after encoding them."""
+    nc.stats["out_msgs"] += 1
+    nc.stats["out_bytes"] += len(payload)
+    await nc._send_command(command.hpub_cmd(subject, reply, header, payload))
+    if nc._flush_queue is not None and nc._flush_queue.empty():
+        await nc._flush_pending()
+
+
+def pending_queue(sub: Subscription) -> asyncio.Queue[Msg]:
+    """nats-py's queue of a callback-less subscription (read in bursts, not one await each)."""
+    return sub._pending_queue
