@@ -182,6 +182,17 @@ def nchan_available() -> str | None:
     return None
 
 
+def servers_to_run(no_nchan: bool) -> list[str]:
+    """agentcast, and Nchan beside it unless `--no-nchan` or not installed (said on stderr)."""
+    servers = ["agentcast"]
+    if not no_nchan:
+        if why_not := nchan_available():
+            print(f"# Nchan skipped: {why_not}", file=sys.stderr)
+        else:
+            servers.append("nchan")
+    return servers
+
+
 _NCHAN_CONF = """\
 load_module {module};
 worker_processes {workers};

@@ -101,13 +101,7 @@ def median_row(results: list[dict[str, object]]) -> dict[str, object]:
 
 
 def fanout(name: str, args: argparse.Namespace) -> None:
-    servers = ["agentcast"]
-    why_not = _procs.nchan_available()
-    if not args.no_nchan:
-        if why_not:
-            print(f"# Nchan skipped: {why_not}", file=sys.stderr)
-        else:
-            servers.append("nchan")
+    servers = _procs.servers_to_run(args.no_nchan)
     results: dict[tuple[str, str], list[dict[str, object]]] = {}
     for i in range(args.runs):
         for label, w in WORKLOADS[name]:

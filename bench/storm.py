@@ -262,13 +262,7 @@ def main() -> None:
     parser.add_argument("--no-nchan", action="store_true")
     parser.add_argument("--profile", type=Path, help="py-spy profiles of the gateway, here")
     args = parser.parse_args()
-    servers = ["agentcast"]
-    why_not = _procs.nchan_available()
-    if not args.no_nchan:
-        if why_not:
-            print(f"# Nchan skipped: {why_not}", file=sys.stderr)
-        else:
-            servers.append("nchan")
+    servers = _procs.servers_to_run(args.no_nchan)
     results: dict[tuple[int, str], list[dict[str, object]]] = {}
     for i in range(args.runs):
         for clients in args.clients:
