@@ -78,6 +78,20 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
         "every client connected",
     )
 
+    async def read_once_lagged() -> bytes:
+        # The gateway flushes a lagged stream's notice for CLOSE_GRACE_S, then aborts it:
+        # start reading as soon as the drop is counted, while events are still published.
+        await _wait_for(
+            lambda: (
+                gateway.metric("agentcast_gateway_lagged_disconnects_total", transport="sse")
+                > lagged_before
+            ),
+            "the stalled client dropped as lagged",
+            rounds=1200,
+        )
+        return await asyncio.to_thread(_read_all, stalled)
+
+    reading = asyncio.create_task(read_once_lagged())
     bound = (READERS + 1) * (2 * LIMIT + 16 * 1024) + 2 * HEAVY
     peak = 0
     cursors: list[int] = []
@@ -89,14 +103,7 @@ async def test_a_stalled_client_is_dropped_as_lagged_and_never_holds_back_the_ot
             peak, int(await asyncio.to_thread(gateway.metric, "agentcast_gateway_buffered_bytes"))
         )
         assert peak <= bound
-    await _wait_for(
-        lambda: (
-            gateway.metric("agentcast_gateway_lagged_disconnects_total", transport="sse")
-            > lagged_before
-        ),
-        "the stalled client dropped as lagged",
-    )
-    raw = await asyncio.to_thread(_read_all, stalled)
+    raw = await reading
     stalled.close()
 
     for got in await asyncio.gather(*readers):
