@@ -49,6 +49,7 @@ _PROBE_EVERY_S = 0.02
 _PROBE_TIMEOUT_S = 5.0
 _AFTER_S = 5.0
 _COUNTERS = ("replay_reads", "replay_reads_shared", "replays_queued", "replays_refused")
+_LAG_BOUNDS = ("0.05", "0.1", "+Inf")
 
 
 def rss_kib(pids: list[int]) -> int:
@@ -129,6 +130,11 @@ async def _counters(port: int, workers: int) -> dict[str, int]:
     for _ in range(20 * workers):
         body = (await _get(port, "/metrics", 10)).decode()
         for line in body.splitlines():
+            if line.startswith("agentcast_gateway_loop_lag_seconds_bucket{"):
+                le = line.split('le="', 1)[1].split('"', 1)[0]
+                if le in _LAG_BOUNDS:
+                    pid = line.split('pid="', 1)[1].split('"', 1)[0]
+                    by_pid.setdefault(pid, {})[f"lag_le_{le}"] = int(float(line.rsplit(" ", 1)[1]))
             for name in _COUNTERS:
                 prefix = f"agentcast_gateway_{name}_total{{"
                 if line.startswith(prefix):
@@ -136,7 +142,12 @@ async def _counters(port: int, workers: int) -> dict[str, int]:
                     by_pid.setdefault(pid, {})[name] = int(float(line.rsplit(" ", 1)[1]))
         if len(by_pid) >= workers:
             break
-    return {name: sum(c.get(name, 0) for c in by_pid.values()) for name in _COUNTERS}
+    total = {name: sum(c.get(name, 0) for c in by_pid.values()) for name in _COUNTERS}
+    lag = {le: sum(c.get(f"lag_le_{le}", 0) for c in by_pid.values()) for le in _LAG_BOUNDS}
+    # The loop-lag histogram since the processes started (the storm is nearly all of it).
+    total["loop_lags_over_50ms"] = lag["+Inf"] - lag["0.05"]
+    total["loop_lags_over_100ms"] = lag["+Inf"] - lag["0.1"]
+    return total
 
 
 async def storm(

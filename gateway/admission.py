@@ -51,6 +51,10 @@ def retry_after_s() -> float:
     return RETRY_BASE_S + random.uniform(0.0, RETRY_SPREAD_S)
 
 
+_Waiter = tuple[asyncio.Future[bool], Callable[[], bool], float]
+"""A place in line: its turn, whether its client left, and when it gives up (loop time)."""
+
+
 class ReplayBusy(AgentcastError):
     """Too many replays are running or waiting in this process; retry after `retry_after_s`."""
 
@@ -64,7 +68,10 @@ class ReplayBusy(AgentcastError):
 class Admission:
     """Slots for concurrent replays, handed out in arrival order (see the module docstring)."""
 
-    def __init__(self, stats: Stats, *, limit: int, queue_max: int, wait_s: float) -> None:
+    def __init__(
+        self, stats: Stats, *, limit: int, queue_max: int, wait_s: float,
+        forget: Callable[[], None] = lambda: None,
+    ) -> None:  # fmt: skip
         if limit < 1:
             raise ValueError("replay admission needs a limit of at least 1")
         self._stats = stats
@@ -73,20 +80,27 @@ class Admission:
         self.wait_s = wait_s
         self.active = 0
         self.waiting = 0
-        self._line: deque[tuple[asyncio.Future[bool], Callable[[], bool]]] = deque()
-        """Waiters in arrival order, each with its `gone()`; those that gave up are done."""
+        self._line: deque[_Waiter] = deque()
+        """Waiters in arrival order, each with its `gone()` and deadline; those that gave up
+        are done."""
+        self._expiry: asyncio.TimerHandle | None = None
         self._trimmed_at = 0
         self._trim: asyncio.TimerHandle | None = None
         self._gc_resume: asyncio.TimerHandle | None = None
         """Set while a storm holds automatic collection off (see the module docstring)."""
+        self._forget = forget
+        """Drops what the storm's replays shared (recent batches), before the heap is trimmed."""
 
     @classmethod
-    def of(cls, settings: Settings, stats: Stats) -> Admission:
+    def of(
+        cls, settings: Settings, stats: Stats, forget: Callable[[], None] = lambda: None
+    ) -> Admission:
         return cls(
             stats,
             limit=settings.replay_concurrency,
             queue_max=settings.replay_queue,
             wait_s=settings.replay_wait_s,
+            forget=forget,
         )
 
     @asynccontextmanager
@@ -117,42 +131,61 @@ class Admission:
             if self.waiting >= self.queue_max:
                 self._stats.replays_refused += 1
                 raise ReplayBusy(f"{self.waiting} replays are waiting")
-        turn: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._line.append((turn, gone))
+        loop = asyncio.get_running_loop()
+        turn: asyncio.Future[bool] = loop.create_future()
+        # Every waiter waits at most wait_s, so deadlines grow along the line: one timer, for
+        # the oldest, expires them all (a timer and a shield per waiter cost ~1 KB each).
+        self._line.append((turn, gone, loop.time() + self.wait_s))
         self._count_waiting(+1)
+        if self._expiry is None:
+            self._expire_soon()
         if self._gc_resume is None and gc.isenabled():
             gc.disable()
             # Bounded: a line that never empties must not keep garbage uncollected for good.
-            self._gc_resume = asyncio.get_running_loop().call_later(GC_PAUSE_MAX_S, self._resume_gc)
+            self._gc_resume = loop.call_later(GC_PAUSE_MAX_S, self._resume_gc)
         self._stats.replays_queued += 1
         if on_queued is not None:
             on_queued(self.waiting - 1)
         try:
-            async with asyncio.timeout(self.wait_s):
-                return await asyncio.shield(turn)  # True: admitted; False: dropped, gone
-        except BaseException as exc:
-            if turn.done() and not turn.cancelled():
-                if turn.result():
-                    self._release()  # the slot came as we gave up: pass it on
-            else:
-                turn.cancel()
-                self._count_waiting(-1)
-            if isinstance(exc, TimeoutError):
-                self._stats.replays_refused += 1
-                raise ReplayBusy(f"no replay slot within {self.wait_s:g} s") from None
+            return await turn  # True: admitted; False: dropped, gone; ReplayBusy: expired
+        except asyncio.CancelledError:
+            if turn.cancelled():
+                self._count_waiting(-1)  # its place is skipped when reached
+            elif turn.exception() is None and turn.result():
+                self._release()  # the slot came as we gave up: pass it on
             raise
+
+    def _expire_soon(self) -> None:
+        """Arm the one timer for the oldest waiter's deadline."""
+        self._expiry = None
+        while self._line and self._line[0][0].done():
+            self._line.popleft()
+        if self._line:
+            when = self._line[0][2]
+            self._expiry = asyncio.get_running_loop().call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        now = asyncio.get_running_loop().time()
+        while self._line and self._line[0][2] <= now:
+            turn, _, _ = self._line.popleft()
+            if not turn.done():
+                self._count_waiting(-1)
+                self._stats.replays_refused += 1
+                turn.set_exception(ReplayBusy(f"no replay slot within {self.wait_s:g} s"))
+        self._expire_soon()
 
     def _drop_gone(self) -> None:
         """Give up the places of waiters whose clients left (scanned only when the line is full)."""
-        kept: deque[tuple[asyncio.Future[bool], Callable[[], bool]]] = deque()
-        for turn, gone in self._line:
+        kept: deque[_Waiter] = deque()
+        for waiter in self._line:
+            turn, gone, _ = waiter
             if turn.done():
                 continue
             if gone():
                 self._count_waiting(-1)
                 turn.set_result(False)
             else:
-                kept.append((turn, gone))
+                kept.append(waiter)
         self._line = kept
 
     def _take(self) -> None:
@@ -162,7 +195,7 @@ class Admission:
     def _release(self) -> None:
         self.active -= 1
         while self._line:
-            turn, gone = self._line.popleft()
+            turn, gone, _ = self._line.popleft()
             if turn.done():  # gave up waiting
                 continue
             self._count_waiting(-1)
@@ -181,7 +214,12 @@ class Admission:
             self._trimmed_at = self._stats.replays_queued
             if self._trim is not None:
                 self._trim.cancel()
-            self._trim = asyncio.get_running_loop().call_later(TRIM_AFTER_S, _trim_heap)
+            self._trim = asyncio.get_running_loop().call_later(TRIM_AFTER_S, self._trim_heap)
+
+    def _trim_heap(self) -> None:
+        if not self.active:  # still quiet
+            self._forget()
+        _trim_heap()
 
     def _resume_gc(self) -> None:
         """Collection on again (the line emptied, or the pause reached its bound: then it
@@ -191,6 +229,8 @@ class Admission:
         gc.enable()
 
     def close(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self._gc_resume is not None:
             self._resume_gc()
             self._gc_resume = None

@@ -121,6 +121,11 @@ class SharedBatches:
         if entry is not None:
             self._bytes -= entry.size
 
+    def clear(self) -> None:
+        """Forget every answer that has landed (reads in flight stay for their waiters)."""
+        for key in [k for k, e in self._entries.items() if e.task.done()]:
+            self._forget(key)
+
     def __len__(self) -> int:
         return len(self._entries)
 

@@ -12,8 +12,15 @@ import os
 from collections.abc import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
+
+from gateway.loop_lag import LoopLag
 
 TRANSPORTS = ("sse", "ws")
 
@@ -40,6 +47,8 @@ class Stats:
         self.replays_waiting = 0
         self.replays_queued = 0
         self.replays_refused = 0
+        self.stream_starts_paced = 0
+        self.loop_lag = LoopLag()
 
     def hit(self, limit: str) -> None:
         """Count one refusal for crossing `limit` (never per event: per request or frame)."""
@@ -182,6 +191,20 @@ class _Collector(Collector):
             s.replays_refused,
             pid,
         )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_stream_starts_paced",
+            "Stream requests that waited for a later loop turn to start (gateway/start_gate.py)",
+            s.stream_starts_paced,
+            pid,
+        )
+        lag = HistogramMetricFamily(
+            "agentcast_gateway_loop_lag_seconds",
+            "How late the event loop ran a 10 ms timer (everything in the process waited that long)",
+            labels=["pid"],
+        )
+        lag.add_metric([pid], s.loop_lag.buckets(), s.loop_lag.total_s)
+        yield lag
         yield _single(
             GaugeMetricFamily,
             "agentcast_gateway_upstream_subscriptions",

@@ -333,6 +333,13 @@ async def test_operations_endpoints(http: httpx.AsyncClient) -> None:
     for name in ("connections", "events_out_total", "bytes_out_total", "lagged_disconnects_total",
                  "auth_failures_total", "subscriptions", "upstream_subscriptions"):  # fmt: skip
         assert f"agentcast_gateway_{name}" in metrics
+    # The event loop's lag, as a histogram that has observations (a timer every 10 ms).
+    lag = [line for line in metrics.splitlines() if line.startswith("agentcast_gateway_loop_lag")]
+    count = next(
+        line for line in lag if line.startswith("agentcast_gateway_loop_lag_seconds_count")
+    )
+    assert float(count.rsplit(" ", 1)[1]) > 0
+    assert any('le="0.1"' in line for line in lag) and any('le="+Inf"' in line for line in lag)
     docs = await http.get("/openapi.json")
     assert "/v1/sessions/{session}/events" in docs.json()["paths"]
     assert (await http.get("/docs")).status_code == 200

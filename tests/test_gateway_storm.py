@@ -175,3 +175,35 @@ async def test_a_waiter_whose_client_left_gives_its_place_up() -> None:
                 pass
     await asyncio.wait_for(asyncio.gather(leaver, later), GUARD_S)
     assert order == ["leaver False", "later True"]
+
+
+async def test_waiters_past_the_wait_bound_are_told_to_retry_in_arrival_order() -> None:
+    """Pure asyncio: one slot held for good; the line's waiters give up after wait_s, oldest
+    first, each with a truthful retry hint, and a waiter that left before is not counted."""
+    stats = Stats()
+    admission = Admission(stats, limit=1, queue_max=10, wait_s=0.2)
+    refused: list[tuple[str, float]] = []
+
+    async def replay_(name: str) -> None:
+        try:
+            async with admission.slot():
+                raise AssertionError("the slot is never free")
+        except ReplayBusy as exc:
+            refused.append((name, exc.retry_after_s))
+
+    async with admission.slot():
+        first = asyncio.create_task(replay_("first"))
+        await asyncio.sleep(0.05)
+        leaver = asyncio.create_task(replay_("leaver"))
+        second = asyncio.create_task(replay_("second"))
+        await asyncio.sleep(0)
+        assert admission.waiting == 3
+        leaver.cancel()
+        await asyncio.wait_for(asyncio.gather(first, second), GUARD_S)
+        with pytest.raises(asyncio.CancelledError):
+            await leaver
+        assert admission.waiting == 0
+    assert [name for name, _ in refused] == ["first", "second"]
+    assert all(2.0 <= after <= 10.0 for _, after in refused)
+    assert stats.replays_refused == 2 and stats.replays_queued == 3
+    assert admission.active == 0
