@@ -30,7 +30,6 @@ from gateway.replay import DirectReader
 from gateway.revocations import Revocations
 from gateway.sink import STREAM
 from gateway.slots import StreamSlots
-from gateway.start_gate import StartGate
 from gateway.state import STATE_KEY, GatewayState, state_of
 from gateway.telemetry import Stats, render
 
@@ -194,7 +193,6 @@ class GatewayApp(FastAPI):
         self.hub: Hub | None = None
         """The lifespan's hub, for the server's shutdown (`end_streams`)."""
         self.app_streams: AppStreams | None = None
-        self.start_gate = StartGate(stats)
 
     def end_streams(self) -> None:
         """Tell every streaming client to reconnect (before the server waits for connections)."""
@@ -205,8 +203,6 @@ class GatewayApp(FastAPI):
             self.app_streams.shutdown()
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if _starts_a_stream(scope):
-            await self.start_gate.enter()
         if not self.fastpath or scope["type"] not in ("http", "websocket"):
             await super().__call__(scope, receive, send)
             return
@@ -221,15 +217,3 @@ class GatewayApp(FastAPI):
             scope.update(kept)
             del kept  # this frame lives as long as the stream
             await stream(receive, send)
-
-
-def _starts_a_stream(scope: Scope) -> bool:
-    """Whether the request opens a stream (those start paced: gateway/start_gate.py)."""
-    if scope["type"] == "websocket":
-        return True
-    if scope["type"] != "http" or scope["method"] != "GET":
-        return False
-    path: str = scope["path"]
-    return (
-        path.endswith(("/events", "/stream")) or path == "/v1/progress" or path.startswith("/ds/")
-    )

@@ -13,8 +13,9 @@ Each process listens through ACCEPT_HANDLES duplicates of that socket. uvloop
 its loop, so in a reconnect storm, with turns of a few milliseconds, a new
 connection (a health probe, an API call) waited behind hundreds in the
 kernel's accept queue: 0.3-0.8 s at 5,000 clients (bench/README.md, storm).
-With N handles on one queue, each turn accepts up to N; inside, stream
-starts are paced (gateway/start_gate.py) and everything else goes first.
+With N handles on one queue, each turn accepts up to N: the storm then waits
+inside, in the replay admission line (gateway/admission.py), and a probe or an
+API call is answered in the next turn or two.
 """
 
 from __future__ import annotations

@@ -47,7 +47,6 @@ class Stats:
         self.replays_waiting = 0
         self.replays_queued = 0
         self.replays_refused = 0
-        self.stream_starts_paced = 0
         self.loop_lag = LoopLag()
 
     def hit(self, limit: str) -> None:
@@ -189,13 +188,6 @@ class _Collector(Collector):
             "agentcast_gateway_replays_refused",
             "Replays refused (line full or waited too long), told to retry later",
             s.replays_refused,
-            pid,
-        )
-        yield _single(
-            CounterMetricFamily,
-            "agentcast_gateway_stream_starts_paced",
-            "Stream requests that waited for a later loop turn to start (gateway/start_gate.py)",
-            s.stream_starts_paced,
             pid,
         )
         lag = HistogramMetricFamily(

@@ -21,6 +21,8 @@ from nats.js import JetStreamContext
 
 from agentcast.embedded import EmbeddedNats
 from gateway.admission import Admission, ReplayBusy
+from gateway.frames import Frame
+from gateway.readcache import Batch, SharedBatches
 from gateway.telemetry import Stats
 from tests.support.gateway import GatewayProcess, auth, token
 from tests.support.nats import PrivateNats, role_env
@@ -207,3 +209,30 @@ async def test_waiters_past_the_wait_bound_are_told_to_retry_in_arrival_order() 
     assert all(2.0 <= after <= 10.0 for _, after in refused)
     assert stats.replays_refused == 2 and stats.replays_queued == 3
     assert admission.active == 0
+
+
+async def test_recent_batches_are_forgotten_after_a_storm_but_reads_in_flight_stay() -> None:
+    """The admission's quiet hook (`forget`) drops the batches a storm shared, so their
+    memory goes back with the rest; a read still on its way keeps serving its waiters."""
+    stats = Stats()
+    shared = SharedBatches(stats)
+    landed = Batch([Frame(1, "s", "text.delta", b"{}")], pending=0)
+    slow = asyncio.get_running_loop().create_future()
+
+    async def read_landed() -> Batch:
+        return landed
+
+    async def read_slow() -> Batch:
+        return await slow
+
+    assert await shared.get(("s", 1, 10, 1000), 0, read_landed) is landed
+    waiting = asyncio.create_task(shared.get(("s", 2, 10, 1000), 0, read_slow))
+    await asyncio.sleep(0)
+    assert len(shared) == 2 and shared.bytes == 2
+
+    shared.clear()
+    assert len(shared) == 1 and shared.bytes == 0  # the landed batch is gone
+    slow.set_result(landed)
+    assert await waiting is landed
+    assert await shared.get(("s", 2, 10, 1000), 0, read_slow) is landed  # shared, not re-read
+    assert stats.replay_reads == 2 and stats.replay_reads_shared == 1
