@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Final, TypeVar
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import nats
 from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -23,7 +25,13 @@ from nats.js.api import (
     StorageType,
     StreamConfig,
 )
-from nats.js.errors import APIError, BadRequestError, BucketNotFoundError, NotFoundError
+from nats.js.errors import (
+    APIError,
+    BadRequestError,
+    BucketNotFoundError,
+    NotFoundError,
+    ServiceUnavailableError,
+)
 from nats.js.kv import KeyValue
 
 from agentcast import replicas
@@ -248,14 +256,40 @@ async def _reconcile(
 
 async def ensure_streams(js: JetStreamContext, settings: Settings) -> KeyValue:
     """Create (or, as admin, update) the streams and the sessions bucket; return the bucket."""
-    await _ensure_stream(js, events_stream_config(settings), settings)
-    await _ensure_stream(js, runs_stream_config(settings), settings)
-    return await sessions_bucket(js, settings.replicas)
+
+    async def ensure() -> KeyValue:
+        await _ensure_stream(js, events_stream_config(settings), settings)
+        await _ensure_stream(js, runs_stream_config(settings), settings)
+        return await sessions_bucket(js, settings.replicas)
+
+    return await _patiently(ensure, "the streams")
 
 
 async def ensure_app_stream(js: JetStreamContext, settings: Settings) -> None:
     """Create (or, as admin, update) AGENTCAST_APP: only the gateway, which serves it, needs it."""
-    await _ensure_stream(js, app_stream_config(settings), settings)
+    await _patiently(
+        lambda: _ensure_stream(js, app_stream_config(settings), settings), "AGENTCAST_APP"
+    )
+
+
+T = TypeVar("T")
+ENSURE_ATTEMPTS: Final = 6
+"""JetStream API timeouts ridden out at startup: about a minute with the 5 s API timeout."""
+
+
+async def _patiently(ensure: Callable[[], Awaitable[T]], what: str) -> T:
+    """`ensure()`, asked again while JetStream does not answer in time. A role starting
+    beside a cluster that is still electing its leaders, or under load, or a server that
+    stalls, waits for it rather than exiting: every step of `ensure()` is idempotent."""
+    for attempt in range(1, ENSURE_ATTEMPTS + 1):
+        try:
+            return await ensure()
+        except (NatsTimeoutError, ServiceUnavailableError) as exc:
+            if attempt == ENSURE_ATTEMPTS:
+                raise
+            logger.warning("JetStream did not answer for %s (%r); asking again", what, exc)
+            await asyncio.sleep(min(0.5 * attempt, 2.0))
+    raise AssertionError("unreachable")
 
 
 async def sessions_bucket(js: JetStreamContext, replicas_wanted: int = 1) -> KeyValue:

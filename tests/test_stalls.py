@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from nats.js.errors import KeyNotFoundError
 
+from agentcast.bus import ensure_streams
 from agentcast.embedded import free_port
 from agentcast.events import Event
 from agentcast.progress import decode_snapshot
@@ -211,3 +212,23 @@ async def test_a_paused_archiver_whose_lease_was_taken_waits_for_it_and_never_wr
     for root in (tmp_path / "first" / "archive", tmp_path / "standby" / "archive"):
         verified = await cli("verify", str(root))
         assert verified.returncode == 0, verified.stdout[-2000:]
+
+
+async def test_a_role_starting_during_a_stall_waits_for_jetstream_rather_than_exiting(
+    private_nats: PrivateNats,
+) -> None:
+    """Every role ensures the streams as it starts; a JetStream that does not answer within
+    the API timeout (a stalled server, a cluster still electing) is asked again."""
+    server = private_nats.server.pid
+    assert server is not None
+    js = private_nats.nc.jetstream()
+    os.kill(server, signal.SIGSTOP)
+    try:
+        ensuring = asyncio.create_task(ensure_streams(js, private_nats.settings))
+        await asyncio.sleep(6.5)  # past one JetStream API timeout (5 s)
+        assert not ensuring.done(), ensuring  # still asking, not failed
+    finally:
+        os.kill(server, signal.SIGCONT)
+    sessions = await asyncio.wait_for(ensuring, 60)
+    assert (await js.stream_info(EVENTS_STREAM)).config.name == EVENTS_STREAM
+    assert (await sessions.status()).bucket == SESSIONS_BUCKET
