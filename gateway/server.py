@@ -7,15 +7,6 @@ SHUTDOWN_BOUND_S) and runs the lifespan's exit, which drains NATS.
 
 `--workers N` binds one listening socket and starts N processes on it, each
 with its own NATS connection and hub: NATS does the cross-process fan-out.
-
-Each process listens through ACCEPT_HANDLES duplicates of that socket. uvloop
-(libuv since 1.45) accepts one connection per listening handle per turn of
-its loop, so in a reconnect storm, with turns of a few milliseconds, a new
-connection (a health probe, an API call) waited behind hundreds in the
-kernel's accept queue: 0.3-0.8 s at 5,000 clients (bench/README.md, storm).
-With N handles on one queue, each turn accepts up to N: the storm then waits
-inside, in the replay admission line (gateway/admission.py), and a probe or an
-API call is answered in the next turn or two.
 """
 
 from __future__ import annotations
@@ -39,8 +30,6 @@ from gateway.ws import HARD_CAP_FACTOR
 logger = logging.getLogger(__name__)
 
 SHUTDOWN_BOUND_S: Final = 8
-ACCEPT_HANDLES: Final = 16
-"""Listening handles per process on the one socket: connections accepted per loop turn."""
 _SUPERVISOR_GRACE_S: Final = SHUTDOWN_BOUND_S + 7
 
 
@@ -74,26 +63,7 @@ def serve(
     """Run one gateway process until it is told to stop."""
     app = create_app(settings)
     server = StreamingServer(config_for(app, settings, log_level=log_level), app.end_streams)
-    if sock is None:
-        sock = listening_socket(settings)
-        logger.info("Gateway listening on http://%s:%d", settings.host, sock.getsockname()[1])
-    server.run(sockets=accept_handles(sock))
-
-
-def listening_socket(settings: Settings) -> socket.socket:
-    """The gateway's listening socket (uvicorn calls listen() on it, with its backlog)."""
-    sock = socket.socket(
-        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
-    )
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.set_inheritable(True)
-    return sock
-
-
-def accept_handles(sock: socket.socket) -> list[socket.socket]:
-    """`sock` and duplicates of it: one accept queue, ACCEPT_HANDLES accepts per loop turn."""
-    return [sock, *(sock.dup() for _ in range(ACCEPT_HANDLES - 1))]
+    server.run(sockets=[sock] if sock is not None else None)
 
 
 def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
@@ -111,7 +81,12 @@ def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int
     if workers <= 1:
         serve(settings, log_level=log_level)
         return 0
-    sock = listening_socket(settings)
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
+    )
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((settings.host, settings.port))
+    sock.set_inheritable(True)
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_worker, args=(settings, sock, log_level), name=f"gateway-{i}")
