@@ -25,12 +25,10 @@ class LoopLag:
         self.counts = [0] * (len(BUCKETS_S) + 1)
         """Observations per bucket (the last: above the largest bound)."""
         self.total_s = 0.0
-        self.max_s = 0.0
 
     def observe(self, lag_s: float) -> None:
         self.counts[bisect_left(BUCKETS_S, lag_s)] += 1
         self.total_s += lag_s
-        self.max_s = max(self.max_s, lag_s)
 
     async def watch(self) -> None:
         loop = asyncio.get_running_loop()
