@@ -20,7 +20,7 @@ resume and slow-client tests that way.
 | the server's own ASGI `send` is a bound method of the protocol cycle, whose `.transport` is the connection (`server_transport`) | gateway/sink.py | uvicorn 0.30 - 0.54, httptools and h11, websockets-sansio |
 | the connection's protocol is wrapped with `transport.set_protocol` to hear `connection_lost` (`Watch`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
-| `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there | gateway/server.py | uvicorn 0.30 - 0.54 |
+| `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there; its startup is rewritten for given sockets (`lifespan`, `server_state`, `config.http_protocol_class`, `servers`, `started`, `STARTUP_FAILURE`) so the gateway accepts its own connections | gateway/server.py, gateway/accept.py | uvicorn 0.30 - 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `Client._send_command`, `_flush_queue`, `_flush_pending` and `nats.protocol.command.hpub_cmd`: a publish whose headers are already bytes (`send_hpub`; `can_send_hpub` says whether this nats-py has them) | producer/fastpub.py | nats-py 2.16 |
 | `Subscription._pending_queue`: the queue of a callback-less subscription, read in bursts (`pending_queue`) | consumers/pull.py, consumers/buckets.py | nats-py 2.9 - 2.16 |
@@ -42,8 +42,9 @@ import inspect
 import logging
 import socket
 import struct
+import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import uvicorn
 from nats.aio.client import Client
@@ -51,8 +52,20 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from nats.protocol import command
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.server import STARTUP_FAILURE  # type: ignore[attr-defined]
 
 logger = logging.getLogger(__name__)
+
+
+class Listener(Protocol):
+    """What uvicorn's shutdown expects of each of its servers."""
+
+    def close(self) -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
+Listen = Callable[[socket.socket, Callable[[], asyncio.Protocol], int], Listener]
 
 MessageHook = Callable[[int, bytes, bytes, bytes, bytes | None], Awaitable[None]]
 """nats-py's `_process_msg(sid, subject, reply, data, headers)`."""
@@ -177,14 +190,37 @@ async def let_server_see_loss() -> None:
 
 
 class StreamingServer(uvicorn.Server):
-    """uvicorn.Server that ends never-ending streams before waiting for connections."""
+    """uvicorn.Server that serves its sockets through `listen` and ends never-ending streams
+    before waiting for connections.
 
-    def __init__(self, config: uvicorn.Config, before_shutdown: Callable[[], None]) -> None:
+    `listen(sock, protocol_factory, backlog)` returns what uvicorn keeps as a server: an
+    object with `close()` and `async wait_closed()`; the gateway's accepts more than one
+    connection per turn (gateway/accept.py).
+    """
+
+    def __init__(
+        self, config: uvicorn.Config, before_shutdown: Callable[[], None], listen: Listen
+    ) -> None:
         super().__init__(config)
         self._before_shutdown = before_shutdown
+        self._listen = listen
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        # uvicorn's startup for given sockets, with `listen` in place of `loop.create_server`.
+        if not sockets:
+            raise RuntimeError("StreamingServer serves the sockets it is given")
+        await self.lifespan.startup()
+        if self.lifespan.should_exit:
+            sys.exit(STARTUP_FAILURE)
+        config = self.config
+
+        def create_protocol() -> asyncio.Protocol:
+            return config.http_protocol_class(  # type: ignore[call-arg]
+                config=config, server_state=self.server_state, app_state=self.lifespan.state
+            )
+
+        self.servers = [self._listen(sock, create_protocol, config.backlog) for sock in sockets]  # type: ignore[misc]
+        self.started = True
         # What is loaded by now (modules, the app, its models: ~50,000 objects) lives as long
         # as the process; frozen, it is left out of every later full collection, which a
         # burst of new connections triggers at each 25% growth of the long-lived objects.

@@ -29,12 +29,11 @@ import uvloop
 from _client import LoadClient, build
 from fanout import Workload, specs_for
 
-from agentcast._internals import StreamingServer
 from agentcast.embedded import free_port
 from agentcast.settings import Settings
 from agentcast.tokens import mint_token
 from gateway.app import create_app
-from gateway.server import config_for
+from gateway.server import listening_socket, streaming_server
 
 
 async def probe(clients: int, transport: str, top: int, trace: str) -> None:
@@ -55,8 +54,8 @@ async def probe(clients: int, transport: str, top: int, trace: str) -> None:
             environ={},
         )
         app = create_app(settings)
-        server = StreamingServer(config_for(app, settings, log_level="warning"), app.end_streams)
-        serving = asyncio.create_task(server.serve())
+        server = streaming_server(app, settings, log_level="warning")
+        serving = asyncio.create_task(server.serve(sockets=[listening_socket(settings)]))
         while not server.started:
             await asyncio.sleep(0.05)
         token = mint_token(_procs.SECRET, scopes=["read"], ttl_s=3600)

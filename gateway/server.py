@@ -5,17 +5,21 @@ clients get a jittered `retry:` and an ended response and WebSockets close
 with 1012; then uvicorn stops accepting, waits for connections (at most
 SHUTDOWN_BOUND_S) and runs the lifespan's exit, which drains NATS.
 
-`--workers N` binds one listening socket and starts N processes on it, each
-with its own NATS connection and hub: NATS does the cross-process fan-out.
+The gateway binds its listening socket itself and accepts from it with its
+own loop (gateway/accept.py): uvloop's accepts one connection per turn.
+`--workers N` starts N processes on that one socket, each with its own NATS
+connection and hub: NATS does the cross-process fan-out.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from types import FrameType
 from typing import Final
 
@@ -24,6 +28,7 @@ import uvicorn
 from agentcast._internals import HeadLimits, StreamingServer, guarded_http
 from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
+from gateway.accept import Acceptor
 from gateway.app import GatewayApp, create_app
 from gateway.ws import HARD_CAP_FACTOR
 
@@ -57,13 +62,43 @@ def config_for(app: GatewayApp, settings: Settings, *, log_level: str = "info") 
     )
 
 
-def serve(
-    settings: Settings, sock: socket.socket | None = None, *, log_level: str = "info"
-) -> None:
-    """Run one gateway process until it is told to stop."""
-    app = create_app(settings)
-    server = StreamingServer(config_for(app, settings, log_level=log_level), app.end_streams)
-    server.run(sockets=[sock] if sock is not None else None)
+def listening_socket(settings: Settings) -> socket.socket:
+    """The gateway's socket, bound (OSError if it cannot be); listened on by `Acceptor`."""
+    sock = socket.socket(
+        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
+    )
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def streaming_server(
+    app: GatewayApp, settings: Settings, *, log_level: str = "info"
+) -> StreamingServer:
+    """The uvicorn server for `app`, accepting through `Acceptor`; `run(sockets=[sock])`."""
+
+    def listen(
+        sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol], backlog: int
+    ) -> Acceptor:
+        acceptor = Acceptor(
+            sock, protocol_factory, backlog=backlog,
+            on_out_of_fds=lambda: app.stats.hit("nofile"),
+        )  # fmt: skip
+        host, port = acceptor.address
+        logger.info("Gateway listening on http://%s:%d (Press CTRL+C to quit)", host, port)
+        return acceptor
+
+    return StreamingServer(config_for(app, settings, log_level=log_level), app.end_streams, listen)
+
+
+def serve(settings: Settings, sock: socket.socket, *, log_level: str = "info") -> None:
+    """Run one gateway process on `sock` until it is told to stop."""
+    streaming_server(create_app(settings), settings, log_level=log_level).run(sockets=[sock])
 
 
 def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
@@ -78,15 +113,13 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
 
 def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int:
     """Serve with `workers` processes; returns an exit status."""
+    sock = listening_socket(settings)
     if workers <= 1:
-        serve(settings, log_level=log_level)
+        try:
+            serve(settings, sock, log_level=log_level)
+        finally:
+            sock.close()
         return 0
-    sock = socket.socket(
-        socket.AF_INET6 if ":" in settings.host else socket.AF_INET, socket.SOCK_STREAM
-    )
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((settings.host, settings.port))
-    sock.set_inheritable(True)
     ctx = multiprocessing.get_context("spawn")
     procs = [
         ctx.Process(target=_worker, args=(settings, sock, log_level), name=f"gateway-{i}")

@@ -1,10 +1,12 @@
 """The server bounds what a client can send before the app: head size (413 headers_too_large), body size (413),
-slow heads (slowloris, 408 and closed), idle keep-alive connections; streams are not cut; and
+slow heads (slowloris, 408 and closed), idle keep-alive connections, a full descriptor table; streams are not cut; and
 no token it is sent reaches its log."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import resource
 
 import httpx
 import pytest
@@ -172,3 +174,29 @@ async def test_healthz_is_answered_by_the_server_itself_and_pipelined_answers_ke
     writer.close()
     assert both.count(b"HTTP/1.1 200 ") == 2
     assert both.index(b'"openapi"') < both.index(b'{"ok":true}')
+
+
+async def test_a_full_descriptor_table_pauses_accepting_and_every_queued_client_is_answered(
+    gw: GatewayProcess,
+) -> None:
+    # A flood of idle connections past the process's descriptor limit: accepting pauses (a
+    # level-triggered reader would otherwise spin on EMFILE), the rest wait in the kernel's
+    # queue, and each is answered once descriptors are free (here by the 408 of its head).
+    soft, hard = resource.prlimit(gw.pid, resource.RLIMIT_NOFILE)
+    in_use = len(os.listdir(f"/proc/{gw.pid}/fd"))
+    resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (in_use + 8, hard))
+    try:
+        held = [await _raw(gw) for _ in range(24)]
+        async with asyncio.timeout(30):
+            while "Accepting paused" not in gw.log.read_text():
+                await asyncio.sleep(0.05)
+    finally:
+        resource.prlimit(gw.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    answers = await asyncio.gather(*(_read_all(reader) for reader, _ in held))
+    for _, writer in held:
+        writer.close()
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers
+    assert "Accepting again" in gw.log.read_text()
+    async with httpx.AsyncClient(base_url=gw.url, timeout=30) as http:
+        assert (await http.get("/healthz")).status_code == 200
+    assert gw.metric(LIMIT_HITS, limit="nofile") >= 1
