@@ -111,14 +111,13 @@ def _worker(settings: Settings, sock: socket.socket, log_level: str) -> None:
     serve(settings, sock, log_level=log_level)
 
 
-def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int:
-    """Serve with `workers` processes; returns an exit status."""
-    sock = listening_socket(settings)
+def run(
+    settings: Settings, sock: socket.socket, *, workers: int = 1, log_level: str = "info"
+) -> int:
+    """Serve on `sock` (from `listening_socket`) with `workers` processes; returns an exit
+    status. The caller closes `sock`."""
     if workers <= 1:
-        try:
-            serve(settings, sock, log_level=log_level)
-        finally:
-            sock.close()
+        serve(settings, sock, log_level=log_level)
         return 0
     ctx = multiprocessing.get_context("spawn")
     procs = [
@@ -145,7 +144,6 @@ def run(settings: Settings, *, workers: int = 1, log_level: str = "info") -> int
             proc.join(_SUPERVISOR_GRACE_S)
             if proc.is_alive():
                 proc.kill()
-        sock.close()
     # uvicorn re-raises the stop signal after a clean shutdown: that is a normal exit.
     stopped = {0, -signal.SIGTERM, -signal.SIGINT}
     return max((0 if p.exitcode in stopped else abs(p.exitcode or 1) for p in procs), default=0)

@@ -100,6 +100,22 @@ async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
     assert f"port {port} is already in use" in err.decode()
 
 
+async def test_gateway_on_a_busy_port_names_it_before_starting_anything(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "agentcast.cli", "gateway", "--data", str(tmp_path / "data"),
+            "--port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err.decode()
+    assert "Traceback" not in err.decode()
+    assert not (tmp_path / "data" / "nats").exists()  # no embedded nats-server was started
+
+
 def _child_pid(data: Path, role: str) -> int | None:
     for pid in _procs_mentioning(str(data)):
         try:

@@ -23,15 +23,22 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from gateway.server import run
+    from gateway.server import listening_socket, run
 
     setup_logging(args)
     if args.workers < 1:
         fail("--workers must be at least 1")
     settings = settings_from_args(args)
-    url, embedded = resolve_nats(settings)
-    try:
-        return run(settings.replace(nats_url=url), workers=args.workers, log_level=args.log_level)
-    finally:
-        if embedded is not None:
-            embedded.stop()
+    try:  # before NATS: a busy port is said at once
+        sock = listening_socket(settings)
+    except OSError as exc:
+        fail(f"cannot listen on {settings.host}:{settings.port}: {exc.strerror} (pass --port)", 1)
+    with sock:
+        url, embedded = resolve_nats(settings)
+        try:
+            return run(
+                settings.replace(nats_url=url), sock, workers=args.workers, log_level=args.log_level
+            )
+        finally:
+            if embedded is not None:
+                embedded.stop()
