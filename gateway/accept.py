@@ -84,7 +84,7 @@ class Acceptor:
     def _opened(self, task: asyncio.Task[object]) -> None:
         self._opening.discard(task)
         if not task.cancelled() and (exc := task.exception()) is not None:
-            logger.warning("An accepted connection could not be opened: %r", exc)
+            logger.debug("an accepted connection could not be opened: %r", exc)  # its client left
 
     def _pause(self, exc: OSError) -> None:
         # Level-triggered: a full fd table would wake this reader every turn. The
