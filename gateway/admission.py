@@ -126,12 +126,11 @@ class Admission:
     async def _wait(
         self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
     ) -> bool:
-        # Replays parked at the door (gateway/parking.py) are in line too.
-        if self.waiting + self._stats.replays_parked >= self.queue_max:
+        if self.waiting >= self.queue_max:
             self._drop_gone()
-            if (waiting := self.waiting + self._stats.replays_parked) >= self.queue_max:
+            if self.waiting >= self.queue_max:
                 self._stats.replays_refused += 1
-                raise ReplayBusy(f"{waiting} replays are waiting")
+                raise ReplayBusy(f"{self.waiting} replays are waiting")
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
         # Every waiter waits at most wait_s, so deadlines grow along the line: one timer, for
