@@ -51,6 +51,11 @@ SPEC_FIELDS = [
 ]
 
 
+_AT = 1_700_000_000_000_000_000
+"""One timestamp for every event where exact steps are asserted: the plan's share, with no
+time-weighting inside an item (stamped as built, a loaded machine moved 0.0 to 0.1)."""
+
+
 def _steps(snaps: list[ProgressSnapshot], source: str) -> list[float]:
     values = [s.percent for s in snaps if s.percent_source == source]
     return [v for i, v in enumerate(values) if i == 0 or v != values[i - 1]]
@@ -79,7 +84,7 @@ def test_todowrite_percent_steps_with_the_list_stays_below_100_then_ends_at_100(
             ToolResultData(tool_use_id=f"t{i}", content="ok"),
         ]
     datas.append(RunCompletedData(num_turns=4))
-    snaps = snapshots_after_each(build_events("s_todo", datas))
+    snaps = snapshots_after_each(build_events("s_todo", datas, ts=_AT))
     # Instant events: no item took measurable time, so the items weigh alike.
     steps = _steps(snaps, "todos")
     assert steps[:3] == [0.0, 25.0, 75.0] and 75.0 < steps[3] <= ESTIMATE_CEILING
@@ -108,7 +113,7 @@ def test_task_tools_percent_follows_creates_updates_and_deletes() -> None:
     ):
         datas.append(_call(f"u{n}", "TaskUpdate", {"taskId": task, "status": status}))
     datas.append(RunCompletedData())
-    snaps = snapshots_after_each(build_events("s_task", datas))
+    snaps = snapshots_after_each(build_events("s_task", datas, ts=_AT))
     # 0 of 3; 1 of 3; 1 of 2 once task 3 is deleted; 2 of 2.
     steps = _steps(snaps, "todos")
     assert steps[:3] == [0.0, 33.3, 50.0] and 50.0 < steps[3] <= ESTIMATE_CEILING

@@ -26,10 +26,17 @@ from agentcast.subjects import event_subject
 
 
 def build_events(
-    session: str, datas: Iterable[EventData], *, run: int = 1, first_seq: int = 1
+    session: str,
+    datas: Iterable[EventData],
+    *,
+    run: int = 1,
+    first_seq: int = 1,
+    ts: int | None = None,
 ) -> list[Event]:
+    """Events stamped now, or all at `ts` (for figures that must not depend on elapsed time)."""
     return [
-        envelope(data, session=session, run=run, seq=first_seq + i) for i, data in enumerate(datas)
+        envelope(data, session=session, run=run, seq=first_seq + i, ts=ts)
+        for i, data in enumerate(datas)
     ]
 
 
