@@ -281,15 +281,13 @@ async def _patiently(ensure: Callable[[], Awaitable[T]], what: str) -> T:
     """`ensure()`, asked again while JetStream does not answer in time. A role starting
     beside a cluster that is still electing its leaders, or under load, or a server that
     stalls, waits for it rather than exiting: every step of `ensure()` is idempotent."""
-    for attempt in range(1, ENSURE_ATTEMPTS + 1):
+    for attempt in range(1, ENSURE_ATTEMPTS):
         try:
             return await ensure()
         except (NatsTimeoutError, ServiceUnavailableError) as exc:
-            if attempt == ENSURE_ATTEMPTS:
-                raise
             logger.warning("JetStream did not answer for %s (%r); asking again", what, exc)
             await asyncio.sleep(min(0.5 * attempt, 2.0))
-    raise AssertionError("unreachable")
+    return await ensure()  # the last attempt: its error is the role's
 
 
 async def sessions_bucket(js: JetStreamContext, replicas_wanted: int = 1) -> KeyValue:

@@ -33,8 +33,8 @@ _OUT_OF_FDS: Final = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno
 
 
 class Acceptor:
-    """Accepts on `sock` into `protocol_factory` until `close()`; what uvicorn's shutdown
-    expects of a server (`close`, `wait_closed`)."""
+    """Accepts on `sock` into `protocol_factory` until `close()`; an `agentcast._internals.
+    Listener`, what uvicorn's shutdown expects of a server (`close`, `wait_closed`)."""
 
     def __init__(
         self,

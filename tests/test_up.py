@@ -78,41 +78,31 @@ async def test_a_sigterm_during_startup_stops_the_children_already_started(
     assert _procs_mentioning(str(data)) == []
 
 
-async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
+async def _on_a_busy_port(tmp_path: Path, command: str) -> tuple[int, int | None, str]:
+    """`agentcast <command>` on a port another socket listens on: (port, exit code, stderr)."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
         proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "agentcast.cli",
-            "up",
-            "--data",
-            str(tmp_path / "data"),
-            "--port",
-            str(port),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
-    assert f"port {port} is already in use" in err.decode()
-
-
-async def test_gateway_on_a_busy_port_names_it_before_starting_anything(tmp_path: Path) -> None:
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "agentcast.cli", "gateway", "--data", str(tmp_path / "data"),
+            sys.executable, "-m", "agentcast.cli", command, "--data", str(tmp_path / "data"),
             "--port", str(port), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         _, err = await asyncio.wait_for(proc.communicate(), 30)
-    assert proc.returncode == 1
-    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err.decode()
-    assert "Traceback" not in err.decode()
+    return port, proc.returncode, err.decode()
+
+
+async def test_up_on_a_busy_port_names_the_port(tmp_path: Path) -> None:
+    port, code, err = await _on_a_busy_port(tmp_path, "up")
+    assert code == 1
+    assert f"port {port} is already in use" in err
+
+
+async def test_gateway_on_a_busy_port_names_it_before_starting_anything(tmp_path: Path) -> None:
+    port, code, err = await _on_a_busy_port(tmp_path, "gateway")
+    assert code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in err
+    assert "Traceback" not in err
     assert not (tmp_path / "data" / "nats").exists()  # no embedded nats-server was started
 
 
