@@ -28,8 +28,7 @@ import gc
 import logging
 import random
 from collections import deque
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Final
 
 from agentcast.errors import AgentcastError
@@ -103,25 +102,25 @@ class Admission:
             forget=forget,
         )
 
-    @asynccontextmanager
-    async def slot(
+    def slot(
         self,
         on_queued: Callable[[int], None] | None = None,
         gone: Callable[[], bool] | None = None,
-    ) -> AsyncIterator[bool]:
-        """Hold a replay slot for the block (yields True); waits in line (calling
-        `on_queued(ahead)` once) when none is free, and raises ReplayBusy when the line is
-        full or the wait too long. A waiter whose `gone()` turns true (its client left)
-        is dropped from the line when reached, or when the line is full, and yields False."""
+    ) -> ReplaySlot:
+        """Hold a replay slot for an `async with` block (entered as True); waits in line
+        (calling `on_queued(ahead)` once) when none is free, and raises ReplayBusy when the
+        line is full or the wait too long. A waiter whose `gone()` turns true (its client
+        left) is dropped from the line when reached, or when the line is full, and enters
+        as False."""
+        return ReplaySlot(self, on_queued, gone or _never)
+
+    async def _acquire(
+        self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
+    ) -> bool:
         if self.active < self.limit and not self.waiting:
             self._take()
-        elif not await self._wait(on_queued, gone or _never):
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            self._release()
+            return True
+        return await self._wait(on_queued, gone)
 
     async def _wait(
         self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
@@ -240,6 +239,32 @@ class Admission:
     def _count_waiting(self, delta: int) -> None:
         self.waiting += delta
         self._stats.replays_waiting = self.waiting
+
+
+class ReplaySlot:
+    """`Admission.slot`'s block. A class rather than an `@asynccontextmanager`: a replay
+    waiting in line would hold that one's async generator, its frame and asyncio's weak
+    reference to it (~800 bytes; thousands wait during a storm)."""
+
+    __slots__ = ("_admission", "_gone", "_held", "_on_queued")
+
+    def __init__(
+        self, admission: Admission, on_queued: Callable[[int], None] | None,
+        gone: Callable[[], bool],
+    ) -> None:  # fmt: skip
+        self._admission = admission
+        self._on_queued = on_queued
+        self._gone = gone
+        self._held = False
+
+    async def __aenter__(self) -> bool:
+        self._held = await self._admission._acquire(self._on_queued, self._gone)
+        return self._held
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._held:
+            self._held = False
+            self._admission._release()
 
 
 def _never() -> bool:
