@@ -54,6 +54,8 @@ from nats.protocol import command
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import STARTUP_FAILURE  # type: ignore[attr-defined]
 
+from agentcast.memory import compact_set
+
 logger = logging.getLogger(__name__)
 
 
@@ -297,6 +299,8 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_timer()
             super().connection_lost(exc)
+            compact_set(self.connections)
+            compact_set(self.tasks)
 
         def data_received(self, data: bytes) -> None:
             head = self._head

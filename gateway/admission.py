@@ -114,14 +114,6 @@ class Admission:
         as False."""
         return ReplaySlot(self, on_queued, gone or _never)
 
-    async def _acquire(
-        self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
-    ) -> bool:
-        if self.active < self.limit and not self.waiting:
-            self._take()
-            return True
-        return await self._wait(on_queued, gone)
-
     async def _wait(
         self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
     ) -> bool:
@@ -258,7 +250,12 @@ class ReplaySlot:
         self._held = False
 
     async def __aenter__(self) -> bool:
-        self._held = await self._admission._acquire(self._on_queued, self._gone)
+        admission = self._admission
+        if admission.active < admission.limit and not admission.waiting:
+            admission._take()
+            self._held = True
+        else:  # awaited here, not through another coroutine: the waiter holds one frame less
+            self._held = await admission._wait(self._on_queued, self._gone)
         return self._held
 
     async def __aexit__(self, *exc_info: object) -> None:

@@ -168,8 +168,10 @@ def create_app(settings: Settings) -> GatewayApp:
 
 _ASGI_SCOPE_KEYS = frozenset(
     ("type", "asgi", "http_version", "method", "scheme", "path", "raw_path", "query_string",
-     "root_path", "headers", "client", "server", "subprotocols", "extensions", "state")
+     "root_path", "headers", "client", "server", "subprotocols", "extensions")
 )  # fmt: skip
+"""What a stream's scope keeps once handed off: ASGI's own keys, without the copy of the
+lifespan `state` (only the framework reads it, and it has returned)."""
 
 
 class GatewayApp(FastAPI):

@@ -46,6 +46,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription as NatsSubscription
 from nats.errors import SlowConsumerError
 
+from agentcast.memory import compact_set
 from agentcast.sessions import validate_session_id
 from agentcast.settings import Settings
 from agentcast.subjects import EVENT_PREFIX, LIVE_PREFIX
@@ -387,6 +388,7 @@ class Subscriber:
     ) -> None:
         hub, sink = self._hub, self.sink
         hub.sinks.discard(sink)
+        compact_set(hub.sinks)
         hub.stats.connections[sink.kind] -= 1
         sink.finish("disconnected")
         for sub in list(self._topics):
