@@ -99,6 +99,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Replays that may wait for a slot per gateway process; past it: told to retry later."""
     replay_wait_s: float = 120.0
     """Longest a replay waits for a slot before it is told to retry later."""
+    replay_park_at: int = 1024
+    """Replays waiting for a slot before new replay requests wait parked, as their bytes
+    (gateway/parking.py); 0: never."""
     nats_timeout_s: float = 1.5
     """How long an API call waits for NATS before answering 503 nats_unavailable."""
     gateway_fastpath: bool = True

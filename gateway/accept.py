@@ -43,10 +43,12 @@ class Acceptor:
         *,
         backlog: int,
         on_out_of_fds: Callable[[], None] = lambda: None,
+        on_close: Callable[[], None] = lambda: None,
     ) -> None:
         self._sock = sock
         self._factory = protocol_factory
         self._on_out_of_fds = on_out_of_fds
+        self._on_close = on_close
         self._loop = asyncio.get_running_loop()
         self._opening: set[asyncio.Task[object]] = set()
         self._paused: asyncio.TimerHandle | None = None
@@ -102,7 +104,8 @@ class Acceptor:
             self._loop.add_reader(self._sock.fileno(), self._accept)
 
     def close(self) -> None:
-        """Stop accepting; the connections already open stay (uvicorn's shutdown ends them)."""
+        """Stop accepting, then `on_close()`; the connections already open stay (uvicorn's
+        shutdown ends them)."""
         if self._closed:
             return
         self._closed = True
@@ -110,6 +113,7 @@ class Acceptor:
             self._paused.cancel()
         else:
             self._loop.remove_reader(self._sock.fileno())
+        self._on_close()
 
     async def wait_closed(self) -> None:
         """Connections accepted before `close()` finish opening (then uvicorn tracks them)."""

@@ -29,6 +29,7 @@ import logging
 import random
 from collections import deque
 from collections.abc import Callable
+from contextvars import ContextVar
 from typing import Final
 
 from agentcast.errors import AgentcastError
@@ -49,6 +50,12 @@ def retry_after_s() -> float:
     """A retry delay with jitter: 2 to 10 s."""
     return RETRY_BASE_S + random.uniform(0.0, RETRY_SPREAD_S)
 
+
+ARRIVING: Final[ContextVar[Callable[[], None] | None]] = ContextVar(
+    "agentcast_replay_arriving", default=None
+)
+"""Set by the door (gateway/parking.py) on a request it let in during a storm: called as its
+replay reaches the line, which then counts it."""
 
 _Waiter = tuple[asyncio.Future[bool], Callable[[], bool], float]
 """A place in line: its turn, whether its client left, and when it gives up (loop time)."""
@@ -117,11 +124,12 @@ class Admission:
     async def _wait(
         self, on_queued: Callable[[int], None] | None, gone: Callable[[], bool]
     ) -> bool:
-        if self.waiting >= self.queue_max:
+        # Replays parked at the door (gateway/parking.py) are in line too.
+        if self.waiting + self._stats.replays_parked >= self.queue_max:
             self._drop_gone()
-            if self.waiting >= self.queue_max:
+            if (waiting := self.waiting + self._stats.replays_parked) >= self.queue_max:
                 self._stats.replays_refused += 1
-                raise ReplayBusy(f"{self.waiting} replays are waiting")
+                raise ReplayBusy(f"{waiting} replays are waiting")
         loop = asyncio.get_running_loop()
         turn: asyncio.Future[bool] = loop.create_future()
         # Every waiter waits at most wait_s, so deadlines grow along the line: one timer, for
@@ -250,6 +258,9 @@ class ReplaySlot:
         self._held = False
 
     async def __aenter__(self) -> bool:
+        arrived = ARRIVING.get()
+        if arrived is not None:
+            arrived()
         admission = self._admission
         if admission.active < admission.limit and not admission.waiting:
             admission._take()

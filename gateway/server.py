@@ -30,6 +30,7 @@ from agentcast.logs import redact_handlers
 from agentcast.settings import Settings
 from gateway.accept import Acceptor
 from gateway.app import GatewayApp, create_app
+from gateway.parking import ParkingLot
 from gateway.ws import HARD_CAP_FACTOR
 
 logger = logging.getLogger(__name__)
@@ -80,14 +81,18 @@ def listening_socket(settings: Settings) -> socket.socket:
 def streaming_server(
     app: GatewayApp, settings: Settings, *, log_level: str = "info"
 ) -> StreamingServer:
-    """The uvicorn server for `app`, accepting through `Acceptor`; `run(sockets=[sock])`."""
+    """The uvicorn server for `app`, accepting through `Acceptor`, parking replays in a storm
+    (`ParkingLot`); `run(sockets=[sock])`."""
 
     def listen(
         sock: socket.socket, protocol_factory: Callable[[], asyncio.Protocol], backlog: int
     ) -> Acceptor:
+        lot = ParkingLot(
+            app.stats, park_at=settings.replay_park_at, queue_max=settings.replay_queue
+        )
         acceptor = Acceptor(
-            sock, protocol_factory, backlog=backlog,
-            on_out_of_fds=lambda: app.stats.hit("nofile"),
+            sock, lot.factory(protocol_factory), backlog=backlog,
+            on_out_of_fds=lambda: app.stats.hit("nofile"), on_close=lot.release_all,
         )  # fmt: skip
         host, port = acceptor.address
         logger.info("Gateway listening on http://%s:%d (Press CTRL+C to quit)", host, port)

@@ -47,6 +47,8 @@ class Stats:
         self.replays_waiting = 0
         self.replays_queued = 0
         self.replays_refused = 0
+        self.replays_parked = 0
+        self.replays_parked_total = 0
         self.loop_lag = LoopLag()
 
     def hit(self, limit: str) -> None:
@@ -174,6 +176,20 @@ class _Collector(Collector):
             "agentcast_gateway_replays_waiting",
             "Replays waiting for a slot",
             s.replays_waiting,
+            pid,
+        )
+        yield _single(
+            GaugeMetricFamily,
+            "agentcast_gateway_connections_parked",
+            "Replay requests parked as their bytes until the line shortens (gateway/parking.py)",
+            s.replays_parked,
+            pid,
+        )
+        yield _single(
+            CounterMetricFamily,
+            "agentcast_gateway_replays_parked",
+            "Replay requests that were parked",
+            s.replays_parked_total,
             pid,
         )
         yield _single(

@@ -26,7 +26,7 @@ from gateway.readcache import Batch, SharedBatches
 from gateway.telemetry import Stats
 from tests.support.gateway import GatewayProcess, auth, token
 from tests.support.nats import PrivateNats, role_env
-from tests.support.storm import publish_session, replay, stalled_reader
+from tests.support.storm import Replay, publish_session, replay, stalled_reader
 
 QUEUE = 30
 EVENTS = 200
@@ -236,3 +236,106 @@ async def test_recent_batches_are_forgotten_after_a_storm_but_reads_in_flight_st
     assert await waiting is landed
     assert await shared.get(("s", 2, 10, 1000), 0, read_slow) is landed  # shared, not re-read
     assert stats.replay_reads == 2 and stats.replay_reads_shared == 1
+
+
+PARK_AT = 4
+
+
+@pytest.fixture
+def parking_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
+    env = {
+        **role_env(nats_server, "gateway"),
+        "AGENTCAST_REPLAY_CONCURRENCY": "1",
+        "AGENTCAST_REPLAY_QUEUE": str(QUEUE),
+        "AGENTCAST_REPLAY_BATCH": str(BATCH),
+        "AGENTCAST_REPLAY_PARK_AT": str(PARK_AT),
+    }
+    proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+async def test_replays_past_the_park_line_wait_parked_and_still_complete_exactly_once(
+    parking_gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    gw = parking_gateway
+    await publish_session(js, session_id, EVENTS)
+    big = session_id + "_big"
+    await publish_session(js, big, HOLDER_EVENTS, size=2000)
+    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
+    try:
+        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+
+            def line() -> tuple[float, float]:
+                parked = gw.metric("agentcast_gateway_connections_parked")
+                return gw.metric("agentcast_gateway_replays_waiting"), parked
+
+            def replays(count: int) -> list[asyncio.Task[Replay]]:
+                return [
+                    asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+                    for _ in range(count)
+                ]
+
+            # The line first (a request is parked once the line is long when it arrives).
+            queued = replays(PARK_AT)
+            await _until(lambda: line() == (PARK_AT, 0), "line full")
+            queued += replays(QUEUE - PARK_AT)
+            await _until(lambda: line() == (PARK_AT, QUEUE - PARK_AT), "lot full")
+            # While replays are parked: probes, the API and live-only streams go on at once.
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/v1/sessions", headers=auth())).status_code == 200
+            async with client.stream(
+                "GET", f"/v1/sessions/{session_id}/events", params={"from": "now"},
+                headers=auth(),
+            ) as live:  # fmt: skip
+                assert live.status_code == 200
+            # Parked replays count towards the queue bound: one more is told to retry later.
+            refused = await replay(client, session_id, EVENTS, headers=auth())
+            assert line() == (PARK_AT, QUEUE - PARK_AT)
+            holder.close()
+            done = await asyncio.gather(*queued)
+    finally:
+        holder.close()
+
+    assert any(c.startswith("replays busy") for c in refused.comments), refused.comments
+    for seen in done:
+        assert seen.seqs == list(range(1, EVENTS + 1))  # every event, once, in order
+        assert not any("restarting" in c for c in seen.comments)
+    assert gw.metric("agentcast_gateway_replays_parked_total") >= QUEUE - PARK_AT
+    assert gw.metric("agentcast_gateway_connections_parked") == 0
+
+
+async def test_parked_replays_are_told_the_truth_when_the_gateway_stops(
+    parking_gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    gw = parking_gateway
+    await publish_session(js, session_id, EVENTS)
+    big = session_id + "_big"
+    await publish_session(js, big, HOLDER_EVENTS, size=2000)
+    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
+    try:
+        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
+        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
+
+            def replays(count: int) -> list[asyncio.Task[Replay]]:
+                return [
+                    asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+                    for _ in range(count)
+                ]
+
+            queued = replays(PARK_AT)
+            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == PARK_AT, "line")
+            queued += replays(6)
+            await _until(lambda: gw.metric("agentcast_gateway_connections_parked") == 6, "parked")
+            gw.terminate()
+            done = await asyncio.gather(*queued)
+    finally:
+        holder.close()
+    # Every client, parked or in line, gets an answer that ends: the truth and a retry hint.
+    for seen in done:
+        assert seen.ended and any("gateway restarting" in c for c in seen.comments), seen
+        assert seen.retries
