@@ -47,7 +47,7 @@ from agentcast.tokens import mint_token
 SESSION = "storm1"
 _PROBE_EVERY_S = 0.02
 _PROBE_TIMEOUT_S = 5.0
-_AFTER_S = float(os.environ.get("STORM_AFTER_S", "5"))
+_AFTER_S = 5.0
 _COUNTERS = ("replay_reads", "replay_reads_shared", "replays_queued", "replays_refused")
 _LAG_BOUNDS = ("0.05", "0.1", "+Inf")
 
