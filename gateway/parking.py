@@ -2,25 +2,29 @@
 
 A replay waiting in the admission line (gateway/admission.py) holds a whole
 request: uvicorn's protocol, parser, cycle and task, and the stream's sink,
-subscription and coroutines, about 11.5 KB of small objects. 5,000 at once
-grew each process's heap by ~30 MB, and CPython's allocator kept about half
-of it after the storm: a few survivors pin each 1 MiB arena (bench/README.md,
-storm). So every new connection is first read by a small protocol, and
-once the line is long (`replay_park_at` replays waiting, 256 by default), a
+subscription and coroutines, about 9 KB of small objects. 2,500 at once grow a
+process's heap by ~25 MB, and CPython's allocator keeps most of it after the
+storm: the long-lived tasks' futures and timers, reallocated during it, pin
+each 1 MiB arena they land in (bench/README.md, storm).
+
+So during a storm (`replay_park_at` replays in line, 1,024 by default, or
+anything parked) a new connection is first read by a small protocol. A
 connection whose first read is a whole request head asking for a replay
-(`GET` of an event stream, without `from=now`) is parked: reading paused, it holds its
-transport and those bytes (about 2 KB). Parked connections go on oldest first
-as the line shortens, and each after MAX_PARK_S at the latest, to wait in the
+(`GET` of an event stream, without `from=now`) is parked: reading paused, it
+holds its transport and those bytes (about 2 KB). Anything else (`/healthz`,
+the API, WebSocket upgrades, a head that does not come in one read) goes on at
+once; once anything is parked, replay requests park behind it, so the order of
+arrival holds. Outside a storm a new connection goes straight to HTTP.
+
+Parked connections go on oldest first as the line shortens, at most
+LET_IN_MAX per tick, and each after MAX_PARK_S at the latest, to wait in the
 line (told so) as before, so no proxy in front sees a silent connection for
-long. A connection let in counts against the line until its replay reaches it
-(admission.ARRIVING, carried by its request's task) or ARRIVE_S has passed:
-counting only the line, a tick would let in hundreds more while the first are
-still being parsed and routed, and the storm would hold whole requests again.
-Outside a storm a new connection goes straight to its HTTP protocol. Anything else, `/healthz`, the API, WebSocket upgrades, a head that
-does not come in one read, goes on at once; and once anything is parked,
-replay requests park behind it, so the order of arrival holds. Parked
-requests count towards `replay_queue`: past it, a replay goes on and is
-told to retry later, as before.
+long. One let in counts against the line until its replay reaches it
+(admission.ARRIVING, which its request's task inherits) or ARRIVE_S has passed:
+counting only the line, each tick would let in more while the last were still
+being parsed and routed, and the storm would hold whole requests again. Parked
+requests count towards `replay_queue`: past it, a replay goes on and is told to
+retry later, as before.
 """
 
 from __future__ import annotations
