@@ -16,7 +16,8 @@ reads further (those events are in JetStream by the time they arrive live).
 Replays hold a slot of the process's admission control (gateway/admission.py)
 while they read, and share their batch reads with other replays of the same
 batch (gateway/readcache.py) under the same rule as step 2: a last batch is
-used only if it was read after this subscription attached (its `mark()`).
+used only if it was read after this subscription attached (its `mark()`), or
+after its topic subscribed if the topic heard nothing newer before this attached.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ class Subscription:
         "catching_up",
         "detached",
         "dropped_upto",
+        "live_mark",
+        "live_seen",
         "name",
         "pending",
         "pending_bytes",
@@ -97,6 +100,10 @@ class Subscription:
         """Unsubscribed (set by its hub.Subscriber): a running catch-up stops."""
         self.since = -1
         """The reader's tick (`DirectReader.mark()`) once attached to the topic."""
+        self.live_mark = -1
+        self.live_seen = 0
+        """The topic's own tick and its last live sequence when this attached (readcache.py);
+        -1: not on hand (a replicated stream: each replay reads after its own sync)."""
 
     def wants(self, frame: Frame) -> bool:
         if self.types is not None and not self.types(frame.type):
@@ -150,8 +157,9 @@ class Subscription:
         since = self.since if self.since >= 0 else reader.mark()
         for _ in range(_MAX_CATCHUP_ROUNDS):
             found = await reader.batch(
-                self.position + 1, self.replay_subject, batch, sink.limit, since=since
-            )
+                self.position + 1, self.replay_subject, batch, sink.limit, since=since,
+                live_mark=self.live_mark, live_seen=self.live_seen,
+            )  # fmt: skip
             if self.detached:
                 return False
             frames = found.frames

@@ -94,6 +94,9 @@ class Topic:
         self.subs: set[Subscription] = set()
         self._snapshot: tuple[Subscription, ...] = ()
         self.last_seq = 0
+        self.mark = -1
+        """The reader's tick once subscribed: reads sent after it, every event stored after
+        their answer comes here live (gateway/readcache.py)."""
         self._held: list[Frame] | None = None
         """Live frames that came while a refill runs (None: no refill running)."""
         self._held_bytes = 0
@@ -111,6 +114,7 @@ class Topic:
                 pending_bytes_limit=self.hub.pending_bytes,
             )
             self.hub.tap.add(self._nats, self.on_message)
+            self.mark = self.hub.reader.mark()
         except BaseException as exc:
             self.ready.set_exception(exc)
             self.ready.exception()  # retrieved here: waiters re-raise it themselves
@@ -401,7 +405,10 @@ class Subscriber:
         if sub in self._topics and self.sink.reason is None:
             self._topics[sub] = topic
             # Reads sent from now on see every event that will not come live (readcache.py).
-            sub.since = self._hub.reader.mark()
+            reader = self._hub.reader
+            sub.since = reader.mark()
+            if not reader.replicated:  # replicas lag: there each replay reads after its sync
+                sub.live_mark, sub.live_seen = topic.mark, topic.last_seq
         else:
             topic.remove(sub)  # unsubscribed or finished while the topic opened
 

@@ -17,6 +17,12 @@ When an answer may be shared (see the hand-over in gateway/feed.py):
   live topic, or an event stored in between would be in neither the replay
   nor the live feed. Replays take a tick (`mark()`) once attached; a read
   remembers the tick it was sent at, and serves those marked no later.
+- Or, when it was sent after the replay's topic itself subscribed (the topic's
+  own tick), if it reaches as far as every live event the topic had seen when
+  the replay attached: whatever was stored after the read came to the topic
+  live, and none had come before the replay attached, so the replay hears it.
+  Replays of a finished session that arrive one wave after another (browsers
+  retrying with jitter, a storm let in from parking) then share one read.
 """
 
 from __future__ import annotations
@@ -56,6 +62,11 @@ class _Entry:
     size: int = 0
 
 
+def _reach(key: Key, found: Batch) -> int:
+    """The last stream sequence an answer speaks for (up to its read's first one, if empty)."""
+    return found.frames[-1].seq if found.frames else key[1] - 1
+
+
 class SharedBatches:
     """In-flight and recent batch reads by key (see the module docstring)."""
 
@@ -74,9 +85,14 @@ class SharedBatches:
         self._tick += 1
         return self._tick
 
-    async def get(self, key: Key, since: int, read: Callable[[], Awaitable[Batch]]) -> Batch:
+    async def get(
+        self, key: Key, since: int, read: Callable[[], Awaitable[Batch]], *,
+        live_mark: int = -1, live_seen: int = 0,
+    ) -> Batch:  # fmt: skip
         """The batch for `key` as read by a request sent at tick `since` or later, or any
-        full batch for it; `read()` is called only when no such answer is on hand."""
+        full batch for it, or a last batch sent at the topic's tick `live_mark` or later that
+        reaches `live_seen` (the topic's last live sequence when the replay attached);
+        `read()` is called only when no such answer is on hand."""
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
@@ -87,7 +103,11 @@ class SharedBatches:
                 if entry.sent >= since:
                     raise
             else:
-                if entry.sent >= since or (found.pending > 0 and found.frames):
+                if (
+                    entry.sent >= since
+                    or (found.pending > 0 and found.frames)
+                    or (0 <= live_mark <= entry.sent and live_seen <= _reach(key, found))
+                ):
                     self._stats.replay_reads_shared += 1
                     return found
         return await asyncio.shield(self._read(key, read).task)

@@ -181,12 +181,14 @@ class DirectReader:
         return self.shared.mark()
 
     async def batch(
-        self, start_seq: int, subject: str, max_msgs: int, max_bytes: int, *, since: int = -1
-    ) -> Batch:
+        self, start_seq: int, subject: str, max_msgs: int, max_bytes: int, *, since: int = -1,
+        live_mark: int = -1, live_seen: int = 0,
+    ) -> Batch:  # fmt: skip
         """Up to `max_msgs` events on `subject` from `start_seq` on, in sequence order.
 
         With `since` (a `mark()`), the answer may be another replay's read of the same batch,
-        as long as it is exact for a replay attached at that tick (gateway/readcache.py).
+        as long as it is exact for a replay attached at that tick, or (with the topic's own
+        `live_mark` and `live_seen`) for one whose topic heard nothing newer (readcache.py).
         """
 
         async def read() -> Batch:
@@ -201,7 +203,8 @@ class DirectReader:
 
         if since < 0:
             return await read()
-        return await self.shared.get((subject, start_seq, max_msgs, max_bytes), since, read)
+        key = (subject, start_seq, max_msgs, max_bytes)
+        return await self.shared.get(key, since, read, live_mark=live_mark, live_seen=live_seen)
 
     async def get(self, seq: int) -> Msg | None:
         """The message stored at `seq`, or None if it is gone."""

@@ -9,6 +9,7 @@ are in bench/storm.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -20,10 +21,12 @@ import pytest
 from nats.js import JetStreamContext
 
 from agentcast.embedded import EmbeddedNats
+from agentcast.events import TextDeltaData
 from gateway.admission import Admission, ReplayBusy
 from gateway.frames import Frame
 from gateway.readcache import Batch, SharedBatches
 from gateway.telemetry import Stats
+from tests.support.events import build_events, publish_events
 from tests.support.gateway import GatewayProcess, auth, token
 from tests.support.nats import PrivateNats, role_env
 from tests.support.storm import Replay, publish_session, replay, stalled_reader
@@ -116,6 +119,79 @@ async def test_replays_of_one_session_read_each_batch_once(
     assert reads + shared >= asks
     # Full batches are read once; the last one at most once per client that came later.
     assert shared >= asks - (3 + clients), (reads, shared)
+
+
+async def test_replays_one_after_another_share_the_last_batch_until_the_topic_hears_more(
+    narrow_gateway: GatewayProcess, js: JetStreamContext, session_id: str
+) -> None:
+    """Replays of a finished session that arrive one after another (as browsers retrying
+    with jitter do) share the last batch read while the session's topic has heard nothing
+    newer; once it has, the next replay reads again and gets the new event. (A gateway of
+    its own: after another test's storm, its quiet hook may drop the shared batches.)"""
+    gateway = narrow_gateway
+    count = 2 * BATCH + 5  # two full batches and a last one
+    await publish_session(js, session_id, count)
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=GUARD_S) as client,
+        # A live viewer keeps the session's topic open, as a dashboard does.
+        client.stream(
+            "GET", f"/v1/sessions/{session_id}/events", params={"from": "now"}, headers=auth()
+        ) as live,
+    ):
+        assert live.status_code == 200
+        first = await replay(client, session_id, count, headers=auth())
+        reads = gateway.metric("agentcast_gateway_replay_reads_total")
+        later = [await replay(client, session_id, count, headers=auth()) for _ in range(3)]
+        shared_reads = gateway.metric("agentcast_gateway_replay_reads_total") - reads
+
+        datas = [TextDeltaData(index=0, text="one more")]
+        await publish_events(js, build_events(session_id, datas, first_seq=count + 1))
+        lines = live.aiter_lines()  # kept: closing it would end the viewer, and the topic
+        async with asyncio.timeout(GUARD_S):  # hang guard
+            while not (line := await anext(lines)).startswith("data: ") or (
+                json.loads(line[6:])["seq"] != count + 1
+            ):
+                pass  # until the topic has heard it
+        reads = gateway.metric("agentcast_gateway_replay_reads_total")
+        after = await replay(client, session_id, count + 1, headers=auth(), timeout=GUARD_S)
+        fresh_reads = gateway.metric("agentcast_gateway_replay_reads_total") - reads
+
+    for seen in [first, *later]:
+        assert seen.seqs == list(range(1, count + 1))
+    assert shared_reads == 0  # each came after the last read, and still shared it
+    assert after.seqs == list(range(1, count + 2))  # the new event, exactly once
+    assert fresh_reads >= 1
+
+
+async def test_a_last_batch_serves_later_replays_only_as_far_as_their_topic_heard() -> None:
+    """Pure asyncio: the sharing rule itself (gateway/readcache.py), tick by tick."""
+    shared = SharedBatches(Stats())
+    frame = Frame(seq=7, session="s", type="text.delta", payload=b"x")
+    last = Batch([frame], pending=0)
+    reads = 0
+
+    async def read() -> Batch:
+        nonlocal reads
+        reads += 1
+        return last
+
+    key = ("s", 5, 10, 1000)
+    topic_mark = shared.mark()  # the topic subscribed
+    first = shared.mark()  # a replay attached
+    assert await shared.get(key, first, read, live_mark=topic_mark, live_seen=0) is last
+    later = shared.mark()  # another attached after that read was sent
+    assert await shared.get(key, later, read) is last and reads == 2  # its own tick: read again
+    latest = shared.mark()
+    # The topic had heard up to 7 (the batch's reach) when it attached: shared.
+    assert await shared.get(key, latest, read, live_mark=topic_mark, live_seen=7) is last
+    assert reads == 2
+    # The topic had heard seq 8: the batch no longer reaches it.
+    assert await shared.get(key, shared.mark(), read, live_mark=topic_mark, live_seen=8) is last
+    assert reads == 3
+    # A topic that subscribed after the read was sent may have missed what came in between.
+    newer_topic = shared.mark()
+    assert await shared.get(key, shared.mark(), read, live_mark=newer_topic, live_seen=0) is last
+    assert reads == 4
 
 
 async def test_a_stalled_nats_gets_json_503s_not_hangs(
