@@ -42,9 +42,9 @@ ARRIVE_S: Final = 2.0
 """A request let in counts against the line until its replay reaches it, or this long."""
 FIRST_BYTES_S: Final = 1.0
 """A connection silent this long goes on to the HTTP protocol (and its head timeout)."""
-TICK_S: Final = 0.02
+TICK_S: Final = 0.01
 """How often the lot looks at the line while connections are parked."""
-LET_IN_MAX: Final = 16
+LET_IN_MAX: Final = 8
 """At most this many go on per tick: each is parsed, routed and started in the next loop
 turns, and hundreds at once would hold /healthz and live delivery behind them."""
 
