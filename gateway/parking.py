@@ -42,11 +42,13 @@ ARRIVE_S: Final = 2.0
 """A request let in counts against the line until its replay reaches it, or this long."""
 FIRST_BYTES_S: Final = 1.0
 """A connection silent this long goes on to the HTTP protocol (and its head timeout)."""
-TICK_S: Final = 0.01
+TICK_S: Final = 0.005
 """How often the lot looks at the line while connections are parked."""
-LET_IN_MAX: Final = 8
-"""At most this many go on per tick: each is parsed, routed and started in the next loop
-turns, and hundreds at once would hold /healthz and live delivery behind them."""
+LET_IN_MAX: Final = 4
+"""At most this many go on per tick (800 a second per process, more than a process
+routes): each is parsed, routed and started in the next loop turn, ~1 ms of CPU, and a
+burst of them holds /healthz and live delivery behind it (16 per 20 ms: /healthz p99
+87-106 ms in a 5,000-client storm; 4 per 5 ms: 75-89 ms; bench/README.md)."""
 
 _REPLAY_HEAD: Final = re.compile(rb"GET /v1/(?:sessions/[^/?\s]+/)?events(?:[?\s])")
 _LIVE_ONLY: Final = re.compile(rb"[?&]from=now(?:[&\s])")
