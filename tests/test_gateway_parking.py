@@ -27,7 +27,7 @@ REPLAY = b"GET /v1/sessions/s1/events?from=start HTTP/1.1\r\nhost: gw\r\n\r\n"
 PROBE = b"GET /healthz HTTP/1.1\r\nhost: gw\r\n\r\n"
 GUARD_S = 10.0
 SETTLE_S = 0.3
-"""Fifteen of the lot's ticks: long enough for it to let in anything it would."""
+"""Sixty of the lot's ticks: long enough for it to let in anything it would."""
 
 
 @dataclass

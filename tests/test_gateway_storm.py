@@ -12,8 +12,10 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import httpx
@@ -39,20 +41,49 @@ BATCH = 16
 GUARD_S = 60.0
 
 
-@pytest.fixture
-def narrow_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
-    env = {
-        **role_env(nats_server, "gateway"),
+@contextmanager
+def _narrow(nats_server: EmbeddedNats, tmp_path: Path, **env: str) -> Iterator[GatewayProcess]:
+    narrow = {
         "AGENTCAST_REPLAY_CONCURRENCY": "1",
         "AGENTCAST_REPLAY_QUEUE": str(QUEUE),
         "AGENTCAST_REPLAY_BATCH": str(BATCH),
     }
+    env = {**role_env(nats_server, "gateway"), **narrow, **env}
     proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
     proc.start()
     try:
         yield proc
     finally:
         proc.stop()
+
+
+@pytest.fixture
+def narrow_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
+    with _narrow(nats_server, tmp_path) as proc:
+        yield proc
+
+
+@asynccontextmanager
+async def _slot_held(
+    gw: GatewayProcess, js: JetStreamContext, session_id: str
+) -> AsyncIterator[socket.socket]:
+    """The gateway's one replay slot, held by a client that never reads: the line forms
+    behind it until the holder is closed."""
+    big = session_id + "_big"
+    await publish_session(js, big, HOLDER_EVENTS, size=2000)
+    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
+    try:
+        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
+        yield holder
+    finally:
+        holder.close()
+
+
+def _replays(client: httpx.AsyncClient, session_id: str, count: int) -> list[asyncio.Task[Replay]]:
+    return [
+        asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
+        for _ in range(count)
+    ]
 
 
 async def _until(predicate: object, what: str) -> None:
@@ -67,25 +98,16 @@ async def test_a_storm_past_the_admission_bound_completes_exactly_once(
 ) -> None:
     gw = narrow_gateway
     await publish_session(js, session_id, EVENTS)
-    big = session_id + "_big"
-    await publish_session(js, big, HOLDER_EVENTS, size=2000)
-    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
-    try:
-        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
-        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
-            queued = [
-                asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
-                for _ in range(QUEUE)
-            ]
-            await _until(
-                lambda: gw.metric("agentcast_gateway_replays_waiting") == QUEUE, "line full"
-            )
-            # One more than the line holds: told the truth, with a spread retry delay.
-            refused = await replay(client, session_id, EVENTS, headers=auth())
-            holder.close()
-            done = await asyncio.gather(*queued)
-    finally:
+    async with (
+        _slot_held(gw, js, session_id) as holder,
+        httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client,
+    ):
+        queued = _replays(client, session_id, QUEUE)
+        await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == QUEUE, "line full")
+        # One more than the line holds: told the truth, with a spread retry delay.
+        refused = await replay(client, session_id, EVENTS, headers=auth())
         holder.close()
+        done = await asyncio.gather(*queued)
 
     assert refused.ended and refused.seqs == []
     assert any(c.startswith("replays busy") for c in refused.comments), refused.comments
@@ -319,19 +341,8 @@ PARK_AT = 4
 
 @pytest.fixture
 def parking_gateway(nats_server: EmbeddedNats, tmp_path: Path) -> Iterator[GatewayProcess]:
-    env = {
-        **role_env(nats_server, "gateway"),
-        "AGENTCAST_REPLAY_CONCURRENCY": "1",
-        "AGENTCAST_REPLAY_QUEUE": str(QUEUE),
-        "AGENTCAST_REPLAY_BATCH": str(BATCH),
-        "AGENTCAST_REPLAY_PARK_AT": str(PARK_AT),
-    }
-    proc = GatewayProcess(nats_server.url, tmp_path / "gw", env=env)
-    proc.start()
-    try:
+    with _narrow(nats_server, tmp_path, AGENTCAST_REPLAY_PARK_AT=str(PARK_AT)) as proc:
         yield proc
-    finally:
-        proc.stop()
 
 
 async def test_replays_past_the_park_line_wait_parked_and_still_complete_exactly_once(
@@ -339,43 +350,32 @@ async def test_replays_past_the_park_line_wait_parked_and_still_complete_exactly
 ) -> None:
     gw = parking_gateway
     await publish_session(js, session_id, EVENTS)
-    big = session_id + "_big"
-    await publish_session(js, big, HOLDER_EVENTS, size=2000)
-    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
-    try:
-        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
-        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
 
-            def line() -> tuple[float, float]:
-                parked = gw.metric("agentcast_gateway_connections_parked")
-                return gw.metric("agentcast_gateway_replays_waiting"), parked
+    def line() -> tuple[float, float]:
+        parked = gw.metric("agentcast_gateway_connections_parked")
+        return gw.metric("agentcast_gateway_replays_waiting"), parked
 
-            def replays(count: int) -> list[asyncio.Task[Replay]]:
-                return [
-                    asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
-                    for _ in range(count)
-                ]
-
-            # The line first (a request is parked once the line is long when it arrives).
-            queued = replays(PARK_AT)
-            await _until(lambda: line() == (PARK_AT, 0), "line full")
-            queued += replays(QUEUE - PARK_AT)
-            await _until(lambda: line() == (PARK_AT, QUEUE - PARK_AT), "lot full")
-            # While replays are parked: probes, the API and live-only streams go on at once.
-            assert (await client.get("/healthz")).status_code == 200
-            assert (await client.get("/v1/sessions", headers=auth())).status_code == 200
-            async with client.stream(
-                "GET", f"/v1/sessions/{session_id}/events", params={"from": "now"},
-                headers=auth(),
-            ) as live:  # fmt: skip
-                assert live.status_code == 200
-            # Parked replays count towards the queue bound: one more is told to retry later.
-            refused = await replay(client, session_id, EVENTS, headers=auth())
-            assert line() == (PARK_AT, QUEUE - PARK_AT)
-            holder.close()
-            done = await asyncio.gather(*queued)
-    finally:
+    async with (
+        _slot_held(gw, js, session_id) as holder,
+        httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client,
+    ):
+        # The line first (a request is parked once the line is long when it arrives).
+        queued = _replays(client, session_id, PARK_AT)
+        await _until(lambda: line() == (PARK_AT, 0), "line full")
+        queued += _replays(client, session_id, QUEUE - PARK_AT)
+        await _until(lambda: line() == (PARK_AT, QUEUE - PARK_AT), "lot full")
+        # While replays are parked: probes, the API and live-only streams go on at once.
+        assert (await client.get("/healthz")).status_code == 200
+        assert (await client.get("/v1/sessions", headers=auth())).status_code == 200
+        async with client.stream(
+            "GET", f"/v1/sessions/{session_id}/events", params={"from": "now"}, headers=auth()
+        ) as live:
+            assert live.status_code == 200
+        # Parked replays count towards the queue bound: one more is told to retry later.
+        refused = await replay(client, session_id, EVENTS, headers=auth())
+        assert line() == (PARK_AT, QUEUE - PARK_AT)
         holder.close()
+        done = await asyncio.gather(*queued)
 
     assert any(c.startswith("replays busy") for c in refused.comments), refused.comments
     for seen in done:
@@ -390,27 +390,16 @@ async def test_parked_replays_are_told_the_truth_when_the_gateway_stops(
 ) -> None:
     gw = parking_gateway
     await publish_session(js, session_id, EVENTS)
-    big = session_id + "_big"
-    await publish_session(js, big, HOLDER_EVENTS, size=2000)
-    holder = stalled_reader(gw.port, f"/v1/sessions/{big}/events", token())
-    try:
-        await _until(lambda: gw.metric("agentcast_gateway_replays_active") == 1, "slot held")
-        async with httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client:
-
-            def replays(count: int) -> list[asyncio.Task[Replay]]:
-                return [
-                    asyncio.create_task(replay(client, session_id, EVENTS, headers=auth()))
-                    for _ in range(count)
-                ]
-
-            queued = replays(PARK_AT)
-            await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == PARK_AT, "line")
-            queued += replays(6)
-            await _until(lambda: gw.metric("agentcast_gateway_connections_parked") == 6, "parked")
-            gw.terminate()
-            done = await asyncio.gather(*queued)
-    finally:
-        holder.close()
+    async with (
+        _slot_held(gw, js, session_id),
+        httpx.AsyncClient(base_url=gw.url, timeout=GUARD_S) as client,
+    ):
+        queued = _replays(client, session_id, PARK_AT)
+        await _until(lambda: gw.metric("agentcast_gateway_replays_waiting") == PARK_AT, "line")
+        queued += _replays(client, session_id, 6)
+        await _until(lambda: gw.metric("agentcast_gateway_connections_parked") == 6, "parked")
+        gw.terminate()
+        done = await asyncio.gather(*queued)
     # Every client, parked or in line, gets an answer that ends: the truth and a retry hint.
     for seen in done:
         assert seen.ended and any("gateway restarting" in c for c in seen.comments), seen
