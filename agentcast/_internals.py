@@ -24,7 +24,7 @@ resume and slow-client tests that way.
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `Client._send_command`, `_flush_queue`, `_flush_pending` and `nats.protocol.command.hpub_cmd`: a publish whose headers are already bytes (`send_hpub`; `can_send_hpub` says whether this nats-py has them) | producer/fastpub.py | nats-py 2.16 |
 | `Subscription._pending_queue`: the queue of a callback-less subscription, read in bursts (`pending_queue`) | consumers/pull.py, consumers/buckets.py | nats-py 2.9 - 2.16 |
-| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.url`, `.parser`, `.pipeline`, `.transport`, `.loop`, `.cycle`, `.connections`, `.tasks`, to bound request heads and bodies, time out slow heads and answer `/healthz` without a task; uvicorn has no header size limit or header timeout for httptools. Its `.pipeline` deque, `.cycle.message_event` and `.flow._is_writable_event` are replaced by list-backed ones (`_Pipeline`, `_SlimEvent`, relying on asyncio.Event's `_waiters` and `_value`, checked on CPython 3.11): 2.2 KB less per waiting connection; the server's `.connections` and `.tasks` sets are shrunk in place once a crowd has gone (`agentcast/memory.py`) | gateway/server.py | uvicorn 0.54 |
+| `HttpToolsProtocol` subclassed (`guarded_http`): its parser callbacks (`on_message_begin`, `on_headers_complete`, `on_body`), `timeout_keep_alive_handler`, `.headers`, `.url`, `.parser`, `.pipeline`, `.transport`, `.loop`, `.cycle`, `.connections`, `.tasks`, to bound request heads and bodies, time out slow heads and answer `/healthz` without a task; uvicorn has no header size limit or header timeout for httptools. Its `.pipeline` deque, `.cycle.message_event` and `.flow._is_writable_event` are replaced by list-backed ones (`_Pipeline`, `_SlimEvent`, relying on asyncio.Event's `_waiters` and `_value`, checked on CPython 3.11): 2.2 KB less per waiting connection; the server's `.connections` and `.tasks` sets are given to `shrink` as connections close (`agentcast/memory.py`) | gateway/server.py | uvicorn 0.54 |
 
 `guarded_http` is not part of the fast path: with it off the server still
 bounds heads, bodies and slow clients.
@@ -53,8 +53,6 @@ from nats.aio.subscription import Subscription
 from nats.protocol import command
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import STARTUP_FAILURE  # type: ignore[attr-defined]
-
-from agentcast.memory import compact_set
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +261,9 @@ class _HeadState:
         self.timer: asyncio.TimerHandle | None = None
 
 
-def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
+def guarded_http(
+    limits: HeadLimits, *, shrink: Callable[[set[Any]], None] = lambda _: None
+) -> type[asyncio.Protocol]:
     """uvicorn's httptools protocol with a bounded request head and body, and a head timeout.
 
     A request head (request line and headers) over `head_bytes` and a body
@@ -280,6 +280,9 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
     requests at once) that put its p99 over 100 ms (bench/README.md, storm).
     Only when no other request of the connection is in flight, so pipelined
     answers keep their order; the connection is then closed, as a probe expects.
+
+    As each connection closes, `shrink` is given the server's sets of connections and
+    tasks, which CPython never shrinks by itself (agentcast/memory.py's `compact_set`).
     """
 
     class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -299,8 +302,8 @@ def guarded_http(limits: HeadLimits) -> type[asyncio.Protocol]:
         def connection_lost(self, exc: Exception | None) -> None:
             self._stop_timer()
             super().connection_lost(exc)
-            compact_set(self.connections)
-            compact_set(self.tasks)
+            shrink(self.connections)
+            shrink(self.tasks)
 
         def data_received(self, data: bytes) -> None:
             head = self._head

@@ -27,6 +27,7 @@ import uvicorn
 
 from agentcast._internals import HeadLimits, StreamingServer, guarded_http
 from agentcast.logs import redact_handlers
+from agentcast.memory import compact_set
 from agentcast.settings import Settings
 from gateway.accept import Acceptor
 from gateway.app import GatewayApp, create_app
@@ -48,7 +49,7 @@ def config_for(app: GatewayApp, settings: Settings, *, log_level: str = "info") 
         app,
         host=settings.host,
         port=settings.port,
-        http=guarded_http(limits),
+        http=guarded_http(limits, shrink=compact_set),
         h11_max_incomplete_event_size=settings.max_header_bytes,
         timeout_keep_alive=max(1, round(settings.idle_timeout_s)),
         ws="websockets-sansio",
