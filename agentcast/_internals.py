@@ -21,6 +21,7 @@ resume and slow-client tests that way.
 | the connection's protocol is wrapped with `transport.set_protocol` to hear `connection_lost` (`Watch`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
 | HTTP/1.1 chunks and WebSocket frame headers written by hand (`http_chunk`, `ws_frame`): uvicorn chose chunked encoding when the headers went out without a length, and sends no per-message deflate (`ws_per_message_deflate=False`) | gateway/frames.py, gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `uvicorn.Server.startup` / `shutdown` overridden (`StreamingServer`): uvicorn has no hook between "stop accepting" and "wait for connections", and never-ending streams must be told to end there; its startup is rewritten for given sockets (`lifespan`, `server_state`, `config.http_protocol_class`, `servers`, `started`, `STARTUP_FAILURE`) so the gateway accepts its own connections (gateway/accept.py's `Acceptor` is a `Listener` and touches no uvicorn part) | gateway/server.py | uvicorn 0.30 - 0.54 |
+| a connection read first by the door's own protocol is handed to uvicorn's afterwards (`hand_over`: `transport.set_protocol`, then `connection_made` and `data_received` with the bytes read) | gateway/parking.py | uvicorn 0.54 |
 | after `transport.abort()`, two loop turns let uvicorn run `connection_lost` before the app returns (`let_server_see_loss`) | gateway/sink.py | uvicorn 0.30 - 0.54 |
 | `Client._send_command`, `_flush_queue`, `_flush_pending` and `nats.protocol.command.hpub_cmd`: a publish whose headers are already bytes (`send_hpub`; `can_send_hpub` says whether this nats-py has them) | producer/fastpub.py | nats-py 2.16 |
 | `Subscription._pending_queue`: the queue of a callback-less subscription, read in bursts (`pending_queue`) | consumers/pull.py, consumers/buckets.py | nats-py 2.9 - 2.16 |
@@ -177,6 +178,16 @@ class Watch(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self._on_lost()
         self._inner.connection_lost(exc)
+
+
+def hand_over(transport: asyncio.Transport, protocol: asyncio.Protocol, read: bytes) -> None:
+    """Give a connection already open, and what it has sent so far, to the server's protocol:
+    uvicorn's protocol is told `connection_made` late and then hears those bytes, as if it
+    had read them itself."""
+    transport.set_protocol(protocol)
+    protocol.connection_made(transport)
+    if read:
+        protocol.data_received(read)
 
 
 async def let_server_see_loss() -> None:

@@ -34,6 +34,7 @@ import re
 from collections.abc import Callable
 from typing import Final, cast
 
+from agentcast._internals import hand_over
 from gateway.admission import ARRIVING
 from gateway.telemetry import Stats
 
@@ -207,12 +208,8 @@ class _FirstBytes(asyncio.Protocol):
         if protocols is None or transport is None or transport.is_closing():
             return
         self._stop_timer()
-        protocol = protocols()
-        transport.set_protocol(protocol)
-        protocol.connection_made(transport)
-        if self._head:
-            head, self._head = self._head, b""
-            protocol.data_received(head)
+        head, self._head = self._head, b""
+        hand_over(transport, protocols(), head)
         if self._parked:
             self._parked = False
             transport.resume_reading()
